@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian packages mpsearch needs (non-interactive; does nothing for packages already
+# installed) and builds everything into build/ (Release).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  cmake g++ make
+  libdnnl-dev ocl-icd-opencl-dev   # oneDNN; its CMake config needs the OpenCL headers
+  libtbb-dev
+  libboost-program-options-dev
+  libyaml-cpp-dev
+  nlohmann-json3-dev
+  doctest-dev
+  libonnx-dev libprotobuf-dev
+  zlib1g-dev
+  dataset-fashion-mnist
+  gnuplot-nox
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j "$(nproc)"

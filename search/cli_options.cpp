@@ -1,0 +1,30 @@
+#include "search/cli_options.h"
+
+#include "evaluator/error.h"
+
+#include <ostream>
+
+namespace mps::cli {
+
+bool parse_options(int argc, char** argv, const po::options_description& options,
+                   po::variables_map& values, std::ostream& out) {
+    const std::string command = argc > 0 ? argv[0] : "mpsearch";
+    try {
+        po::store(po::command_line_parser(argc, argv).options(options).run(), values);
+        if (values.count("help")) {
+            out << "usage: mpsearch " << command << " [options]\n" << options;
+            return false;
+        }
+        po::notify(values);
+    } catch (const po::error& e) {
+        throw Error(std::string(e.what()) + " (see 'mpsearch " + command + " --help')");
+    }
+    return true;
+}
+
+void require_positive(long long value, const std::string& flag) {
+    if (value <= 0)
+        throw Error("--" + flag + " must be positive, got " + std::to_string(value));
+}
+
+} // namespace mps::cli
