@@ -1,0 +1,76 @@
+#pragma once
+// Internals of TrainNetwork (evaluator/train_network.h): the per-node compilation of a graph into
+// oneDNN primitives. Not for use outside train_network.cpp and train_layers.cpp.
+#include "evaluator/train_network.h"
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace mps {
+
+// One primitive with its arguments, ready to execute.
+struct TrainStep {
+    dnnl::primitive primitive;
+    std::unordered_map<int, dnnl::memory> args;
+};
+
+// A compiled node: what forward and backward execute, in order.
+struct TrainLayer {
+    std::string node;
+    std::string output; // the value it writes
+    std::vector<TrainStep> forward;
+    std::vector<TrainStep> backward;
+    // Runs on the host after the forward steps finished (batch norm running statistics).
+    std::function<void()> after_forward;
+};
+
+// A value of the graph: its activation memory and, in training, one gradient memory per reader
+// ("slot"). Slot 0 receives the sum of all slots before the producer's backward reads it.
+struct TrainValue {
+    std::vector<int64_t> dims; // with the batch dimension
+    dnnl::memory value;
+    std::vector<dnnl::memory> diffs;
+    int readers = 0;   // nodes reading it, plus the loss for the graph output
+    int next_slot = 0;
+    bool needs_grad = false;
+};
+
+// Shared state while compiling a graph.
+struct TrainBuild {
+    dnnl::engine engine;
+    NetworkMode mode;
+    int64_t batch = 0;
+    std::string input;
+    std::map<std::string, TrainValue> values;
+    std::vector<TrainParameter>* parameters = nullptr;
+
+    bool training() const { return mode == NetworkMode::training; }
+    TrainValue& at(const std::string& name);
+    dnnl::memory value(const std::string& name) { return at(name).value; }
+    dnnl::memory::desc desc(const std::string& name) { return at(name).value.get_desc(); }
+    // Allocates the activation (and gradient slots) of a value a node writes.
+    dnnl::memory define(const std::string& name, const dnnl::memory::desc& desc,
+                        std::vector<int64_t> dims);
+    // The gradient memory the next reader of `name` writes into (scratch when the value needs
+    // no gradient).
+    dnnl::memory diff_slot(const std::string& name);
+    // Slot 0: the summed gradient of a node's output.
+    dnnl::memory diff(const std::string& name) { return at(name).diffs.at(0); }
+    // Adds a parameter (zero-filled; TrainNetwork::load fills it) and returns a copy of its handle.
+    TrainParameter add_parameter(const Node& node, Tensor Node::*field,
+                                 const dnnl::memory::desc& internal,
+                                 const dnnl::memory::desc& plain, bool trainable, bool decay);
+    dnnl::memory zeros(const dnnl::memory::desc& desc) const;
+};
+
+dnnl::memory::desc plain_desc(const std::vector<int64_t>& dims);
+
+// Compiles one node. Throws mps::Error naming the node when it cannot.
+TrainLayer build_train_layer(TrainBuild& build, const Node& node);
+
+} // namespace mps

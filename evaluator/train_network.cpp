@@ -1,0 +1,168 @@
+#include "evaluator/train_network.h"
+
+#include "evaluator/error.h"
+#include "evaluator/train_layers.h"
+
+#include <cstring>
+
+namespace mps {
+
+using dnnl::memory;
+
+TrainNetwork::TrainNetwork(const Graph& graph, int64_t batch, NetworkMode mode,
+                           bool input_gradient)
+    : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_), mode_(mode), batch_(batch),
+      build_(std::make_unique<TrainBuild>()), input_(graph.input), output_(graph.output) {
+    if (batch < 1) throw Error("trainer: batch size must be positive");
+    if (graph.input_shape.empty()) throw Error("trainer: the graph has no input shape");
+    TrainBuild& b = *build_;
+    b.engine = engine_;
+    b.mode = mode;
+    b.batch = batch;
+    b.input = graph.input;
+    b.parameters = &parameters_;
+    const bool training = mode == NetworkMode::training;
+
+    // Count readers first so every value gets one gradient slot per reader.
+    for (const Node& node : graph.nodes)
+        for (const std::string& v : node.inputs) ++b.values[v].readers;
+    for (const Node& node : graph.nodes) {
+        TrainValue& v = b.values[node.output];
+        v.needs_grad = training;
+    }
+    TrainValue& out = b.values[graph.output];
+    ++out.readers;      // the loss
+    out.next_slot = 1;  // ... owns slot 0
+
+    std::vector<int64_t> input_dims{batch};
+    input_dims.insert(input_dims.end(), graph.input_shape.begin(), graph.input_shape.end());
+    b.values[graph.input].needs_grad = training && input_gradient;
+    b.define(graph.input, plain_desc(input_dims), input_dims);
+
+    for (const Node& node : graph.nodes)
+        layers_.push_back(std::make_unique<TrainLayer>(build_train_layer(b, node)));
+    if (!b.values[graph.output].value)
+        throw Error("trainer: graph output '" + graph.output + "' is not produced by any node");
+
+    output_dims_ = b.at(graph.output).dims;
+    const memory::desc plain = plain_desc(output_dims_);
+    output_plain_ = b.value(graph.output);
+    if (output_plain_.get_desc() != plain) {
+        output_plain_ = b.zeros(plain);
+        output_reorder_ = dnnl::reorder(b.value(graph.output), output_plain_);
+    }
+    if (training) {
+        diff_output_plain_ = b.diff(graph.output);
+        if (diff_output_plain_.get_desc() != plain) {
+            diff_output_plain_ = b.zeros(plain);
+            diff_output_reorder_ = dnnl::reorder(diff_output_plain_, b.diff(graph.output));
+        }
+    }
+    load(graph);
+}
+
+TrainNetwork::~TrainNetwork() = default;
+
+void TrainNetwork::forward(const float* images) {
+    const memory input = build_->value(input_);
+    std::memcpy(input.get_data_handle(), images, input.get_desc().get_size());
+    for (const auto& layer : layers_)
+        for (const TrainStep& step : layer->forward) step.primitive.execute(stream_, step.args);
+    if (output_reorder_)
+        output_reorder_.execute(stream_, {{DNNL_ARG_FROM, build_->value(output_)}, {DNNL_ARG_TO, output_plain_}});
+    stream_.wait();
+    if (mode_ == NetworkMode::training)
+        for (const auto& layer : layers_)
+            if (layer->after_forward) layer->after_forward();
+}
+
+const float* TrainNetwork::output() const {
+    return static_cast<const float*>(output_plain_.get_data_handle());
+}
+
+void TrainNetwork::sum_gradients(const std::string& value) {
+    const TrainValue& v = build_->at(value);
+    if (v.diffs.size() < 2) return;
+    stream_.wait();
+    float* sum = static_cast<float*>(v.diffs[0].get_data_handle());
+    const int64_t n = static_cast<int64_t>(v.diffs[0].get_desc().get_size() / sizeof(float));
+    for (size_t s = 1; s < v.diffs.size(); ++s) {
+        const float* add = static_cast<const float*>(v.diffs[s].get_data_handle());
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; ++i) sum[i] += add[i];
+    }
+}
+
+void TrainNetwork::backward(const float* diff_output) {
+    if (mode_ != NetworkMode::training)
+        throw Error("trainer: backward() on a network built for inference");
+    std::memcpy(diff_output_plain_.get_data_handle(), diff_output,
+                diff_output_plain_.get_desc().get_size());
+    if (diff_output_reorder_)
+        diff_output_reorder_.execute(
+            stream_, {{DNNL_ARG_FROM, diff_output_plain_}, {DNNL_ARG_TO, build_->diff(output_)}});
+    for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
+        sum_gradients((*it)->output);
+        for (const TrainStep& step : (*it)->backward) step.primitive.execute(stream_, step.args);
+    }
+    stream_.wait();
+    if (build_->at(input_).needs_grad) sum_gradients(input_);
+}
+
+const float* TrainNetwork::input_gradient() const {
+    const TrainValue& v = build_->at(input_);
+    if (!v.needs_grad) throw Error("trainer: network built without input gradients");
+    return static_cast<const float*>(v.diffs.at(0).get_data_handle());
+}
+
+namespace {
+
+template <typename G>
+auto& node_named(G& graph, const std::string& name) {
+    for (auto& n : graph.nodes)
+        if (n.name == name) return n;
+    throw Error("trainer: the graph has no node '" + name + "' (it must be the graph the "
+                "network was built from)");
+}
+
+} // namespace
+
+void TrainNetwork::load(const Graph& graph) {
+    for (const TrainParameter& p : parameters_) {
+        const Tensor& t = node_named(graph, p.node).*p.field;
+        if (static_cast<size_t>(t.numel()) * sizeof(float) != p.plain.get_size())
+            throw Error("trainer: node '" + p.node + "': parameter size does not match the network");
+        const memory user(p.plain, engine_, const_cast<float*>(t.data.data()));
+        dnnl::reorder(user, p.value).execute(stream_, {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, p.value}});
+    }
+    stream_.wait();
+}
+
+void TrainNetwork::store(Graph& graph) const {
+    for (const TrainParameter& p : parameters_) {
+        Tensor& t = node_named(graph, p.node).*p.field;
+        if (static_cast<size_t>(t.numel()) * sizeof(float) != p.plain.get_size())
+            throw Error("trainer: node '" + p.node + "': parameter size does not match the network");
+        memory user(p.plain, engine_, t.data.data());
+        dnnl::reorder(p.value, user).execute(stream_, {{DNNL_ARG_FROM, p.value}, {DNNL_ARG_TO, user}});
+    }
+    stream_.wait();
+}
+
+Tensor TrainNetwork::gradient(const std::string& node, Tensor Node::*field) const {
+    for (const TrainParameter& p : parameters_) {
+        if (p.node != node || p.field != field) continue;
+        if (!p.grad) throw Error("trainer: node '" + node + "': parameter has no gradient");
+        const memory::dims d = p.plain.dims();
+        std::vector<int64_t> dims(d.begin(), d.end());
+        if (dims.size() == 5) dims = {dims[0] * dims[1], dims[2], dims[3], dims[4]}; // goihw
+        Tensor t(dims);
+        memory user(p.plain, engine_, t.data.data());
+        dnnl::reorder(p.grad, user).execute(stream_, {{DNNL_ARG_FROM, p.grad}, {DNNL_ARG_TO, user}});
+        stream_.wait();
+        return t;
+    }
+    throw Error("trainer: node '" + node + "' has no such parameter");
+}
+
+} // namespace mps

@@ -1,0 +1,258 @@
+#include "evaluator/trainer.h"
+
+#include "evaluator/error.h"
+#include "evaluator/train_network.h"
+#include "evaluator/train_random.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+namespace mps {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+void check_data(const Graph& graph, const Dataset& data, const char* what) {
+    const std::vector<int64_t> shape{data.channels, data.height, data.width};
+    if (graph.input_shape != shape)
+        throw Error(std::string("trainer: the ") + what + " images are " +
+                    std::to_string(data.channels) + "x" + std::to_string(data.height) + "x" +
+                    std::to_string(data.width) + " but the graph reads " +
+                    std::to_string(graph.input_shape.size() == 3 ? graph.input_shape[0] : 0) +
+                    "x...; use a data set that matches the model");
+}
+
+// The learning rate of step `t` (0-based) out of `total`.
+double learning_rate(const TrainOptions& o, int64_t t, int64_t total, int64_t warmup) {
+    if (t < warmup) return o.lr * static_cast<double>(t + 1) / static_cast<double>(warmup);
+    if (!o.cosine || total <= warmup) return o.lr;
+    const double progress = static_cast<double>(t - warmup) / static_cast<double>(total - warmup);
+    return 0.5 * o.lr * (1.0 + std::cos(3.14159265358979323846 * progress));
+}
+
+// Optimizer state for one parameter: SGD uses `first` as velocity, Adam both moments.
+struct Slot {
+    std::vector<float> first, second;
+};
+
+class Optimizer {
+public:
+    Optimizer(const TrainOptions& o, std::vector<TrainParameter>& params) : o_(o), params_(params) {
+        if (o.optimizer != "sgd" && o.optimizer != "adam")
+            throw Error("trainer: unknown optimizer '" + o.optimizer + "'; use sgd or adam");
+        for (const TrainParameter& p : params_) {
+            Slot s;
+            if (p.trainable) {
+                s.first.assign(p.size(), 0.0f);
+                if (o.optimizer == "adam") s.second.assign(p.size(), 0.0f);
+            }
+            slots_.push_back(std::move(s));
+        }
+    }
+
+    void step(double lr) {
+        ++steps_;
+        for (size_t i = 0; i < params_.size(); ++i) {
+            const TrainParameter& p = params_[i];
+            if (!p.trainable) continue;
+            if (o_.optimizer == "sgd") sgd(p, slots_[i], static_cast<float>(lr));
+            else adam(p, slots_[i], lr);
+        }
+    }
+
+private:
+    void sgd(const TrainParameter& p, Slot& s, float lr) const {
+        float* w = p.data();
+        const float* g = p.grad_data();
+        float* v = s.first.data();
+        const float wd = p.decay ? static_cast<float>(o_.weight_decay) : 0.0f;
+        const float m = static_cast<float>(o_.momentum);
+        const bool nesterov = o_.nesterov;
+        const int64_t n = static_cast<int64_t>(p.size());
+#pragma omp parallel for schedule(static) if (n > 16384)
+        for (int64_t j = 0; j < n; ++j) {
+            const float grad = g[j] + wd * w[j];
+            v[j] = m * v[j] + grad;
+            w[j] -= lr * (nesterov ? grad + m * v[j] : v[j]);
+        }
+    }
+
+    void adam(const TrainParameter& p, Slot& s, double lr) const {
+        constexpr double beta1 = 0.9, beta2 = 0.999;
+        const float c1 = static_cast<float>(1.0 - std::pow(beta1, static_cast<double>(steps_)));
+        const float c2 = static_cast<float>(1.0 - std::pow(beta2, static_cast<double>(steps_)));
+        float* w = p.data();
+        const float* g = p.grad_data();
+        float* m = s.first.data();
+        float* v = s.second.data();
+        const float wd = p.decay ? static_cast<float>(o_.weight_decay) : 0.0f;
+        const float step = static_cast<float>(lr);
+        const int64_t n = static_cast<int64_t>(p.size());
+#pragma omp parallel for schedule(static) if (n > 16384)
+        for (int64_t j = 0; j < n; ++j) {
+            const float grad = g[j] + wd * w[j];
+            m[j] = 0.9f * m[j] + 0.1f * grad;
+            v[j] = 0.999f * v[j] + 0.001f * grad * grad;
+            w[j] -= step * (m[j] / c1) / (std::sqrt(v[j] / c2) + 1e-8f);
+        }
+    }
+
+    const TrainOptions& o_;
+    std::vector<TrainParameter>& params_;
+    std::vector<Slot> slots_;
+    int64_t steps_ = 0;
+};
+
+// Fashion-MNIST's normalized black: what a shifted image shows where it has no pixels.
+constexpr float background = (0.0f - 0.2860f) / 0.3530f;
+
+struct Augment {
+    int dy = 0, dx = 0;
+    bool flip = false;
+};
+
+// Copies image `src` into `dst`, shifted by (dy, dx) and optionally mirrored.
+void copy_augmented(const float* src, float* dst, int64_t channels, int64_t h, int64_t w,
+                    const Augment& a) {
+    for (int64_t c = 0; c < channels; ++c)
+        for (int64_t y = 0; y < h; ++y)
+            for (int64_t x = 0; x < w; ++x) {
+                const int64_t sy = y + a.dy;
+                const int64_t sx0 = x + a.dx;
+                const int64_t sx = a.flip ? w - 1 - sx0 : sx0;
+                const bool inside = sy >= 0 && sy < h && sx0 >= 0 && sx0 < w;
+                dst[(c * h + y) * w + x] = inside ? src[(c * h + sy) * w + sx] : background;
+            }
+}
+
+} // namespace
+
+double softmax_cross_entropy(const float* logits, const uint8_t* labels, int64_t n,
+                             int64_t classes, float* diff) {
+    double loss = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const float* z = logits + i * classes;
+        float* d = diff + i * classes;
+        const float zmax = *std::max_element(z, z + classes);
+        double sum = 0;
+        for (int64_t k = 0; k < classes; ++k) sum += std::exp(static_cast<double>(z[k] - zmax));
+        const int64_t label = labels[i];
+        loss += std::log(sum) - static_cast<double>(z[label] - zmax);
+        for (int64_t k = 0; k < classes; ++k) {
+            const double p = std::exp(static_cast<double>(z[k] - zmax)) / sum;
+            d[k] = static_cast<float>((p - (k == label ? 1.0 : 0.0)) / static_cast<double>(n));
+        }
+    }
+    return loss / static_cast<double>(n);
+}
+
+double evaluate_accuracy(const Graph& graph, const Dataset& data, int64_t batch, int64_t limit) {
+    check_data(graph, data, "evaluation");
+    const int64_t count = limit > 0 ? std::min(limit, data.count) : data.count;
+    if (count == 0) throw Error("trainer: no images to evaluate");
+    batch = std::min(batch, count);
+    int64_t correct = 0;
+    auto score = [&](TrainNetwork& net, int64_t first) {
+        net.forward(data.image(first));
+        const int64_t classes = net.output_dims().back();
+        const float* out = net.output();
+        for (int64_t i = 0; i < net.batch(); ++i) {
+            const float* z = out + i * classes;
+            const int64_t predicted = std::max_element(z, z + classes) - z; // first on ties
+            correct += predicted == data.labels[static_cast<size_t>(first + i)];
+        }
+    };
+    TrainNetwork net(graph, batch, NetworkMode::inference);
+    const int64_t full = count / batch;
+    for (int64_t b = 0; b < full; ++b) score(net, b * batch);
+    if (count % batch) {
+        TrainNetwork rest(graph, count % batch, NetworkMode::inference);
+        score(rest, full * batch);
+    }
+    return 100.0 * static_cast<double>(correct) / static_cast<double>(count);
+}
+
+void train(Graph& graph, const Dataset& train, const Dataset& validation,
+           const TrainOptions& o) {
+    check_data(graph, train, "training");
+    check_data(graph, validation, "validation");
+    if (o.epochs < 1) throw Error("trainer: epochs must be positive");
+    if (o.batch < 1 || o.batch > train.count)
+        throw Error("trainer: batch " + std::to_string(o.batch) + " must be between 1 and the " +
+                    std::to_string(train.count) + " training images");
+    if (!(o.lr > 0)) throw Error("trainer: the learning rate must be positive");
+
+    TrainNetwork net(graph, o.batch, NetworkMode::training);
+    Optimizer optimizer(o, net.parameters());
+    const int64_t classes = net.output_dims().back();
+    const int64_t image_size = train.image_size();
+    const int64_t steps_per_epoch = train.count / o.batch;
+    const int64_t total_steps = steps_per_epoch * o.epochs;
+    const int64_t warmup = std::min<int64_t>(
+        total_steps, static_cast<int64_t>(std::llround(o.warmup_epochs * steps_per_epoch)));
+
+    std::mt19937_64 rng(o.seed);
+    std::vector<int64_t> order(static_cast<size_t>(train.count));
+    std::vector<float> images(static_cast<size_t>(o.batch * image_size));
+    std::vector<uint8_t> labels(static_cast<size_t>(o.batch));
+    std::vector<float> diff(static_cast<size_t>(o.batch * classes));
+    std::vector<Augment> augments(static_cast<size_t>(o.batch));
+    int64_t step = 0;
+
+    for (int epoch = 1; epoch <= o.epochs; ++epoch) {
+        const auto start = Clock::now();
+        std::iota(order.begin(), order.end(), int64_t{0});
+        random_shuffle(rng, order.data(), order.size());
+        double loss_sum = 0;
+        double lr = o.lr;
+        for (int64_t b = 0; b < steps_per_epoch; ++b, ++step) {
+            // Draw augmentation choices sequentially (deterministic), copy in parallel.
+            for (Augment& a : augments) {
+                if (!o.augment) break;
+                a.dy = static_cast<int>(random_index(rng, 5)) - 2;
+                a.dx = static_cast<int>(random_index(rng, 5)) - 2;
+                a.flip = random_index(rng, 2) == 1;
+            }
+#pragma omp parallel for schedule(static)
+            for (int64_t i = 0; i < o.batch; ++i) {
+                const int64_t index = order[static_cast<size_t>(b * o.batch + i)];
+                labels[static_cast<size_t>(i)] = train.labels[static_cast<size_t>(index)];
+                copy_augmented(train.image(index), images.data() + i * image_size,
+                               train.channels, train.height, train.width,
+                               augments[static_cast<size_t>(i)]);
+            }
+            net.forward(images.data());
+            const double loss =
+                softmax_cross_entropy(net.output(), labels.data(), o.batch, classes, diff.data());
+            if (!std::isfinite(loss))
+                throw Error("trainer: the loss became " + std::to_string(loss) + " in epoch " +
+                            std::to_string(epoch) + "; lower the learning rate");
+            loss_sum += loss;
+            net.backward(diff.data());
+            lr = learning_rate(o, step, total_steps, warmup);
+            optimizer.step(lr);
+        }
+        const double train_seconds = seconds_since(start);
+        net.store(graph);
+        EpochReport report;
+        report.epoch = epoch;
+        report.train_loss = loss_sum / static_cast<double>(steps_per_epoch);
+        report.validation_accuracy = evaluate_accuracy(graph, validation, 500, o.validation_limit);
+        report.images_per_second =
+            static_cast<double>(steps_per_epoch * o.batch) / std::max(train_seconds, 1e-9);
+        report.seconds = seconds_since(start);
+        report.learning_rate = lr;
+        if (o.on_epoch) o.on_epoch(report);
+    }
+}
+
+} // namespace mps

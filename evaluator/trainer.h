@@ -1,0 +1,71 @@
+#pragma once
+// Training of a Graph (with batch_norm nodes) on a Dataset, all compute on oneDNN primitives
+// (evaluator/train_network.h), softmax cross-entropy loss.
+//
+// Per epoch: the train set is shuffled (std::mt19937_64(seed) and our own Fisher-Yates, so the
+// order is the same with every standard library), split into full batches (the last
+// train.count % batch images of the shuffled order sit that epoch out), each batch optionally
+// augmented (random shift by up to 2 pixels with background fill, horizontal flip), then one
+// optimizer step per batch. After each epoch the validation accuracy is measured in inference mode
+// (batch norm with its running statistics) and reported through on_epoch.
+//
+// Optimizers (PyTorch semantics): "sgd": v = momentum * v + g, w -= lr * (nesterov ? g +
+// momentum * v : v); "adam": beta1 0.9, beta2 0.999, eps 1e-8. Weight decay is L2 added to the
+// gradient of conv and fully connected weights only (not biases, not batch norm scale/shift).
+// Learning rate per step: linear warm-up from lr / warmup_steps to lr over warmup_epochs, then
+// cosine decay to 0 at the last step (or constant lr when cosine is false).
+//
+// Training is deterministic: the same graph, data, options and thread count give bit-identical
+// weights.
+#include "evaluator/dataset.h"
+#include "evaluator/graph.h"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace mps {
+
+struct EpochReport {
+    int epoch = 0;                    // 1-based
+    double train_loss = 0;            // mean cross-entropy over the epoch's batches
+    double validation_accuracy = 0;   // percent, inference mode
+    double images_per_second = 0;     // training throughput (forward + backward + update)
+    double seconds = 0;               // wall time of the epoch including validation
+    double learning_rate = 0;         // at the epoch's last step
+};
+
+struct TrainOptions {
+    int epochs = 10;
+    int64_t batch = 128;
+    std::string optimizer = "sgd"; // "sgd" or "adam"
+    double lr = 0.05;
+    double momentum = 0.9;
+    bool nesterov = true;
+    double weight_decay = 5e-4;
+    uint64_t seed = 1;
+    bool cosine = true;
+    double warmup_epochs = 0.5;
+    bool augment = false;
+    int64_t validation_limit = 0; // score only the first N validation images (0 = all)
+    std::function<void(const EpochReport&)> on_epoch;
+};
+
+// Trains `graph` in place: its conv / fully connected / batch_norm parameters and batch_norm
+// running statistics are updated. Throws mps::Error on bad options (unknown optimizer, batch
+// larger than the train set, data that does not match the graph's input shape) and when the loss
+// stops being finite ("lower the learning rate").
+void train(Graph& graph, const Dataset& train, const Dataset& validation,
+           const TrainOptions& options);
+
+// Top-1 accuracy in percent of `graph` (batch norm in inference mode, or folded) on the first
+// `limit` images of `data` (0 = all), computed with the trainer's own oneDNN forward.
+double evaluate_accuracy(const Graph& graph, const Dataset& data, int64_t batch = 256,
+                         int64_t limit = 0);
+
+// Mean softmax cross-entropy of `n` rows of `classes` logits against `labels`; writes its
+// gradient with respect to the logits, (softmax - onehot) / n, into `diff` (n * classes floats).
+double softmax_cross_entropy(const float* logits, const uint8_t* labels, int64_t n,
+                             int64_t classes, float* diff);
+
+} // namespace mps
