@@ -6,14 +6,6 @@
 #include "evaluator/onnx_io.h"
 #include "tests/graph_builders.h"
 
-// The onnx_proto target's definitions do not reach this binary (it links it only through
-// mpsearch_evaluator); Debian ships only the ONNX_ML flavour of the generated header.
-#ifndef ONNX_ML
-#define ONNX_ML 1
-#endif
-#ifndef ONNX_NAMESPACE
-#define ONNX_NAMESPACE onnx
-#endif
 #include <onnx/onnx_pb.h>
 
 #include <doctest/doctest.h>
@@ -222,12 +214,11 @@ public:
         auto* t = a->mutable_t();
         t->set_data_type(onnx::TensorProto::INT64);
         t->add_dims(static_cast<int64_t>(values.size()));
-        t->set_raw_data(std::string(reinterpret_cast<const char*>(values.data()), values.size() * 8));
+        t->set_raw_data(
+            std::string(reinterpret_cast<const char*>(values.data()), values.size() * 8));
     }
 
-    void output(const std::string& name) {
-        model_.mutable_graph()->add_output()->set_name(name);
-    }
+    void output(const std::string& name) { model_.mutable_graph()->add_output()->set_name(name); }
 
     onnx::ModelProto& model() { return model_; }
     std::string bytes() const { return model_.SerializeAsString(); }
@@ -268,7 +259,8 @@ struct TempDir {
 };
 
 void write_file(const std::string& path, const std::string& bytes) {
-    std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::ofstream(path, std::ios::binary)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 std::string read_file(const std::string& path) {
@@ -290,7 +282,8 @@ std::vector<Op> node_ops(const Graph& g) {
 
 } // namespace
 
-// ---- round trips ---------------------------------------------------------------------------------
+// ---- round trips
+// ---------------------------------------------------------------------------------
 
 TEST_CASE("onnx: export then import gives the identical graph, bit for bit") {
     Graph graph = every_op_graph();
@@ -307,7 +300,8 @@ TEST_CASE("onnx: a ResNet-like graph survives a round trip through a file, writt
     // Overwriting keeps no temporary file behind.
     export_onnx(graph, path);
     int files = 0;
-    for (const auto& entry : std::filesystem::directory_iterator(dir.path)) files += entry.is_regular_file();
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path))
+        files += entry.is_regular_file();
     CHECK(files == 1);
     CHECK(contains(error_of([&] { export_onnx(graph, dir.file("no/such/dir/x.onnx")); }),
                    "cannot write"));
@@ -339,29 +333,31 @@ TEST_CASE("onnx: export writes opset 13 with named nodes, a symbolic batch and B
         CHECK(g.node(i).name() == graph.nodes[static_cast<size_t>(i)].name);
         ops.push_back(g.node(i).op_type());
     }
-    CHECK(ops == std::vector<std::string>{"Conv", "BatchNormalization", "Clip", "Conv", "Relu", "Add",
-                                          "MaxPool", "AveragePool", "AveragePool", "Conv",
+    CHECK(ops == std::vector<std::string>{"Conv", "BatchNormalization", "Clip", "Conv", "Relu",
+                                          "Add", "MaxPool", "AveragePool", "AveragePool", "Conv",
                                           "GlobalAveragePool", "Clip", "Flatten", "Gemm"});
 }
 
-// ---- the PyTorch fixtures ------------------------------------------------------------------------
+// ---- the PyTorch fixtures
+// ------------------------------------------------------------------------
 
 TEST_CASE("onnx: the PyTorch model (opset 13, BN folded by PyTorch) imports as expected") {
     Graph g = import_onnx(data_dir + "pytorch_cnn.onnx");
     CHECK(g.input == "input");
     CHECK(g.input_shape == std::vector<int64_t>{1, 28, 28});
     CHECK(g.output == "logits");
-    CHECK(node_names(g) == std::vector<std::string>{
-                               "/features/features.0/Conv", "/features/features.2/Clip",
-                               "/features/features.3/Conv", "/features/features.5/Clip",
-                               "/features/features.6/Conv", "/features/features.7/Relu",
-                               "/features/features.8/MaxPool", "/features/features.9/Conv",
-                               "/features/features.10/Relu", "/features/features.11/Conv",
-                               "/features/features.12/Relu", "/features/features.13/GlobalAveragePool",
-                               "/flatten/Flatten", "/classifier/Gemm"});
+    CHECK(node_names(g) ==
+          std::vector<std::string>{
+              "/features/features.0/Conv", "/features/features.2/Clip", "/features/features.3/Conv",
+              "/features/features.5/Clip", "/features/features.6/Conv", "/features/features.7/Relu",
+              "/features/features.8/MaxPool", "/features/features.9/Conv",
+              "/features/features.10/Relu", "/features/features.11/Conv",
+              "/features/features.12/Relu", "/features/features.13/GlobalAveragePool",
+              "/flatten/Flatten", "/classifier/Gemm"});
     CHECK(node_ops(g) == std::vector<Op>{Op::conv, Op::clip, Op::conv, Op::clip, Op::conv, Op::relu,
                                          Op::max_pool, Op::conv, Op::relu, Op::conv, Op::relu,
-                                         Op::global_average_pool, Op::flatten, Op::fully_connected});
+                                         Op::global_average_pool, Op::flatten,
+                                         Op::fully_connected});
     const Node* depthwise = g.find_node("/features/features.3/Conv");
     REQUIRE(depthwise);
     CHECK(depthwise->groups == 16);
@@ -383,10 +379,10 @@ TEST_CASE("onnx: the PyTorch model (opset 13, BN folded by PyTorch) imports as e
 
 TEST_CASE("onnx: the opset 11 PyTorch variant keeps BN and Reshape; folding it matches PyTorch's") {
     Graph g = import_onnx(data_dir + "pytorch_cnn_opset11.onnx");
-    CHECK(node_ops(g) == std::vector<Op>{Op::conv, Op::batch_norm, Op::clip, Op::conv,
-                                         Op::batch_norm, Op::clip, Op::conv, Op::relu, Op::max_pool,
-                                         Op::conv, Op::relu, Op::conv, Op::relu,
-                                         Op::global_average_pool, Op::flatten, Op::fully_connected});
+    CHECK(node_ops(g) ==
+          std::vector<Op>{Op::conv, Op::batch_norm, Op::clip, Op::conv, Op::batch_norm, Op::clip,
+                          Op::conv, Op::relu, Op::max_pool, Op::conv, Op::relu, Op::conv, Op::relu,
+                          Op::global_average_pool, Op::flatten, Op::fully_connected});
     CHECK(g.nodes[14].name == "/Reshape");
     CHECK(g.nodes[1].epsilon == doctest::Approx(1e-5));
     fold_batch_norm(g);
@@ -400,11 +396,13 @@ TEST_CASE("onnx: the opset 11 PyTorch variant keeps BN and Reshape; folding it m
         CHECK(ours.weight.dims == theirs.weight.dims);
         CHECK(test::relative_max_diff(ours.weight.data.data(), theirs.weight) < 1e-5);
         CHECK(ours.bias.dims == theirs.bias.dims);
-        if (!theirs.bias.empty()) CHECK(test::relative_max_diff(ours.bias.data.data(), theirs.bias) < 1e-5);
+        if (!theirs.bias.empty())
+            CHECK(test::relative_max_diff(ours.bias.data.data(), theirs.bias) < 1e-5);
     }
 }
 
-// ---- hand-built ONNX idioms ----------------------------------------------------------------------
+// ---- hand-built ONNX idioms
+// ----------------------------------------------------------------------
 
 TEST_CASE("onnx: MatMul followed by Add of a 1-D constant becomes one fully connected layer") {
     OnnxBuilder m({2, 2, 3});
@@ -459,7 +457,10 @@ TEST_CASE("onnx: Reshape to 2-D becomes flatten, with the shape from an initiali
         for (bool from_constant : {false, true}) {
             INFO("shape " << shape[0] << "," << shape[1] << " constant " << from_constant);
             OnnxBuilder m = conv_model();
-            if (from_constant) m.int64_constant("s", shape); else m.int64_initializer("s", shape);
+            if (from_constant)
+                m.int64_constant("s", shape);
+            else
+                m.int64_initializer("s", shape);
             m.node("Reshape", "reshape", {"c", "s"}, {"y"});
             m.output("y");
             Graph g = m.import();
@@ -469,7 +470,8 @@ TEST_CASE("onnx: Reshape to 2-D becomes flatten, with the shape from an initiali
             CHECK(g.shapes.at("y") == std::vector<int64_t>{36});
         }
     }
-    for (std::vector<int64_t> shape : {std::vector<int64_t>{-1, 18}, {-1, 4, 9}, {-1, -1}, {2, 18}}) {
+    for (std::vector<int64_t> shape :
+         {std::vector<int64_t>{-1, 18}, {-1, 4, 9}, {-1, -1}, {2, 18}}) {
         OnnxBuilder m = conv_model();
         m.int64_initializer("s", shape);
         m.node("Reshape", "reshape", {"c", "s"}, {"y"});
@@ -596,17 +598,18 @@ TEST_CASE("onnx: a residual Add of two activations is kept") {
 TEST_CASE("onnx: unnamed and duplicate node names become unique; unsorted nodes are sorted") {
     OnnxBuilder m({2, 3, 3});
     m.initializer("w", random({4, 2, 1, 1}, 3));
-    m.node("Relu", "", {"r1"}, {"y"});      // index 0, consumes what comes later in the file
-    m.node("Relu", "act", {"c"}, {"r0"});   // index 1
-    m.node("Relu", "act", {"r0"}, {"r1"});  // index 2: duplicate name
-    m.node("Conv", "", {"x", "w"}, {"c"});  // index 3
+    m.node("Relu", "", {"r1"}, {"y"});     // index 0, consumes what comes later in the file
+    m.node("Relu", "act", {"c"}, {"r0"});  // index 1
+    m.node("Relu", "act", {"r0"}, {"r1"}); // index 2: duplicate name
+    m.node("Conv", "", {"x", "w"}, {"c"}); // index 3
     m.output("y");
     Graph g = m.import();
     CHECK(node_names(g) == std::vector<std::string>{"Conv_3", "act", "act_1", "Relu_0"});
     CHECK(g.output == "y");
 }
 
-// ---- bad input -----------------------------------------------------------------------------------
+// ---- bad input
+// -----------------------------------------------------------------------------------
 
 TEST_CASE("onnx: a missing file names the path") {
     CHECK(error_of([] { import_onnx("/nonexistent/model.onnx"); }) ==
@@ -619,7 +622,8 @@ TEST_CASE("onnx: truncated and random bytes are not a valid ONNX model") {
     REQUIRE(whole.size() > 1000);
     std::string path = dir.file("truncated.onnx");
     write_file(path, whole.substr(0, whole.size() / 2));
-    CHECK(error_of([&] { import_onnx(path); }) == path + ": not a valid ONNX model (protobuf parse failed)");
+    CHECK(error_of([&] { import_onnx(path); }) ==
+          path + ": not a valid ONNX model (protobuf parse failed)");
 
     std::mt19937 rng(5);
     std::string noise(4096, '\0');
@@ -668,8 +672,12 @@ TEST_CASE("onnx: non-float weights, inputs and external data are clear errors") 
     }
     SUBCASE("int8 input") {
         OnnxBuilder m = conv_model();
-        m.model().mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->set_elem_type(
-            onnx::TensorProto::INT8);
+        m.model()
+            .mutable_graph()
+            ->mutable_input(0)
+            ->mutable_type()
+            ->mutable_tensor_type()
+            ->set_elem_type(onnx::TensorProto::INT8);
         m.output("c");
         CHECK(contains(error_of([&] { m.import(); }), "has element type INT8; only float32"));
     }
