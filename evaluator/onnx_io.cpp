@@ -25,7 +25,7 @@ namespace {
 static_assert(std::endian::native == std::endian::little,
               "ONNX raw_data is little-endian; a big-endian host would need byte swapping");
 
-constexpr int64_t min_opset = 6;  // Clip with attributes (opsets 6..10) is still read
+constexpr int64_t min_opset = 6; // Clip with attributes (opsets 6..10) is still read
 constexpr int64_t max_opset = 17;
 constexpr int64_t export_opset = 13;
 constexpr int64_t export_ir_version = 7;
@@ -59,9 +59,7 @@ std::string data_type_name(int32_t type) {
     return "type " + std::to_string(type);
 }
 
-bool is_default_domain(const std::string& domain) {
-    return domain.empty() || domain == "ai.onnx";
-}
+bool is_default_domain(const std::string& domain) { return domain.empty() || domain == "ai.onnx"; }
 
 // ------------------------------------------------------------------------------------------------
 // Import
@@ -101,19 +99,21 @@ private:
 
     int64_t opset_ = 0;
     std::map<std::string, const onnx::TensorProto*> constants_; // initializers + Constant outputs
-    std::deque<onnx::TensorProto> owned_constants_;              // Constant value_float etc.
-    std::map<std::string, std::vector<size_t>> consumers_;       // value -> node indices
-    std::vector<std::string> names_;                             // by ONNX node index
-    std::vector<size_t> order_;                                  // topological order
-    std::set<size_t> fused_;                                     // Adds folded into a MatMul
-    std::map<std::string, std::string> alias_;                   // removed node output -> input
-    std::map<std::string, std::vector<int64_t>> shapes_;         // per-image shapes so far
-    size_t current_ = 0;                                         // node being converted
+    std::deque<onnx::TensorProto> owned_constants_;             // Constant value_float etc.
+    std::map<std::string, std::vector<size_t>> consumers_;      // value -> node indices
+    std::vector<std::string> names_;                            // by ONNX node index
+    std::vector<size_t> order_;                                 // topological order
+    std::set<size_t> fused_;                                    // Adds folded into a MatMul
+    std::map<std::string, std::string> alias_;                  // removed node output -> input
+    std::map<std::string, std::vector<int64_t>> shapes_;        // per-image shapes so far
+    size_t current_ = 0;                                        // node being converted
     Graph graph_;
 
     // ---- errors ---------------------------------------------------------------------------------
 
-    [[noreturn]] void fail(const std::string& message) const { throw Error(file_ + ": " + message); }
+    [[noreturn]] void fail(const std::string& message) const {
+        throw Error(file_ + ": " + message);
+    }
 
     [[noreturn]] void fail_node(const std::string& message) const {
         const auto& node = onnx_.node(static_cast<int>(current_));
@@ -128,8 +128,10 @@ private:
         }
         if (opset_ == 0) fail("the model declares no ai.onnx opset (opset_import is empty)");
         if (opset_ < min_opset || opset_ > max_opset) {
-            fail("opset " + std::to_string(opset_) + " is not supported; export the model with an "
-                 "opset between 11 and " + std::to_string(max_opset));
+            fail("opset " + std::to_string(opset_) +
+                 " is not supported; export the model with an "
+                 "opset between 11 and " +
+                 std::to_string(max_opset));
         }
     }
 
@@ -193,8 +195,8 @@ private:
         }
         for (int i = 0; i < onnx_.node_size(); ++i) {
             const auto& node = onnx_.node(i);
-            std::string base = node.name().empty() ? node.op_type() + "_" + std::to_string(i)
-                                                   : node.name();
+            std::string base =
+                node.name().empty() ? node.op_type() + "_" + std::to_string(i) : node.name();
             std::string name = base;
             for (int k = 1; used.count(name) || (name != base && explicit_names.count(name)); ++k) {
                 name = base + "_" + std::to_string(k);
@@ -245,7 +247,8 @@ private:
             if (input.empty() || available.count(input)) continue;
             if (!producer.count(input)) {
                 current_ = index;
-                fail_node("input '" + input + "' is produced by no node, initializer or graph input");
+                fail_node("input '" + input +
+                          "' is produced by no node, initializer or graph input");
             }
             return false;
         }
@@ -258,7 +261,8 @@ private:
             if (!constants_.count(input.name())) inputs.push_back(&input);
         }
         if (inputs.size() != 1) {
-            fail("the model has " + std::to_string(inputs.size()) + " graph inputs (besides "
+            fail("the model has " + std::to_string(inputs.size()) +
+                 " graph inputs (besides "
                  "initializers); exactly one image input [N, C, H, W] is supported");
         }
         const auto& input = *inputs.front();
@@ -274,11 +278,13 @@ private:
             const auto& dim = shape.dim(d);
             per_image.push_back(dim.has_dim_value() ? dim.dim_value() : -1);
         }
-        bool fixed = std::all_of(per_image.begin(), per_image.end(), [](int64_t d) { return d > 0; });
+        bool fixed =
+            std::all_of(per_image.begin(), per_image.end(), [](int64_t d) { return d > 0; });
         if (shape.dim_size() != 4 || !fixed) {
-            fail("graph input '" + input.name() + "' must have shape [N, C, H, W] with fixed C, H, "
-                 "W (N may be symbolic); it has rank " + std::to_string(shape.dim_size()) +
-                 (fixed ? "" : " and unknown dimensions"));
+            fail("graph input '" + input.name() +
+                 "' must have shape [N, C, H, W] with fixed C, H, "
+                 "W (N may be symbolic); it has rank " +
+                 std::to_string(shape.dim_size()) + (fixed ? "" : " and unknown dimensions"));
         }
         graph_.input = input.name();
         graph_.input_shape = per_image;
@@ -291,9 +297,11 @@ private:
                  " graph outputs; exactly one (the logits) is supported");
         }
         std::string output = resolve(onnx_.output(0).name());
-        if (output == graph_.input) fail("the graph output is the graph input: the model computes nothing");
+        if (output == graph_.input)
+            fail("the graph output is the graph input: the model computes nothing");
         if (!shapes_.count(output)) {
-            fail("graph output '" + onnx_.output(0).name() + "' is not computed by a supported node");
+            fail("graph output '" + onnx_.output(0).name() +
+                 "' is not computed by a supported node");
         }
         graph_.output = output;
     }
@@ -312,10 +320,12 @@ private:
                             std::make_move_iterator(kept.rend()));
     }
 
-    // ---- values -----------------------------------------------------------------------------------
+    // ---- values
+    // -----------------------------------------------------------------------------------
 
     std::string resolve(std::string value) const {
-        for (auto it = alias_.find(value); it != alias_.end(); it = alias_.find(value)) value = it->second;
+        for (auto it = alias_.find(value); it != alias_.end(); it = alias_.find(value))
+            value = it->second;
         return value;
     }
 
@@ -351,11 +361,13 @@ private:
                              int64_t expected_bytes) const {
         bool external = tensor.data_location() == onnx::TensorProto::EXTERNAL ||
                         tensor.external_data_size() > 0;
-        std::string bytes = external ? external_bytes(tensor, role, expected_bytes) : tensor.raw_data();
+        std::string bytes =
+            external ? external_bytes(tensor, role, expected_bytes) : tensor.raw_data();
         if (static_cast<int64_t>(bytes.size()) != expected_bytes) {
-            fail_node("its " + role + " '" + tensor.name() + "' has " + std::to_string(bytes.size()) +
-                      " bytes of data for shape " + join(dims_of(tensor)) + " (expected " +
-                      std::to_string(expected_bytes) + "); the model is corrupt");
+            fail_node("its " + role + " '" + tensor.name() + "' has " +
+                      std::to_string(bytes.size()) + " bytes of data for shape " +
+                      join(dims_of(tensor)) + " (expected " + std::to_string(expected_bytes) +
+                      "); the model is corrupt");
         }
         return bytes;
     }
@@ -371,8 +383,10 @@ private:
                 int64_t number = -1;
                 std::istringstream(entry.value()) >> number;
                 if (number < 0) {
-                    fail_node("its " + role + " '" + tensor.name() + "' has the invalid external "
-                              "data " + entry.key() + " '" + entry.value() + "'");
+                    fail_node("its " + role + " '" + tensor.name() +
+                              "' has the invalid external "
+                              "data " +
+                              entry.key() + " '" + entry.value() + "'");
                 }
                 if (entry.key() == "offset") offset = number;
                 if (entry.key() == "length" && number != expected_bytes) {
@@ -382,11 +396,15 @@ private:
                 }
             }
         }
-        const std::string where = "its " + role + " '" + tensor.name() + "' keeps its data in the "
-                                  "external file '" + location + "'";
-        const std::string fix = "; keep that file next to the model, or save the model with its "
-                                "data inside (onnx.save_model(model, path, save_as_external_data=False))";
-        if (base_dir_.empty()) fail_node(where + ", which cannot be read from in-memory bytes" + fix);
+        const std::string where = "its " + role + " '" + tensor.name() +
+                                  "' keeps its data in the "
+                                  "external file '" +
+                                  location + "'";
+        const std::string fix =
+            "; keep that file next to the model, or save the model with its "
+            "data inside (onnx.save_model(model, path, save_as_external_data=False))";
+        if (base_dir_.empty())
+            fail_node(where + ", which cannot be read from in-memory bytes" + fix);
         std::filesystem::path relative(location);
         bool escapes = relative.is_absolute() || location.empty() ||
                        std::any_of(relative.begin(), relative.end(),
@@ -427,8 +445,8 @@ private:
                       "; only float32 (FLOAT) values are supported: convert the model to float32");
         }
         int64_t count = element_count(proto, role);
-        bool external = proto.data_location() == onnx::TensorProto::EXTERNAL ||
-                        proto.external_data_size() > 0;
+        bool external =
+            proto.data_location() == onnx::TensorProto::EXTERNAL || proto.external_data_size() > 0;
         if (!external && proto.raw_data().empty()) {
             if (proto.float_data_size() != count) {
                 fail_node("its " + role + " '" + value + "' has " +
@@ -450,12 +468,14 @@ private:
         int64_t count = element_count(proto, role);
         std::vector<int64_t> values;
         if (proto.data_type() == onnx::TensorProto::INT64) {
-            if (proto.int64_data_size() > 0) return {proto.int64_data().begin(), proto.int64_data().end()};
+            if (proto.int64_data_size() > 0)
+                return {proto.int64_data().begin(), proto.int64_data().end()};
             std::string bytes = tensor_bytes(proto, role, count * 8);
             values.resize(static_cast<size_t>(count));
             std::memcpy(values.data(), bytes.data(), bytes.size());
         } else if (proto.data_type() == onnx::TensorProto::INT32) {
-            if (proto.int32_data_size() > 0) return {proto.int32_data().begin(), proto.int32_data().end()};
+            if (proto.int32_data_size() > 0)
+                return {proto.int32_data().begin(), proto.int32_data().end()};
             std::string bytes = tensor_bytes(proto, role, count * 4);
             std::vector<int32_t> narrow(static_cast<size_t>(count));
             std::memcpy(narrow.data(), bytes.data(), bytes.size());
@@ -476,7 +496,8 @@ private:
         return tensor.data[0];
     }
 
-    // ---- attributes -------------------------------------------------------------------------------
+    // ---- attributes
+    // -------------------------------------------------------------------------------
 
     const onnx::AttributeProto* attribute(const onnx::NodeProto& node, const std::string& name,
                                           onnx::AttributeProto::AttributeType type) const {
@@ -523,7 +544,8 @@ private:
         return {values[0], values[1]};
     }
 
-    // ---- node building ----------------------------------------------------------------------------
+    // ---- node building
+    // ----------------------------------------------------------------------------
 
     void expect_inputs(const onnx::NodeProto& node, int minimum, int maximum) const {
         if (node.input_size() < minimum || node.input_size() > maximum || node.input(0).empty()) {
@@ -587,19 +609,23 @@ private:
                 node.pad_begin[d] = node.pad_end[d] = 0;
             } else if (auto_pad == "NOTSET") {
                 auto pads = attr_ints(proto, "pads", {0, 0, 0, 0});
-                bool valid = pads.size() == 4 &&
-                             std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p >= 0; });
-                if (!valid) fail_node("attribute 'pads' is " + join(pads) + "; expected 4 values >= 0");
+                bool valid = pads.size() == 4 && std::all_of(pads.begin(), pads.end(),
+                                                             [](int64_t p) { return p >= 0; });
+                if (!valid)
+                    fail_node("attribute 'pads' is " + join(pads) + "; expected 4 values >= 0");
                 node.pad_begin[d] = pads[d];
                 node.pad_end[d] = pads[d + 2];
             } else {
-                fail_node("auto_pad '" + auto_pad + "' is not supported (NOTSET, VALID, SAME_UPPER, "
+                fail_node("auto_pad '" + auto_pad +
+                          "' is not supported (NOTSET, VALID, SAME_UPPER, "
                           "SAME_LOWER are)");
             }
             int64_t span = size + node.pad_begin[d] + node.pad_end[d] - extent;
             if (span < 0) {
-                fail_node("its window " + std::to_string(extent) + " is larger than the padded "
-                          "input size " + std::to_string(size + node.pad_begin[d] + node.pad_end[d]));
+                fail_node("its window " + std::to_string(extent) +
+                          " is larger than the padded "
+                          "input size " +
+                          std::to_string(size + node.pad_begin[d] + node.pad_end[d]));
             }
             if (attr_int(proto, "ceil_mode", 0) != 0 && span % node.stride[d] != 0) {
                 fail_node("ceil_mode=1 changes the output size here, which the IR cannot express; "
@@ -610,15 +636,18 @@ private:
         return out;
     }
 
-    // ---- ops ----------------------------------------------------------------------------------------
+    // ---- ops
+    // ----------------------------------------------------------------------------------------
 
     void convert(size_t index) {
         current_ = index;
         const onnx::NodeProto& proto = onnx_.node(static_cast<int>(index));
         const std::string& op = proto.op_type();
         if (!is_default_domain(proto.domain())) {
-            fail_node("op type '" + op + "' of domain '" + proto.domain() + "' is not supported; "
-                      "supported ops (ai.onnx): " + std::string(supported_ops));
+            fail_node("op type '" + op + "' of domain '" + proto.domain() +
+                      "' is not supported; "
+                      "supported ops (ai.onnx): " +
+                      std::string(supported_ops));
         }
         if (fused_.count(index) || op == "Constant") return;
         if (op == "Conv") return convert_conv(proto);
@@ -635,7 +664,8 @@ private:
         if (op == "Reshape") return convert_reshape(proto);
         if (op == "Identity" || op == "Dropout") return remove(proto);
         if (op == "Softmax") return convert_softmax(proto);
-        fail_node("op type '" + op + "' is not supported; supported ops: " + std::string(supported_ops));
+        fail_node("op type '" + op +
+                  "' is not supported; supported ops: " + std::string(supported_ops));
     }
 
     void convert_conv(const onnx::NodeProto& proto) {
@@ -645,7 +675,8 @@ private:
         node.weight = float_tensor(proto.input(1), "weight");
         const auto& w = node.weight.dims;
         if (w.size() != 4) {
-            fail_node("weight has shape " + join(w) + "; only 2-D convolutions (OIHW weights) are "
+            fail_node("weight has shape " + join(w) +
+                      "; only 2-D convolutions (OIHW weights) are "
                       "supported");
         }
         if (proto.input_size() > 2 && !proto.input(2).empty()) {
@@ -659,7 +690,8 @@ private:
         node.kernel = {w[2], w[3]};
         auto kernel_shape = attr_ints(proto, "kernel_shape", {w[2], w[3]});
         if (kernel_shape != std::vector<int64_t>{w[2], w[3]}) {
-            fail_node("kernel_shape " + join(kernel_shape) + " disagrees with the weight shape " + join(w));
+            fail_node("kernel_shape " + join(kernel_shape) + " disagrees with the weight shape " +
+                      join(w));
         }
         node.stride = attr_dims2(proto, "strides", 1);
         node.dilation = attr_dims2(proto, "dilations", 1);
@@ -679,7 +711,8 @@ private:
         if (attr_dims2(proto, "dilations", 1) != Dims2{1, 1}) {
             fail_node("dilated pooling is not supported");
         }
-        if (op == Op::average_pool) node.count_include_pad = attr_int(proto, "count_include_pad", 0) != 0;
+        if (op == Op::average_pool)
+            node.count_include_pad = attr_int(proto, "count_include_pad", 0) != 0;
         Dims2 out = window(proto, node, in);
         add_node(std::move(node), {in[0], out[0], out[1]});
     }
@@ -698,7 +731,8 @@ private:
             fail_node("alpha and beta other than 1 are not supported");
         }
         Tensor weight = float_tensor(proto.input(1), "weight");
-        if (weight.dims.size() != 2) fail_node("weight has shape " + join(weight.dims) + "; expected 2-D");
+        if (weight.dims.size() != 2)
+            fail_node("weight has shape " + join(weight.dims) + "; expected 2-D");
         if (attr_int(proto, "transB", 0) == 0) weight = transposed(weight);
         std::optional<std::string> bias;
         if (proto.input_size() > 2 && !proto.input(2).empty()) bias = proto.input(2);
@@ -710,7 +744,8 @@ private:
     void convert_matmul(const onnx::NodeProto& proto) {
         expect_inputs(proto, 2, 2);
         Tensor weight = float_tensor(proto.input(1), "weight");
-        if (weight.dims.size() != 2) fail_node("weight has shape " + join(weight.dims) + "; expected 2-D");
+        if (weight.dims.size() != 2)
+            fail_node("weight has shape " + join(weight.dims) + "; expected 2-D");
         weight = transposed(weight);
         std::optional<std::string> bias;
         std::string output = proto.output(0);
@@ -764,7 +799,8 @@ private:
             } else if (b.numel() == features && (b.dims.size() == 1 || b.dims[0] == 1)) {
                 node.bias.data = std::move(b.data);
             } else {
-                fail_node("bias has shape " + join(b.dims) + "; expected [" + std::to_string(features) + "]");
+                fail_node("bias has shape " + join(b.dims) + "; expected [" +
+                          std::to_string(features) + "]");
             }
         }
         add_node(std::move(node), {features});
@@ -774,7 +810,8 @@ private:
         int64_t rows = matrix.dims[0], cols = matrix.dims[1];
         Tensor result({cols, rows});
         for (int64_t r = 0; r < rows; ++r) {
-            for (int64_t c = 0; c < cols; ++c) result.data[c * rows + r] = matrix.data[r * cols + c];
+            for (int64_t c = 0; c < cols; ++c)
+                result.data[c * rows + r] = matrix.data[r * cols + c];
         }
         return result;
     }
@@ -815,8 +852,10 @@ private:
         const float infinity = std::numeric_limits<float>::infinity();
         node.clip_min = attr_float(proto, "min", -infinity);
         node.clip_max = attr_float(proto, "max", infinity);
-        if (proto.input_size() > 1 && !proto.input(1).empty()) node.clip_min = scalar_float(proto.input(1), "min");
-        if (proto.input_size() > 2 && !proto.input(2).empty()) node.clip_max = scalar_float(proto.input(2), "max");
+        if (proto.input_size() > 1 && !proto.input(1).empty())
+            node.clip_min = scalar_float(proto.input(1), "min");
+        if (proto.input_size() > 2 && !proto.input(2).empty())
+            node.clip_max = scalar_float(proto.input(2), "max");
         auto shape = shape_of(node.inputs[0]);
         add_node(std::move(node), shape);
     }
@@ -825,7 +864,8 @@ private:
         expect_inputs(proto, 2, 2);
         for (const auto& input : proto.input()) {
             if (!is_constant(input)) continue;
-            fail_node("adds the constant '" + input + "'; adding a constant is only supported as "
+            fail_node("adds the constant '" + input +
+                      "'; adding a constant is only supported as "
                       "the bias right after a MatMul (fold it into the preceding layer's bias)");
         }
         Node node = make_node(Op::add, proto);
@@ -858,8 +898,10 @@ private:
         bool features_ok = two_d && (target[1] == size || (target[1] == -1 && target[0] != -1));
         bool zero_ok = !two_d || target[0] != 0 || attr_int(proto, "allowzero", 0) == 0;
         if (!batch_ok || !features_ok || !zero_ok) {
-            fail_node("reshape to " + join(target) + " is not supported; only a reshape to 2-D "
-                      "[batch, " + std::to_string(size) + "] (a flatten) is");
+            fail_node("reshape to " + join(target) +
+                      " is not supported; only a reshape to 2-D "
+                      "[batch, " +
+                      std::to_string(size) + "] (a flatten) is");
         }
         add_node(std::move(node), {size});
     }
@@ -874,10 +916,13 @@ private:
     // accuracy are unchanged).
     void convert_softmax(const onnx::NodeProto& proto) {
         expect_inputs(proto, 1, 1);
-        bool is_graph_output = onnx_.output_size() == 1 && onnx_.output(0).name() == proto.output(0);
+        bool is_graph_output =
+            onnx_.output_size() == 1 && onnx_.output(0).name() == proto.output(0);
         if (!is_graph_output || consumers_.count(proto.output(0))) {
-            fail_node("Softmax is only supported as the last node (it is removed; the model outputs "
-                      "logits); supported ops: " + std::string(supported_ops));
+            fail_node(
+                "Softmax is only supported as the last node (it is removed; the model outputs "
+                "logits); supported ops: " +
+                std::string(supported_ops));
         }
         remove(proto);
     }
@@ -985,7 +1030,8 @@ private:
         return proto->name();
     }
 
-    static void set_ints(onnx::NodeProto* proto, const std::string& name, std::vector<int64_t> values) {
+    static void set_ints(onnx::NodeProto* proto, const std::string& name,
+                         std::vector<int64_t> values) {
         auto* a = proto->add_attribute();
         a->set_name(name);
         a->set_type(onnx::AttributeProto::INTS);
@@ -1009,7 +1055,8 @@ private:
     static void set_window(onnx::NodeProto* proto, const Node& node) {
         set_ints(proto, "kernel_shape", {node.kernel[0], node.kernel[1]});
         set_ints(proto, "strides", {node.stride[0], node.stride[1]});
-        set_ints(proto, "pads", {node.pad_begin[0], node.pad_begin[1], node.pad_end[0], node.pad_end[1]});
+        set_ints(proto, "pads",
+                 {node.pad_begin[0], node.pad_begin[1], node.pad_end[0], node.pad_end[1]});
     }
 
     void add_node(const Node& node) {
@@ -1021,7 +1068,8 @@ private:
         case Op::conv:
             proto->set_op_type("Conv");
             proto->add_input(add_initializer(node.name + ".weight", node.weight));
-            if (!node.bias.empty()) proto->add_input(add_initializer(node.name + ".bias", node.bias));
+            if (!node.bias.empty())
+                proto->add_input(add_initializer(node.name + ".bias", node.bias));
             set_window(proto, node);
             set_ints(proto, "dilations", {node.dilation[0], node.dilation[1]});
             set_int(proto, "group", node.groups);
@@ -1029,7 +1077,8 @@ private:
         case Op::fully_connected:
             proto->set_op_type("Gemm");
             proto->add_input(add_initializer(node.name + ".weight", node.weight));
-            if (!node.bias.empty()) proto->add_input(add_initializer(node.name + ".bias", node.bias));
+            if (!node.bias.empty())
+                proto->add_input(add_initializer(node.name + ".bias", node.bias));
             set_int(proto, "transB", 1);
             break;
         case Op::batch_norm:

@@ -7,11 +7,14 @@
 // Two execution paths compute that same function:
 //   - ExecutionPath::fake: float32 oneDNN primitives on quantize-dequantized weights and
 //     activations. Serves every quantizer and bit-width; the reference.
-//   - ExecutionPath::integer: a layer whose weights use the `uniform` quantizer with 1 < bits <= 8
-//     and whose input activation has bits <= 8 runs as a oneDNN u8/s8 x s8 primitive with
-//     per-kernel output scales supplied at run time (one primitive serves every candidate of
-//     that shape), bias, requantization and ReLU/clip fused as post-ops; tensors stay in 8-bit
-//     containers between such layers. Other layers fall back to float inside the same graph;
+//   - ExecutionPath::integer: a layer whose weights use the `uniform` quantizer with 0..8 bits
+//     (1-bit: codes +-1, scale mean|w|) and whose input activation has 1..8 bits runs as a
+//     oneDNN u8/s8 x s8 primitive (nhwc, VNNI brgconv); the per-kernel factors s_x * s_w[k] and
+//     the bias are binary post-ops supplied at run time (oneDNN 2.6 has no runtime output scales
+//     for convolutions), so one primitive serves every candidate of that shape; ReLU/Clip fused.
+//     Its output is float32; the next layer quantizes it to codes in one vectorized pass (not
+//     yet fused into the producer as a u8 requantization). Other layers fall back to float
+//     inside the same graph;
 //     path_decisions() says which and why ("conv3: 16-bit weights, float path").
 //
 // Lifetime: construct once per (model, calibration, quantizers, path, batch); call set_policy()
@@ -31,7 +34,9 @@
 #include "evaluator/quantizer.h"
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,20 +47,43 @@ enum class ExecutionPath { integer, fake };
 const char* execution_path_name(ExecutionPath path); // "int", "fake"
 ExecutionPath parse_execution_path(const std::string& name); // "int" | "fake"; mps::Error else
 
+// Memo of computed ranges, safe to use from many threads; a copy starts empty (the ranges are a
+// pure function of the observers, so nothing is lost).
+class RangeMemo {
+public:
+    RangeMemo() = default;
+    RangeMemo(const RangeMemo&) {}
+    RangeMemo& operator=(const RangeMemo&);
+    ~RangeMemo();
+    // The memoized value for (value, bits), computing it with `compute` on first use.
+    float get(const std::string& value, int bits, const std::function<float()>& compute) const;
+
+private:
+    mutable std::mutex mutex_;
+    mutable std::map<std::pair<std::string, int>, float> ranges_;
+};
+
 // Calibrated activation statistics of every quantizable layer's input value, gathered once on the
-// float32 network over the calibration images; immutable afterwards.
+// float32 network over the calibration images; immutable afterwards (range() is thread-safe).
 struct Calibration {
     CalibrationMethod method;
     std::map<std::string, ActivationObserver> observers; // value name -> statistics
     std::map<std::string, bool> is_unsigned;             // value name -> non-negative by construction
-    // The clipping range of `value` at `bits` under `method` (cached per (value, bits)).
+    // The clipping range of `value` at `bits` under `method` (cached per (value, bits)). Throws
+    // mps::Error for a value that was not calibrated.
     float range(const std::string& value, int bits) const;
+    RangeMemo memo = {};
 };
+// Runs the float32 network (oneDNN, batches of `batch`) over every calibration image and observes
+// the input value of every quantizable layer (a value read by several layers once). `folded` must
+// have its shapes inferred; the images must match its input shape (mps::Error otherwise).
 Calibration calibrate(const Graph& folded, const Dataset& calibration_images,
                       const CalibrationMethod& method, int64_t batch = 256);
 
 // Quantize-dequantized weights per (layer name, weight bit vector), shared by all workers.
-// Thread-safe; bounded by `max_bytes` (least recently used entries evicted).
+// Thread-safe; bounded by `max_bytes` (least recently used entries evicted; an entry handed out
+// stays alive while its shared_ptr is held). Two threads missing the same key at once may both
+// quantize it (the results are identical); the quantization runs outside the lock.
 class WeightCache {
 public:
     WeightCache(const Graph& folded, std::shared_ptr<const WeightQuantizer> quantizer,
@@ -66,6 +94,8 @@ public:
     const WeightQuantizer& quantizer() const;
     int64_t hits() const;
     int64_t misses() const;
+    int64_t bytes() const;   // bytes of the weights held now
+    int64_t entries() const; // entries held now
 
 private:
     struct Impl;

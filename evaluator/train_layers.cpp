@@ -46,6 +46,11 @@ void append(std::vector<TrainStep>& to, std::vector<TrainStep>& from) {
     from.clear();
 }
 
+// True when oneDNN fell back to its slow reference implementation.
+bool is_reference(const dnnl::primitive_desc_base& pd) {
+    return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
+}
+
 dnnl::prop_kind forward_kind(const TrainBuild& b) {
     return b.training() ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
 }
@@ -73,13 +78,63 @@ void build_conv(TrainBuild& b, const Node& n, TrainLayer& layer) {
         dilates{n.dilation[0] - 1, n.dilation[1] - 1}, pad_l{n.pad_begin[0], n.pad_begin[1]},
         pad_r{n.pad_end[0], n.pad_end[1]};
 
-    // The graph input arrives plain; let the primitive pick its layout and reorder once.
+    // The three convolution primitives, planned together so that none of them falls back to the
+    // slow reference kernel: reading the input value in its own layout saves a reorder, but the
+    // graph input (plain) or a channel count that is not a multiple of the block size (lenet5's
+    // 6 channels) needs another layout, found by trying a few.
     const memory::desc src_md = b.desc(in);
-    const memory::desc src_hint = in == b.input ? any_desc(sd) : src_md;
-    const dnnl::convolution_forward::desc fwd_d(
-        forward_kind(b), dnnl::algorithm::convolution_direct, src_hint, any_desc(wdims), bias_md,
-        any_desc(dst_dims), strides, dilates, pad_l, pad_r);
-    const dnnl::convolution_forward::primitive_desc fwd(fwd_d, b.engine);
+    const bool data_gradient = b.training() && b.at(in).needs_grad;
+    struct Plan {
+        dnnl::convolution_forward::primitive_desc fwd;
+        dnnl::convolution_backward_weights::primitive_desc bww;
+        dnnl::convolution_backward_data::primitive_desc bwd;
+        bool slow = false;
+    };
+    auto make_plan = [&](const memory::desc& src_hint, const memory::desc& dst_hint) {
+        Plan p;
+        const dnnl::convolution_forward::desc d(
+            forward_kind(b), dnnl::algorithm::convolution_direct, src_hint, any_desc(wdims),
+            bias_md, dst_hint, strides, dilates, pad_l, pad_r);
+        p.fwd = dnnl::convolution_forward::primitive_desc(d, b.engine);
+        p.slow = is_reference(p.fwd);
+        if (!b.training()) return p;
+        const dnnl::convolution_backward_weights::desc bww_d(
+            dnnl::algorithm::convolution_direct, p.fwd.src_desc(), any_desc(wdims), bias_md,
+            p.fwd.dst_desc(), strides, dilates, pad_l, pad_r);
+        p.bww = dnnl::convolution_backward_weights::primitive_desc(bww_d, b.engine, p.fwd);
+        p.slow |= is_reference(p.bww);
+        if (!data_gradient) return p;
+        // The fast backward-data kernels want the weights blocked the other way round (e.g.
+        // OIhw16o16i instead of OIhw16i16o): let oneDNN choose and reorder the (small) weights.
+        const dnnl::convolution_backward_data::desc bwd_d(
+            dnnl::algorithm::convolution_direct, p.fwd.src_desc(), any_desc(wdims),
+            p.fwd.dst_desc(), strides, dilates, pad_l, pad_r);
+        p.bwd = dnnl::convolution_backward_data::primitive_desc(bwd_d, b.engine, p.fwd);
+        p.slow |= is_reference(p.bwd);
+        return p;
+    };
+    const memory::desc nhwc_src(sd, dt::f32, tag::nhwc), nhwc_dst(dst_dims, dt::f32, tag::nhwc);
+    const memory::desc blocked_src(sd, dt::f32, tag::nChw16c),
+        blocked_dst(dst_dims, dt::f32, tag::nChw16c);
+    const std::vector<std::pair<memory::desc, memory::desc>> candidates{
+        {in == b.input ? any_desc(sd) : src_md, any_desc(dst_dims)},
+        {any_desc(sd), any_desc(dst_dims)},
+        {blocked_src, blocked_dst},
+        {nhwc_src, nhwc_dst},
+    };
+    Plan plan;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+        try {
+            plan = make_plan(candidates[i].first, candidates[i].second);
+        } catch (const dnnl::error&) {
+            if (i + 1 == candidates.size()) throw;
+            continue;
+        }
+        if (!plan.slow) break;
+    }
+    // Keep the first candidate if all are slow: correct, just slower.
+    if (plan.slow) plan = make_plan(candidates[0].first, candidates[0].second);
+    const auto& fwd = plan.fwd;
 
     memory src = b.value(in);
     if (fwd.src_desc() != src_md) {
@@ -98,10 +153,7 @@ void build_conv(TrainBuild& b, const Node& n, TrainLayer& layer) {
     if (!b.training()) return;
 
     const memory diff_dst = b.diff(n.output);
-    const dnnl::convolution_backward_weights::desc bww_d(
-        dnnl::algorithm::convolution_direct, fwd.src_desc(), any_desc(wdims), bias_md,
-        fwd.dst_desc(), strides, dilates, pad_l, pad_r);
-    const dnnl::convolution_backward_weights::primitive_desc bww(bww_d, b.engine, fwd);
+    const auto& bww = plan.bww;
     if (bww.diff_dst_desc() != fwd.dst_desc() || bww.src_desc() != fwd.src_desc())
         fail(n, "oneDNN chose different activation layouts for the weight gradient");
     memory dw = w.grad;
@@ -113,13 +165,8 @@ void build_conv(TrainBuild& b, const Node& n, TrainLayer& layer) {
     layer.backward.push_back(std::move(wstep));
     if (reorder_dw) layer.backward.push_back(reorder_step(dw, w.grad));
 
-    if (!b.at(in).needs_grad) return;
-    // The fast backward-data kernels want the weights blocked the other way round (e.g.
-    // OIhw16o16i instead of OIhw16i16o): let oneDNN choose and reorder the (small) weights.
-    const dnnl::convolution_backward_data::desc bwd_d(
-        dnnl::algorithm::convolution_direct, fwd.src_desc(), any_desc(wdims), fwd.dst_desc(),
-        strides, dilates, pad_l, pad_r);
-    const dnnl::convolution_backward_data::primitive_desc bwd(bwd_d, b.engine, fwd);
+    if (!data_gradient) return;
+    const auto& bwd = plan.bwd;
     memory bwd_weights = w.value;
     if (bwd.weights_desc() != w.value.get_desc()) {
         bwd_weights = b.zeros(bwd.weights_desc());
@@ -195,7 +242,9 @@ void build_fully_connected(TrainBuild& b, const Node& n, TrainLayer& layer) {
     append(layer.backward, after);
 }
 
-void build_batch_norm(TrainBuild& b, const Node& n, TrainLayer& layer) {
+// With `relu` (the only reader of the batch norm's output) the ReLU is fused into the batch norm
+// primitive, which then writes the ReLU's output value directly.
+void build_batch_norm(TrainBuild& b, const Node& n, const Node* relu, TrainLayer& layer) {
     const std::string& in = n.inputs[0];
     const auto dims = b.at(in).dims;
     if (dims.size() < 2) fail(n, "needs an input with channels");
@@ -206,7 +255,8 @@ void build_batch_norm(TrainBuild& b, const Node& n, TrainLayer& layer) {
     const memory::desc md = b.desc(in);
     const memory::desc cmd({C}, dt::f32, tag::x);
     using flags = dnnl::normalization_flags;
-    const flags train_flags = flags::use_scale | flags::use_shift;
+    const flags train_flags = relu ? flags::use_scale | flags::use_shift | flags::fuse_norm_relu
+                                   : flags::use_scale | flags::use_shift;
     const flags fwd_flags = b.training() ? train_flags : train_flags | flags::use_global_stats;
     const dnnl::batch_normalization_forward::desc fwd_d(forward_kind(b), md, n.epsilon,
                                                         fwd_flags);
@@ -216,7 +266,9 @@ void build_batch_norm(TrainBuild& b, const Node& n, TrainLayer& layer) {
     const TrainParameter mean = b.add_parameter(n, &Node::mean, cmd, cmd, false, false);
     const TrainParameter var = b.add_parameter(n, &Node::var, cmd, cmd, false, false);
     const memory src = b.value(in);
-    const memory dst = b.define(n.output, fwd.dst_desc(), dims);
+    const std::string& out = relu ? relu->output : n.output;
+    layer.output = out;
+    const memory dst = b.define(out, fwd.dst_desc(), dims);
     if (!b.training()) {
         layer.forward.push_back({dnnl::batch_normalization_forward(fwd),
                                  {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst},
@@ -226,10 +278,16 @@ void build_batch_norm(TrainBuild& b, const Node& n, TrainLayer& layer) {
     }
     const memory batch_mean = b.zeros(fwd.mean_desc());
     const memory batch_var = b.zeros(fwd.variance_desc());
-    layer.forward.push_back({dnnl::batch_normalization_forward(fwd),
-                             {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst},
-                              {DNNL_ARG_SCALE, scale.value}, {DNNL_ARG_SHIFT, shift.value},
-                              {DNNL_ARG_MEAN, batch_mean}, {DNNL_ARG_VARIANCE, batch_var}}});
+    TrainStep step{dnnl::batch_normalization_forward(fwd),
+                   {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst},
+                    {DNNL_ARG_SCALE, scale.value}, {DNNL_ARG_SHIFT, shift.value},
+                    {DNNL_ARG_MEAN, batch_mean}, {DNNL_ARG_VARIANCE, batch_var}}};
+    memory workspace; // which outputs the fused ReLU zeroed
+    if (relu) {
+        workspace = b.zeros(fwd.workspace_desc());
+        step.args[DNNL_ARG_WORKSPACE] = workspace;
+    }
+    layer.forward.push_back(std::move(step));
     // PyTorch's running statistics: momentum 0.1, unbiased variance.
     const float unbias = per_channel > 1 ? static_cast<float>(per_channel) /
                                                static_cast<float>(per_channel - 1)
@@ -250,16 +308,18 @@ void build_batch_norm(TrainBuild& b, const Node& n, TrainLayer& layer) {
     const dnnl::batch_normalization_backward::primitive_desc bwd(bwd_d, b.engine, fwd);
     std::vector<TrainStep> after;
     const memory dsrc = diff_into_slot(b, layer, in, bwd.diff_src_desc(), after);
-    layer.backward.push_back({dnnl::batch_normalization_backward(bwd),
-                              {{DNNL_ARG_SRC, src},
-                               {DNNL_ARG_MEAN, batch_mean},
-                               {DNNL_ARG_VARIANCE, batch_var},
-                               {DNNL_ARG_DIFF_DST, b.diff(n.output)},
-                               {DNNL_ARG_SCALE, scale.value},
-                               {DNNL_ARG_SHIFT, shift.value},
-                               {DNNL_ARG_DIFF_SRC, dsrc},
-                               {DNNL_ARG_DIFF_SCALE, scale.grad},
-                               {DNNL_ARG_DIFF_SHIFT, shift.grad}}});
+    TrainStep bstep{dnnl::batch_normalization_backward(bwd),
+                    {{DNNL_ARG_SRC, src},
+                     {DNNL_ARG_MEAN, batch_mean},
+                     {DNNL_ARG_VARIANCE, batch_var},
+                     {DNNL_ARG_DIFF_DST, b.diff(out)},
+                     {DNNL_ARG_SCALE, scale.value},
+                     {DNNL_ARG_SHIFT, shift.value},
+                     {DNNL_ARG_DIFF_SRC, dsrc},
+                     {DNNL_ARG_DIFF_SCALE, scale.grad},
+                     {DNNL_ARG_DIFF_SHIFT, shift.grad}}};
+    if (relu) bstep.args[DNNL_ARG_WORKSPACE] = workspace;
+    layer.backward.push_back(std::move(bstep));
     append(layer.backward, after);
 }
 
@@ -345,10 +405,20 @@ void build_add(TrainBuild& b, const Node& n, TrainLayer& layer) {
                               {DNNL_ARG_SRC_1, b.value(c)},
                               {DNNL_ARG_DST, dst}}});
     if (!b.training()) return;
-    // d(a + c) fans the output gradient out to both operands unchanged.
+    // d(a + c) fans the output gradient out to both operands unchanged: where it is safe the
+    // operand's gradient slot simply shares the output gradient's buffer, otherwise it is copied.
     const memory diff_dst = b.diff(n.output);
-    for (const std::string& v : n.inputs)
-        if (b.at(v).needs_grad) layer.backward.push_back(reorder_step(diff_dst, b.diff_slot(v)));
+    for (const std::string& v : n.inputs) {
+        if (!b.at(v).needs_grad) continue;
+        int slot_index = 0;
+        memory slot = b.diff_slot(v, &slot_index);
+        // Slot 0 of a value with several readers receives their sum, so it must own its buffer;
+        // x + x needs two distinct slots for the same reason.
+        const bool shareable = (slot_index > 0 || b.at(v).diffs.size() == 1) && a != c &&
+                               slot.get_desc() == diff_dst.get_desc();
+        if (shareable) slot.set_data_handle(diff_dst.get_data_handle());
+        else layer.backward.push_back(reorder_step(diff_dst, slot));
+    }
 }
 
 void build_flatten(TrainBuild& b, const Node& n, TrainLayer& layer) {
@@ -391,11 +461,12 @@ memory TrainBuild::define(const std::string& name, const memory::desc& desc,
     return v.value;
 }
 
-memory TrainBuild::diff_slot(const std::string& name) {
+memory TrainBuild::diff_slot(const std::string& name, int* index) {
     TrainValue& v = at(name);
     if (!v.needs_grad) return zeros(v.value.get_desc());
     if (v.next_slot >= static_cast<int>(v.diffs.size()))
         throw Error("trainer: value '" + name + "' has more readers than counted");
+    if (index) *index = v.next_slot;
     return v.diffs[static_cast<size_t>(v.next_slot++)];
 }
 
@@ -420,7 +491,7 @@ memory::desc plain_desc(const std::vector<int64_t>& dims) {
     return {memory::dims(dims.begin(), dims.end()), dt::f32, by_rank[dims.size()]};
 }
 
-TrainLayer build_train_layer(TrainBuild& b, const Node& n) {
+TrainLayer build_train_layer(TrainBuild& b, const Node& n, const Node* fused_relu) {
     TrainLayer layer;
     layer.node = n.name;
     layer.output = n.output;
@@ -432,7 +503,7 @@ TrainLayer build_train_layer(TrainBuild& b, const Node& n) {
         switch (n.op) {
         case Op::conv: build_conv(b, n, layer); break;
         case Op::fully_connected: build_fully_connected(b, n, layer); break;
-        case Op::batch_norm: build_batch_norm(b, n, layer); break;
+        case Op::batch_norm: build_batch_norm(b, n, fused_relu, layer); break;
         case Op::relu:
         case Op::clip: build_eltwise(b, n, layer); break;
         case Op::max_pool:

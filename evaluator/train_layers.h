@@ -58,7 +58,8 @@ struct TrainBuild {
                         std::vector<int64_t> dims);
     // The gradient memory the next reader of `name` writes into (scratch when the value needs
     // no gradient).
-    dnnl::memory diff_slot(const std::string& name);
+    // `index` (optional) receives the slot's number.
+    dnnl::memory diff_slot(const std::string& name, int* index = nullptr);
     // Slot 0: the summed gradient of a node's output.
     dnnl::memory diff(const std::string& name) { return at(name).diffs.at(0); }
     // Adds a parameter (zero-filled; TrainNetwork::load fills it) and returns a copy of its handle.
@@ -70,7 +71,10 @@ struct TrainBuild {
 
 dnnl::memory::desc plain_desc(const std::vector<int64_t>& dims);
 
-// Compiles one node. Throws mps::Error naming the node when it cannot.
-TrainLayer build_train_layer(TrainBuild& build, const Node& node);
+// Compiles one node. `fused_relu`: a relu node that is the only reader of this batch_norm's
+// output, computed by the batch norm primitive itself (and then not compiled on its own).
+// Throws mps::Error naming the node when it cannot.
+TrainLayer build_train_layer(TrainBuild& build, const Node& node,
+                             const Node* fused_relu = nullptr);
 
 } // namespace mps

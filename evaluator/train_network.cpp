@@ -4,6 +4,7 @@
 #include "evaluator/train_layers.h"
 
 #include <cstring>
+#include <set>
 
 namespace mps {
 
@@ -39,8 +40,19 @@ TrainNetwork::TrainNetwork(const Graph& graph, int64_t batch, NetworkMode mode,
     b.values[graph.input].needs_grad = training && input_gradient;
     b.define(graph.input, plain_desc(input_dims), input_dims);
 
-    for (const Node& node : graph.nodes)
-        layers_.push_back(std::make_unique<TrainLayer>(build_train_layer(b, node)));
+    // A batch norm whose output only a ReLU reads computes the ReLU itself (one pass less over
+    // the activations forward and backward).
+    std::set<std::string> fused;
+    for (const Node& node : graph.nodes) {
+        if (fused.count(node.name)) continue;
+        const Node* relu = nullptr;
+        if (node.op == Op::batch_norm && node.output != graph.output &&
+            graph.consumers(node.output) == 1)
+            for (const Node& reader : graph.nodes)
+                if (reader.op == Op::relu && reader.inputs[0] == node.output) relu = &reader;
+        if (relu) fused.insert(relu->name);
+        layers_.push_back(std::make_unique<TrainLayer>(build_train_layer(b, node, relu)));
+    }
     if (!b.values[graph.output].value)
         throw Error("trainer: graph output '" + graph.output + "' is not produced by any node");
 

@@ -14,7 +14,7 @@ Writes (all small enough to commit):
                                        the logits of the first 8 test images
 
 Usage: /usr/bin/python3 scripts/make_pytorch_fixture.py [--data DIR] [--out DIR] [--epochs N]
-Deterministic for a given torch build (seeded, 2 threads); about a minute per epoch on 2 cores.
+Deterministic for a given torch build (seeded, 2 threads); 1-2 minutes per epoch on 2 idle cores.
 """
 import argparse
 import gzip
@@ -45,8 +45,8 @@ def load(data_dir, prefix):
 
 
 class SmallCnn(nn.Module):
-    """Conv+BN+ReLU6, depthwise Conv+BN+ReLU6, pointwise Conv+ReLU, MaxPool, strided Conv+ReLU, Conv+ReLU,
-    GlobalAveragePool, Flatten (or Reshape), Linear."""
+    """Conv+BN+ReLU6, depthwise Conv+BN+ReLU6, pointwise Conv+ReLU, MaxPool, strided Conv+ReLU,
+    Conv+ReLU, GlobalAveragePool, Flatten (or Reshape), Linear."""
 
     def __init__(self, reshape_instead_of_flatten=False):
         super().__init__()

@@ -1,17 +1,23 @@
-// mpsearch eval: float32 accuracy, loss, speed and size of an ONNX model on one data split.
+// mpsearch eval: accuracy, loss, speed and costs of an ONNX model on one data split, in float32
+// or under a bit-width policy (--policy FILE or --uniform W4A8) on the integer or fake-quant path.
 #include "search/cli.h"
 #include "search/cli_options.h"
 
+#include "evaluator/bit_policy.h"
 #include "evaluator/dataset.h"
 #include "evaluator/error.h"
 #include "evaluator/evaluate.h"
+#include "evaluator/evaluator.h"
 #include "evaluator/graph.h"
 #include "evaluator/onnx_io.h"
+#include "evaluator/policy_file.h"
+#include "evaluator/sha256.h"
 
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 namespace mps::cli {
 
@@ -24,6 +30,19 @@ struct EvalArgs {
     long long limit = -1;
     long long batch = 256;
     bool json = false;
+    // quantized evaluation
+    std::string policy;  // --policy FILE
+    std::string uniform; // --uniform W4A8
+    std::string path = "int";
+    long long calibration = 1000;
+    long long workers = 2;
+    std::string quantizer = default_weight_quantizer;
+    std::string calibration_method = default_calibration_rule;
+    std::string write_policy;
+    bool verbose = false;
+    bool quantizer_given = false, calibration_method_given = false;
+
+    bool quantized() const { return !policy.empty() || !uniform.empty(); }
 };
 
 bool parse_eval_args(int argc, char** argv, EvalArgs& args) {
@@ -35,25 +54,46 @@ bool parse_eval_args(int argc, char** argv, EvalArgs& args) {
         ("split", po::value(&args.split)->default_value(args.split), "test or validation")
         ("limit", po::value(&args.limit), "score only the first N images of the split")
         ("batch", po::value(&args.batch)->default_value(args.batch), "images per forward pass")
-        ("json", po::bool_switch(&args.json), "print one JSON object");
+        ("json", po::bool_switch(&args.json), "print one JSON object")
+        ("policy", po::value(&args.policy), "bit-width policy file (docs/policy-format.md)")
+        ("uniform", po::value(&args.uniform), "uniform policy, e.g. W4A8 (weights 4, activations 8 bits)")
+        ("path", po::value(&args.path)->default_value(args.path),
+         "execution path of a policy: int (oneDNN int8 where it applies) or fake (float fake-quant)")
+        ("calibration", po::value(&args.calibration)->default_value(args.calibration),
+         "calibration images (the first N training images)")
+        ("workers", po::value(&args.workers)->default_value(args.workers), "evaluation threads")
+        ("quantizer", po::value(&args.quantizer)->default_value(args.quantizer),
+         "weight quantizer: uniform, uniform_asymmetric, ls, kmeans")
+        ("calibration-method", po::value(&args.calibration_method)->default_value(args.calibration_method),
+         "activation range calibration: max, percentile, mse")
+        ("write-policy", po::value(&args.write_policy),
+         "write the evaluated policy with its metrics to this YAML file")
+        ("verbose", po::bool_switch(&args.verbose), "print the execution path of every layer");
     po::variables_map values;
     if (!parse_options(argc, argv, options, values, std::cout)) return false;
     if (values.count("limit")) require_positive(args.limit, "limit");
     require_positive(args.batch, "batch");
+    require_positive(args.calibration, "calibration");
+    require_positive(args.workers, "workers");
     const Split split = parse_split(args.split);
     if (split != Split::test && split != Split::validation)
         throw Error("--split must be test or validation, got '" + args.split + "'");
+    if (!args.policy.empty() && !args.uniform.empty())
+        throw Error("--policy and --uniform both given; choose one policy");
+    args.quantizer_given = !values["quantizer"].defaulted();
+    args.calibration_method_given = !values["calibration-method"].defaulted();
+    if (!args.quantized()) {
+        for (const char* flag : {"path", "calibration", "workers", "quantizer",
+                                 "calibration-method", "write-policy"})
+            if (values.count(flag) && !values[flag].defaulted())
+                throw Error(std::string("--") + flag +
+                            " applies to a quantized evaluation; add --policy FILE or --uniform WxAy");
+    }
+    parse_execution_path(args.path); // rejects anything but int / fake now, before loading
     return true;
 }
 
-} // namespace
-
-int run_eval(int argc, char** argv) {
-    EvalArgs args;
-    if (!parse_eval_args(argc, argv, args)) return 0;
-
-    Graph graph = import_onnx(args.model);
-    fold_batch_norm(graph);
+int report_float(const EvalArgs& args, const Graph& graph) {
     const Dataset data = load_fashion_mnist(args.data, parse_split(args.split));
     const EvalResult result = evaluate_float(graph, data, args.batch, args.limit);
 
@@ -81,6 +121,130 @@ int run_eval(int argc, char** argv) {
     std::printf("parameters         %lld\n", static_cast<long long>(params));
     std::printf("weight bytes       %lld (float32)\n", static_cast<long long>(weight_bytes));
     return 0;
+}
+
+// The policy to evaluate and the quantizers it assumes: from the policy file (whose quantizers
+// win; contradicting flags are an error) or from --uniform and the flags.
+struct QuantizedSetup {
+    BitPolicy policy;
+    QuantizerSpec weight_quantizer;
+    QuantizerSpec calibration;
+};
+
+QuantizedSetup quantized_setup(const EvalArgs& args, const Graph& graph) {
+    if (args.policy.empty())
+        return {BitPolicy::uniform(graph, args.uniform), {args.quantizer, {}},
+                {args.calibration_method, {}}};
+    PolicyFile file = read_policy_file(args.policy, graph, args.model);
+    if (args.quantizer_given && args.quantizer != file.weight_quantizer.name)
+        throw Error("--quantizer " + args.quantizer + " contradicts " + args.policy +
+                    ", which was made with the '" + file.weight_quantizer.name +
+                    "' weight quantizer; drop --quantizer (the file's quantizer is used)");
+    if (args.calibration_method_given && args.calibration_method != file.activation_calibration.name)
+        throw Error("--calibration-method " + args.calibration_method + " contradicts " +
+                    args.policy + ", which was made with '" + file.activation_calibration.name +
+                    "' calibration; drop --calibration-method (the file's is used)");
+    return {std::move(file.policy), file.weight_quantizer, file.activation_calibration};
+}
+
+int report_quantized(const EvalArgs& args, const Graph& graph) {
+    const QuantizedSetup setup = quantized_setup(args, graph);
+    EvaluatorOptions options;
+    options.calibration_images = args.calibration;
+    options.weight_quantizer = setup.weight_quantizer;
+    options.calibration_method = setup.calibration;
+    options.path = parse_execution_path(args.path);
+    options.workers = static_cast<int>(args.workers);
+    options.batch = args.batch;
+    options.incremental_cache_bytes = 0; // one candidate: nothing to reuse
+
+    const Split split = parse_split(args.split);
+    EvaluationData data;
+    data.calibration = load_fashion_mnist(args.data, Split::calibration, args.calibration);
+    Dataset scored = load_fashion_mnist(args.data, split);
+    if (args.limit > 0) scored = scored.slice(0, args.limit);
+    (split == Split::test ? data.test : data.validation) = std::move(scored);
+
+    Evaluator evaluator(graph, args.model, std::move(data), options);
+    const Score score = evaluator.evaluate(setup.policy, split);
+    const Costs& costs = score.costs;
+    const double images_per_second = score.seconds > 0 ? score.images / score.seconds : 0.0;
+    const std::vector<std::string> decisions =
+        args.verbose ? evaluator.path_decisions(setup.policy) : std::vector<std::string>{};
+
+    if (!args.write_policy.empty()) {
+        PolicyFile file;
+        file.model_path = args.model;
+        file.model_sha256 = sha256_file(args.model);
+        file.weight_quantizer = setup.weight_quantizer;
+        file.activation_calibration = setup.calibration;
+        file.policy = setup.policy;
+        PolicyMetrics metrics = metrics_from_costs(costs);
+        metrics.accuracy = score.accuracy_percent;
+        metrics.split = args.split;
+        file.metrics = metrics;
+        write_policy_file(args.write_policy, file);
+    }
+
+    if (args.json) {
+        nlohmann::json out = {{"accuracy", score.accuracy_percent},
+                              {"loss", score.mean_loss},
+                              {"images", score.images},
+                              {"images_per_second", images_per_second},
+                              {"macs", costs.macs},
+                              {"params", graph_params(graph)},
+                              {"weight_bytes", costs.weight_bytes()},
+                              {"relative_weight_bytes", costs.relative_weight_bytes()},
+                              {"bitops", costs.bitops},
+                              {"relative_bitops", costs.relative_bitops()},
+                              {"flops", costs.flops},
+                              {"peak_activation_bytes", costs.peak_activation_bytes()},
+                              {"path", execution_path_name(score.path)},
+                              {"policy", setup.policy.to_string()},
+                              {"weight_quantizer", setup.weight_quantizer.name},
+                              {"calibration_method", setup.calibration.name},
+                              {"calibration_images", args.calibration}};
+        if (args.verbose) {
+            out["path_decisions"] = decisions;
+            out["calibration_seconds"] = evaluator.calibration_seconds();
+        }
+        std::cout << out.dump() << "\n";
+        return 0;
+    }
+    std::printf("model              %s\n", args.model.c_str());
+    std::printf("policy             %s\n", setup.policy.to_string().c_str());
+    std::printf("quantizers         weights %s, activations %s over %lld calibration images\n",
+                setup.weight_quantizer.name.c_str(), setup.calibration.name.c_str(), args.calibration);
+    std::printf("path               %s\n", execution_path_name(score.path));
+    std::printf("split              %s (%lld images)\n", args.split.c_str(),
+                static_cast<long long>(score.images));
+    std::printf("top-1 accuracy     %.2f %%\n", score.accuracy_percent);
+    std::printf("mean loss          %.4f\n", score.mean_loss);
+    std::printf("images/s           %.0f\n", images_per_second);
+    std::printf("MACs per image     %lld\n", static_cast<long long>(costs.macs));
+    std::printf("BitOPs per image   %lld (%.4f of float32)\n", static_cast<long long>(costs.bitops),
+                costs.relative_bitops());
+    std::printf("weight bytes       %.1f (%.4f of float32)\n", costs.weight_bytes(),
+                costs.relative_weight_bytes());
+    std::printf("peak activations   %.1f bytes per image (%.4f of float32)\n",
+                costs.peak_activation_bytes(), costs.relative_peak_activation());
+    if (args.verbose) {
+        std::printf("calibration        %.3f s\n", evaluator.calibration_seconds());
+        for (const std::string& line : decisions) std::printf("  %s\n", line.c_str());
+    }
+    if (!args.write_policy.empty()) std::printf("policy written to  %s\n", args.write_policy.c_str());
+    return 0;
+}
+
+} // namespace
+
+int run_eval(int argc, char** argv) {
+    EvalArgs args;
+    if (!parse_eval_args(argc, argv, args)) return 0;
+
+    Graph graph = import_onnx(args.model);
+    fold_batch_norm(graph);
+    return args.quantized() ? report_quantized(args, graph) : report_float(args, graph);
 }
 
 } // namespace mps::cli

@@ -365,6 +365,49 @@ TEST_CASE("trainer: a small conv-BN-ReLU-pool-fc stack has correct gradients end
     check_gradients(g, 4, x, 15, 2e-2);
 }
 
+TEST_CASE("trainer: batch norm with its ReLU fused computes what batch norm then clip(0, inf) does") {
+    // conv -> bn -> relu is compiled into one fused batch norm primitive; clip(0, 1e30) is the
+    // same function compiled without fusion, so outputs, running statistics and all gradients
+    // must agree.
+    std::mt19937_64 rng(8);
+    Node conv = conv_node(16, 16, 3, 1, 1, 1, false, rng);
+    conv.output = "c";
+    Node bn = bn_node(16, rng, "c");
+    bn.output = "b";
+    Node fc = node("fc", Op::fully_connected, {"f"}, "output");
+    fc.weight = random_tensor({3, 16 * 16}, rng);
+    fc.bias = random_tensor({3}, rng);
+    Node clip = node("act", Op::clip, {"b"}, "a");
+    clip.clip_min = 0.0f;
+    clip.clip_max = 1e30f;
+    const Graph fused = graph_of({16, 4, 4}, {conv, bn, node("act", Op::relu, {"b"}, "a"),
+                                              node("flatten", Op::flatten, {"a"}, "f"), fc});
+    const Graph plain = graph_of({16, 4, 4}, {conv, bn, clip, node("flatten", Op::flatten, {"a"}, "f"), fc});
+    const Tensor x = random_tensor({3, 16, 4, 4}, rng);
+    const Tensor r = random_tensor({3, 3}, rng);
+    mps::TrainNetwork a(fused, 3, mps::NetworkMode::training, true);
+    mps::TrainNetwork b(plain, 3, mps::NetworkMode::training, true);
+    for (mps::TrainNetwork* net : {&a, &b}) {
+        net->forward(x.data.data());
+        net->backward(r.data.data());
+    }
+    for (int64_t i = 0; i < r.numel(); ++i)
+        CHECK(a.output()[i] == doctest::Approx(b.output()[i]).epsilon(1e-5));
+    for (int64_t i = 0; i < x.numel(); ++i)
+        CHECK(a.input_gradient()[i] == doctest::Approx(b.input_gradient()[i]).epsilon(1e-4).scale(1e-3));
+    for (const auto& [name, field] : std::vector<std::pair<std::string, Tensor Node::*>>{
+             {"conv", &Node::weight}, {"bn", &Node::weight}, {"bn", &Node::bias}, {"fc", &Node::weight}}) {
+        CAPTURE(name);
+        const Tensor ga = a.gradient(name, field), gb = b.gradient(name, field);
+        for (int64_t i = 0; i < ga.numel(); ++i)
+            CHECK(ga.data[i] == doctest::Approx(gb.data[i]).epsilon(1e-4).scale(1e-3));
+    }
+    Graph sa = fused, sb = plain;
+    a.store(sa);
+    b.store(sb);
+    CHECK(sa.nodes[1].var.data == sb.nodes[1].var.data);
+}
+
 TEST_CASE("trainer: softmax cross-entropy and its gradient") {
     const float logits[6] = {1.0f, 2.0f, 3.0f, 0.0f, 0.0f, 0.0f};
     const uint8_t labels[2] = {2, 0};

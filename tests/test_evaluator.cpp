@@ -1,0 +1,217 @@
+// Evaluator: bit-identical scores whatever the worker count, with or without the incremental
+// cache, in one call or one candidate at a time; scores carry the right costs and counts.
+#include "evaluator/evaluator.h"
+
+#include "evaluator/error.h"
+#include "evaluator/evaluate.h"
+#include "evaluator/reference.h"
+#include "tests/graph_builders.h"
+
+#include <doctest/doctest.h>
+
+#include <cstdint>
+
+using namespace mps;
+
+namespace {
+
+Graph tiny_resnet() {
+    Graph g = test::resnet_like({1, 12, 12}, {4, 8}, 10, 21);
+    fold_batch_norm(g);
+    return g;
+}
+
+// n random images labelled by the float model itself (so accuracies are far from chance and
+// quantization visibly changes them).
+Dataset labelled_images(const Graph& graph, int64_t n, uint64_t seed) {
+    test::Rng rng(seed);
+    Dataset data;
+    data.count = n;
+    data.channels = graph.input_shape[0];
+    data.height = graph.input_shape[1];
+    data.width = graph.input_shape[2];
+    Tensor input({n, data.channels, data.height, data.width});
+    for (float& v : input.data) v = rng.uniform(-1.5f, 2.5f);
+    data.images = input.data;
+    const Tensor logits = reference_forward(graph, input);
+    const int64_t classes = logits.numel() / n;
+    for (int64_t i = 0; i < n; ++i)
+        data.labels.push_back(static_cast<uint8_t>(argmax(logits.data.data() + i * classes, classes)));
+    return data;
+}
+
+EvaluationData small_data(const Graph& graph) {
+    return {labelled_images(graph, 40, 1), labelled_images(graph, 70, 2),
+            labelled_images(graph, 50, 3)};
+}
+
+EvaluatorOptions small_options(int workers, ExecutionPath path, int64_t cache_bytes = 0) {
+    EvaluatorOptions options;
+    options.workers = workers;
+    options.path = path;
+    options.batch = 16; // 70 images: four full batches and a partial one
+    options.incremental_cache_bytes = cache_bytes;
+    options.incremental_min_macs_per_byte = 0; // tiny layers: capture every shared prefix
+    return options;
+}
+
+// A kernel-wise random policy; mostly integer-friendly bits, sometimes 0 (pruned), 16 or 32.
+BitPolicy random_policy(const Graph& graph, uint64_t seed) {
+    test::Rng rng(seed);
+    auto pick = [&](std::initializer_list<int> choices) {
+        const auto index = static_cast<size_t>(rng.uniform(0.0f, 0.999f) * choices.size());
+        return choices.begin()[index];
+    };
+    BitPolicy policy = BitPolicy::uniform(graph, 8, 8);
+    for (LayerBits& layer : policy.layers) {
+        layer.activation_bits = pick({2, 3, 4, 6, 8, 8, 16, 32});
+        for (int& b : layer.weight_bits) b = pick({0, 2, 3, 4, 4, 5, 8, 8, 16, 32});
+    }
+    return policy;
+}
+
+void check_identical(const Score& a, const Score& b, const BitPolicy& policy, uint64_t seed) {
+    INFO("seed ", seed, ", policy ", policy.to_string());
+    CHECK(a.correct == b.correct);
+    CHECK(a.accuracy_percent == b.accuracy_percent);
+    CHECK(a.mean_loss == b.mean_loss); // bit-identical, not approximately equal
+    CHECK(a.images == b.images);
+}
+
+// Changes one layer at a time from the last layer backwards, as a greedy search does.
+std::vector<BitPolicy> greedy_sequence(const Graph& graph) {
+    const BitPolicy base = BitPolicy::uniform(graph, 8, 8);
+    std::vector<BitPolicy> sequence{base};
+    for (size_t l = base.layers.size(); l-- > 0;) {
+        BitPolicy child = base;
+        child.layers[l].activation_bits = 4;
+        for (int& b : child.layers[l].weight_bits) b = 3;
+        sequence.push_back(child);
+    }
+    return sequence;
+}
+
+} // namespace
+
+TEST_CASE("evaluator scores are bit-identical with 1 and 2 workers, on both paths") {
+    const Graph graph = tiny_resnet();
+    const uint64_t seed = 1234;
+    std::vector<BitPolicy> candidates;
+    for (uint64_t i = 0; i < 6; ++i) candidates.push_back(random_policy(graph, seed + i));
+    for (ExecutionPath path : {ExecutionPath::integer, ExecutionPath::fake}) {
+        CAPTURE(execution_path_name(path));
+        Evaluator one(graph, "", small_data(graph), small_options(1, path));
+        Evaluator two(graph, "", small_data(graph), small_options(2, path));
+        const auto a = one.evaluate(candidates, Split::validation);
+        const auto b = two.evaluate(candidates, Split::validation);
+        REQUIRE(a.size() == candidates.size());
+        for (size_t i = 0; i < candidates.size(); ++i) check_identical(a[i], b[i], candidates[i], seed + i);
+        // a single candidate is spread over the workers batch by batch: still identical
+        for (size_t i = 0; i < 2; ++i)
+            check_identical(two.evaluate(candidates[i], Split::validation), a[i], candidates[i], seed + i);
+    }
+}
+
+TEST_CASE("evaluating candidates together equals evaluating them one at a time") {
+    const Graph graph = tiny_resnet();
+    const uint64_t seed = 77;
+    std::vector<BitPolicy> candidates;
+    for (uint64_t i = 0; i < 5; ++i) candidates.push_back(random_policy(graph, seed + i));
+    Evaluator parallel(graph, "", small_data(graph), small_options(2, ExecutionPath::integer));
+    Evaluator sequential(graph, "", small_data(graph), small_options(1, ExecutionPath::integer));
+    const auto together = parallel.evaluate(candidates, Split::test);
+    for (size_t i = 0; i < candidates.size(); ++i)
+        check_identical(together[i], sequential.evaluate(candidates[i], Split::test), candidates[i],
+                        seed + i);
+}
+
+TEST_CASE("incremental evaluation is bit-identical to full evaluation and resumes batches") {
+    const Graph graph = tiny_resnet();
+    const std::vector<BitPolicy> sequence = greedy_sequence(graph);
+    for (ExecutionPath path : {ExecutionPath::integer, ExecutionPath::fake}) {
+        for (int workers : {1, 2}) {
+            CAPTURE(execution_path_name(path));
+            CAPTURE(workers);
+            Evaluator full(graph, "", small_data(graph), small_options(1, path, 0));
+            Evaluator incremental(graph, "", small_data(graph),
+                                  small_options(workers, path, int64_t{64} << 20));
+            // the base first (a previous search step), then its children in one call
+            const Score base = incremental.evaluate(sequence.front(), Split::validation);
+            const auto children = incremental.evaluate(
+                std::span<const BitPolicy>(sequence).subspan(1), Split::validation);
+            check_identical(base, full.evaluate(sequence.front(), Split::validation),
+                            sequence.front(), 0);
+            for (size_t i = 1; i < sequence.size(); ++i)
+                check_identical(children[i - 1], full.evaluate(sequence[i], Split::validation),
+                                sequence[i], i);
+            const IncrementalStats stats = incremental.incremental_stats();
+            CHECK(stats.batches_resumed > 0);
+            CHECK(stats.layers_skipped > 0);
+            CHECK(stats.captures > 0);
+            CHECK(full.incremental_stats().batches_resumed == 0);
+        }
+    }
+}
+
+TEST_CASE("incremental cache evicts under a tiny budget and stays exact") {
+    const Graph graph = tiny_resnet();
+    Evaluator full(graph, "", small_data(graph), small_options(1, ExecutionPath::integer, 0));
+    // 600 kB: one round stores the cuts before the last two layers (~244 kB for 70 images: the
+    // second stage's values plus the residual input), so the third round evicts the first
+    const int64_t budget = 600'000;
+    Evaluator tight(graph, "", small_data(graph), small_options(1, ExecutionPath::integer, budget));
+    for (int bits : {8, 6, 5, 7}) {
+        CAPTURE(bits);
+        std::vector<BitPolicy> sequence = greedy_sequence(graph);
+        for (BitPolicy& p : sequence)
+            for (LayerBits& l : p.layers)
+                if (l.activation_bits == 8) {
+                    l.activation_bits = bits;
+                    for (int& b : l.weight_bits) b = bits;
+                }
+        const Score base = tight.evaluate(sequence.front(), Split::validation);
+        check_identical(base, full.evaluate(sequence.front(), Split::validation), sequence.front(), 0);
+        const auto children =
+            tight.evaluate(std::span<const BitPolicy>(sequence).subspan(1), Split::validation);
+        for (size_t i = 1; i < sequence.size(); ++i)
+            check_identical(children[i - 1], full.evaluate(sequence[i], Split::validation),
+                            sequence[i], i);
+    }
+    const IncrementalStats stats = tight.incremental_stats();
+    CHECK(stats.batches_resumed > 0);
+    CHECK(stats.evictions > 0);
+    CHECK(stats.bytes <= budget);
+}
+
+TEST_CASE("evaluator scores carry costs, counts and the split") {
+    const Graph graph = tiny_resnet();
+    const EvaluationData data = small_data(graph);
+    Evaluator evaluator(graph, "", data, small_options(2, ExecutionPath::fake));
+    const BitPolicy policy = random_policy(graph, 5);
+    const Score score = evaluator.evaluate(policy, Split::test);
+    CHECK(score.images == 50);
+    CHECK(score.split == Split::test);
+    CHECK(score.path == ExecutionPath::fake);
+    CHECK(score.costs.bitops == compute_costs(graph, policy).bitops);
+    CHECK(score.costs.weight_bits == compute_costs(graph, policy).weight_bits);
+    CHECK(score.accuracy_percent == doctest::Approx(100.0 * score.correct / 50.0));
+    // float policy: the float network's labels (its own predictions) are met, up to a near tie
+    const Score float_score = evaluator.evaluate(BitPolicy::uniform(graph, 32, 32), Split::test);
+    CHECK(float_score.correct >= 49);
+    CHECK(evaluator.path_decisions(policy).size() == policy.layers.size());
+}
+
+TEST_CASE("evaluator rejects bad candidates and splits with clear messages") {
+    const Graph graph = tiny_resnet();
+    Evaluator evaluator(graph, "", small_data(graph), small_options(1, ExecutionPath::integer));
+    BitPolicy bad = BitPolicy::uniform(graph, 4, 4);
+    bad.layers[1].weight_bits.pop_back();
+    const std::vector<BitPolicy> candidates{BitPolicy::uniform(graph, 4, 4), bad};
+    CHECK_THROWS_WITH_AS(evaluator.evaluate(candidates, Split::validation),
+                         doctest::Contains("candidate 1"), Error);
+    CHECK_THROWS_WITH_AS(evaluator.evaluate(candidates[0], Split::train),
+                         doctest::Contains("cannot score on the train split"), Error);
+    EvaluatorOptions zero_workers = small_options(0, ExecutionPath::integer);
+    CHECK_THROWS_WITH_AS(Evaluator(graph, "", small_data(graph), zero_workers),
+                         doctest::Contains("workers must be at least 1"), Error);
+}
