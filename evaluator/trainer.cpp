@@ -1,6 +1,7 @@
 #include "evaluator/trainer.h"
 
 #include "evaluator/error.h"
+#include "evaluator/evaluate.h"
 #include "evaluator/train_network.h"
 #include "evaluator/train_random.h"
 
@@ -155,32 +156,6 @@ double softmax_cross_entropy(const float* logits, const uint8_t* labels, int64_t
     return loss / static_cast<double>(n);
 }
 
-double evaluate_accuracy(const Graph& graph, const Dataset& data, int64_t batch, int64_t limit) {
-    check_data(graph, data, "evaluation");
-    const int64_t count = limit > 0 ? std::min(limit, data.count) : data.count;
-    if (count == 0) throw Error("trainer: no images to evaluate");
-    batch = std::min(batch, count);
-    int64_t correct = 0;
-    auto score = [&](TrainNetwork& net, int64_t first) {
-        net.forward(data.image(first));
-        const int64_t classes = net.output_dims().back();
-        const float* out = net.output();
-        for (int64_t i = 0; i < net.batch(); ++i) {
-            const float* z = out + i * classes;
-            const int64_t predicted = std::max_element(z, z + classes) - z; // first on ties
-            correct += predicted == data.labels[static_cast<size_t>(first + i)];
-        }
-    };
-    TrainNetwork net(graph, batch, NetworkMode::inference);
-    const int64_t full = count / batch;
-    for (int64_t b = 0; b < full; ++b) score(net, b * batch);
-    if (count % batch) {
-        TrainNetwork rest(graph, count % batch, NetworkMode::inference);
-        score(rest, full * batch);
-    }
-    return 100.0 * static_cast<double>(correct) / static_cast<double>(count);
-}
-
 void train(Graph& graph, const Dataset& train, const Dataset& validation,
            const TrainOptions& o) {
     check_data(graph, train, "training");
@@ -246,7 +221,9 @@ void train(Graph& graph, const Dataset& train, const Dataset& validation,
         EpochReport report;
         report.epoch = epoch;
         report.train_loss = loss_sum / static_cast<double>(steps_per_epoch);
-        report.validation_accuracy = evaluate_accuracy(graph, validation, 500, o.validation_limit);
+        report.validation_accuracy =
+            evaluate_float(graph, validation, 500, o.validation_limit > 0 ? o.validation_limit : -1)
+                .accuracy_percent;
         report.images_per_second =
             static_cast<double>(steps_per_epoch * o.batch) / std::max(train_seconds, 1e-9);
         report.seconds = seconds_since(start);

@@ -58,11 +58,6 @@ struct TrainOptions {
 void train(Graph& graph, const Dataset& train, const Dataset& validation,
            const TrainOptions& options);
 
-// Top-1 accuracy in percent of `graph` (batch norm in inference mode, or folded) on the first
-// `limit` images of `data` (0 = all), computed with the trainer's own oneDNN forward.
-double evaluate_accuracy(const Graph& graph, const Dataset& data, int64_t batch = 256,
-                         int64_t limit = 0);
-
 // Mean softmax cross-entropy of `n` rows of `classes` logits against `labels`; writes its
 // gradient with respect to the logits, (softmax - onehot) / n, into `diff` (n * classes floats).
 double softmax_cross_entropy(const float* logits, const uint8_t* labels, int64_t n,

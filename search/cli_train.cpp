@@ -4,6 +4,7 @@
 
 #include "evaluator/dataset.h"
 #include "evaluator/error.h"
+#include "evaluator/evaluate.h"
 #include "evaluator/graph.h"
 #include "evaluator/onnx_io.h"
 #include "evaluator/trainer.h"
@@ -117,7 +118,7 @@ int run_train(int argc, char** argv) {
 
         fold_batch_norm(graph);
         export_onnx(graph, out);
-        const double test_accuracy = evaluate_accuracy(graph, test_set);
+        const double test_accuracy = evaluate_float(graph, test_set).accuracy_percent;
         std::printf("trained in %.1f s; wrote %s (batch norm folded); test accuracy %.2f%%\n",
                     seconds, out.c_str(), test_accuracy);
         return 0;

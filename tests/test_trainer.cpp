@@ -2,6 +2,7 @@
 // every training-mode forward against the naive reference, the loss gradient, the optimizer
 // making progress, and bit-identical results for the same seed.
 #include "evaluator/error.h"
+#include "evaluator/evaluate.h"
 #include "evaluator/reference.h"
 #include "evaluator/train_network.h"
 #include "evaluator/trainer.h"
@@ -460,7 +461,7 @@ TEST_CASE("trainer: SGD and Adam reduce the loss and learn a learnable task") {
     for (const char* optimizer : {"sgd", "adam"}) {
         CAPTURE(optimizer);
         Graph g = mps::make_architecture("lenet5", 1);
-        const double before = mps::evaluate_accuracy(g, data);
+        const double before = mps::evaluate_float(g, data).accuracy_percent;
         mps::TrainOptions o;
         o.epochs = 3;
         o.batch = 32;
