@@ -24,6 +24,7 @@
 #include "evaluator/evaluate.h"
 #include "evaluator/evaluator.h"
 #include "evaluator/onnx_io.h"
+#include "evaluator/quantized_network.h"
 #include "evaluator/zoo.h"
 #include "search/cli_options.h"
 
@@ -125,6 +126,51 @@ json measure_images(const mps::Graph& graph, const mps::EvaluationData& data, in
         out[path == mps::ExecutionPath::fake ? "fake_w4a4" : "int_w4a4"] = {
             {"images_per_second", median(rates)}, {"runs", rates},
             {"test_accuracy", score.accuracy_percent}};
+    }
+    return out;
+}
+
+// Top-1 agreement of the integer and fake-quant paths on the test split, per policy: W8A8, W4A4
+// and `random_count` random kernel-wise policies (seeded). Both paths share one calibration and
+// one weight cache, so they differ only in how they compute.
+json measure_agreement(const mps::Graph& graph, const mps::EvaluationData& data, int random_count,
+                       uint64_t seed) {
+    auto calibration = std::make_shared<const mps::Calibration>(
+        mps::calibrate(graph, data.calibration, mps::make_calibration("max")));
+    auto weights = std::make_shared<mps::WeightCache>(
+        graph, std::shared_ptr<const mps::WeightQuantizer>(mps::make_weight_quantizer("uniform")));
+    mps::QuantizedNetwork fake(graph, calibration, weights, mps::ExecutionPath::fake, 256);
+    mps::QuantizedNetwork integer(graph, calibration, weights, mps::ExecutionPath::integer, 256);
+    std::vector<std::pair<std::string, mps::BitPolicy>> policies = {
+        {"W8A8", mps::BitPolicy::uniform(graph, 8, 8)}, {"W4A4", mps::BitPolicy::uniform(graph, 4, 4)}};
+    std::mt19937_64 rng(seed);
+    for (int i = 0; i < random_count; ++i)
+        policies.emplace_back("random" + std::to_string(i + 1), random_policy(graph, rng));
+    json out = json::array();
+    const mps::Dataset& test = data.test;
+    const int64_t classes = fake.num_classes();
+    for (const auto& [name, policy] : policies) {
+        fake.set_policy(policy);
+        integer.set_policy(policy);
+        int64_t agree = 0, fake_correct = 0, int_correct = 0;
+        for (int64_t first = 0; first < test.count; first += 256) {
+            const int64_t n = std::min<int64_t>(256, test.count - first);
+            const float* f = fake.run(test.image(first), n);
+            std::vector<int> fake_top(n);
+            for (int64_t i = 0; i < n; ++i) fake_top[i] = mps::argmax(f + i * classes, classes);
+            const float* q = integer.run(test.image(first), n);
+            for (int64_t i = 0; i < n; ++i) {
+                const int top = mps::argmax(q + i * classes, classes);
+                agree += top == fake_top[i];
+                fake_correct += fake_top[i] == test.labels[first + i];
+                int_correct += top == test.labels[first + i];
+            }
+        }
+        const double images = static_cast<double>(test.count);
+        out.push_back({{"policy", name},
+                       {"top1_agreement_percent", 100.0 * agree / images},
+                       {"fake_accuracy", 100.0 * fake_correct / images},
+                       {"int_accuracy", 100.0 * int_correct / images}});
     }
     return out;
 }
@@ -245,6 +291,17 @@ std::string markdown(const json& results) {
            << fixed(i["with_cache"]["candidates_per_second"], 2) << " | "
            << fixed(i["speedup"], 2) << "x | " << i["with_cache"]["batches_resumed"] << " |\n";
     }
+    md << "\nAgreement of the integer and fake-quant paths on the 10k test split (same calibration "
+          "and weights; random = kernel-wise 2..8 bits, seeded):\n\n"
+       << "| model | policy | top-1 agreement % | fake acc. % | int acc. % |\n"
+       << "|---|---|---:|---:|---:|\n";
+    for (const auto& [name, m] : results["models"].items()) {
+        if (!m.contains("agreement")) continue;
+        for (const json& a : m["agreement"])
+            md << "| " << name << " | " << a["policy"].get<std::string>() << " | "
+               << fixed(a["top1_agreement_percent"], 2) << " | " << fixed(a["fake_accuracy"], 2)
+               << " | " << fixed(a["int_accuracy"], 2) << " |\n";
+    }
     return md.str();
 }
 
@@ -253,7 +310,7 @@ std::string markdown(const json& results) {
 int main(int argc, char** argv) {
     std::string cases_path = "bench/cases/quantized.txt", out = "bench/results/quantized",
                 data_dir = mps::default_fashion_mnist_dir;
-    std::string measure = "images,candidates,incremental";
+    std::string measure = "images,candidates,incremental,agreement";
     int runs = 5, candidates = 32, workers = 2;
     uint64_t seed = 1;
     po::options_description options("options");
@@ -290,6 +347,7 @@ int main(int argc, char** argv) {
             if (wanted("images")) m["images"] = measure_images(graph, data, runs);
             if (wanted("candidates")) m["candidates"] = measure_candidates(graph, data, candidates, seed);
             if (wanted("incremental")) m["incremental"] = measure_incremental(graph, data, workers);
+            if (wanted("agreement")) m["agreement"] = measure_agreement(graph, data, 3, seed);
             std::printf("%-15s %s\n", c.name.c_str(), m.dump().c_str());
             results["models"][c.name] = m;
         }
