@@ -9,7 +9,7 @@
 // per 60k-image epoch. With --pytorch, the PyTorch eager figures measured on this machine by
 // bench/pytorch_baseline.py are shown beside ours with the ratio. Writes <out>.json and <out>.md
 // (atomically) and ends with one summary line.
-#include "bench/machine.h"
+#include "bench/bench_common.h"
 #include "evaluator/dataset.h"
 #include "evaluator/error.h"
 #include "evaluator/evaluate.h"
@@ -27,37 +27,11 @@
 
 namespace {
 
+using namespace mps::bench;
 using nlohmann::json;
 namespace po = boost::program_options;
 
-struct Case {
-    std::string name;
-    std::string model;
-};
 
-std::vector<Case> read_cases(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw mps::Error(path + ": cannot open cases file");
-    std::vector<Case> cases;
-    int line_number = 0;
-    for (std::string line; std::getline(in, line);) {
-        ++line_number;
-        if (line.empty() || line[0] == '#') continue;
-        std::istringstream fields(line);
-        Case c;
-        if (!(fields >> c.name >> c.model))
-            throw mps::Error(path + ":" + std::to_string(line_number) +
-                             ": expected '<architecture> <model.onnx>'");
-        cases.push_back(c);
-    }
-    return cases;
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 json measure_eval(const mps::Graph& graph, const mps::Dataset& test, int runs) {
     mps::evaluate_float(graph, test, 256); // warm-up: primitive creation, page faults
@@ -85,26 +59,11 @@ json measure_train(const std::string& arch, const mps::Dataset& train,
             {"epoch_seconds_60k", 60000.0 / images_per_second}};
 }
 
-void write_atomically(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp";
-    std::ofstream(tmp) << text;
-    std::filesystem::rename(tmp, path);
-}
 
-std::string fixed(double value, int digits) {
-    char text[64];
-    std::snprintf(text, sizeof text, "%.*f", digits, value);
-    return text;
-}
 
 std::string markdown(const json& results) {
     std::ostringstream md;
-    md << "# Foundation benchmark\n\n"
-       << "Command: `" << results["command"].get<std::string>() << "`  \n"
-       << "Machine: " << results["machine"]["cpu"].get<std::string>() << ", "
-       << results["machine"]["hardware_threads"] << " threads, oneDNN "
-       << results["machine"]["onednn"].get<std::string>() << "  \nDate: "
-       << results["date"].get<std::string>() << "\n\n"
+    md << markdown_header(results, "Foundation benchmark")
        << "| model | test acc. % | eval images/s (b256, median) | PyTorch eval images/s | ratio "
           "| train images/s | epoch s (60k) | PyTorch epoch s | speed-up |\n"
        << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
@@ -145,11 +104,7 @@ int main(int argc, char** argv) {
         po::variables_map values;
         if (!mps::cli::parse_options(argc, argv, options, values, std::cout)) return 0;
         mps::cli::require_positive(runs, "runs");
-        json results = {{"machine", mps::bench::describe_machine()},
-                        {"date", mps::bench::utc_timestamp()}};
-        std::string command = "build/bench/mpsearch_bench_foundation";
-        for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
-        results["command"] = command;
+        json results = results_header(argc, argv, "mpsearch_bench_foundation");
         json pytorch;
         if (!pytorch_path.empty()) std::ifstream(pytorch_path) >> pytorch;
         const mps::Dataset test = mps::load_fashion_mnist(data, mps::Split::test);
@@ -169,8 +124,7 @@ int main(int argc, char** argv) {
             results["models"][c.name] = m;
         }
         if (pytorch.contains("torch_version")) results["pytorch_version"] = pytorch["torch_version"];
-        write_atomically(out + ".json", results.dump(2) + "\n");
-        write_atomically(out + ".md", markdown(results));
+        write_results(out, results, markdown(results));
         std::printf("summary: %zu models measured; results in %s.{json,md}\n",
                     results["models"].size(), out.c_str());
         return 0;

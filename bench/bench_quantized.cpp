@@ -18,7 +18,7 @@
 // A model entry `zoo:<architecture>` uses a freshly initialized zoo architecture (speed does not
 // depend on the weights; accuracy is then meaningless). Writes <out>.json and <out>.md
 // atomically and ends with one summary line.
-#include "bench/machine.h"
+#include "bench/bench_common.h"
 #include "evaluator/dataset.h"
 #include "evaluator/error.h"
 #include "evaluator/evaluate.h"
@@ -40,32 +40,11 @@
 
 namespace {
 
+using namespace mps::bench;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 namespace po = boost::program_options;
 
-struct Case {
-    std::string name;
-    std::string model;
-};
-
-std::vector<Case> read_cases(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw mps::Error(path + ": cannot open cases file");
-    std::vector<Case> cases;
-    int line_number = 0;
-    for (std::string line; std::getline(in, line);) {
-        ++line_number;
-        if (line.empty() || line[0] == '#') continue;
-        std::istringstream fields(line);
-        Case c;
-        if (!(fields >> c.name >> c.model))
-            throw mps::Error(path + ":" + std::to_string(line_number) +
-                             ": expected '<name> <model.onnx | zoo:architecture>'");
-        cases.push_back(c);
-    }
-    return cases;
-}
 
 mps::Graph load_model(const std::string& model) {
     mps::Graph graph = model.rfind("zoo:", 0) == 0 ? mps::make_architecture(model.substr(4), 1)
@@ -74,11 +53,6 @@ mps::Graph load_model(const std::string& model) {
     return graph;
 }
 
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 double seconds_of(const std::function<void()>& work) {
     const auto start = Clock::now();
@@ -238,26 +212,11 @@ json measure_incremental(const mps::Graph& graph, const mps::EvaluationData& dat
     return out;
 }
 
-void write_atomically(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp";
-    std::ofstream(tmp) << text;
-    std::filesystem::rename(tmp, path);
-}
 
-std::string fixed(double value, int digits) {
-    char text[64];
-    std::snprintf(text, sizeof text, "%.*f", digits, value);
-    return text;
-}
 
 std::string markdown(const json& results) {
     std::ostringstream md;
-    md << "# Quantized evaluator benchmark\n\n"
-       << "Command: `" << results["command"].get<std::string>() << "`  \n"
-       << "Machine: " << results["machine"]["cpu"].get<std::string>() << ", "
-       << results["machine"]["hardware_threads"] << " threads, oneDNN "
-       << results["machine"]["onednn"].get<std::string>() << "  \nDate: "
-       << results["date"].get<std::string>() << "\n\n"
+    md << markdown_header(results, "Quantized evaluator benchmark")
        << "Images/s on the 10k test split, batch 256, median of the runs:\n\n"
        << "| model | float32 | fake W4A4 | int W4A4 | int W4A4 test acc. % |\n"
        << "|---|---:|---:|---:|---:|\n";
@@ -332,11 +291,7 @@ int main(int argc, char** argv) {
         mps::cli::require_positive(runs, "runs");
         mps::cli::require_positive(candidates, "candidates");
         mps::cli::require_positive(workers, "incremental-workers");
-        json results = {{"machine", mps::bench::describe_machine()},
-                        {"date", mps::bench::utc_timestamp()}};
-        std::string command = "build/bench/mpsearch_bench_quantized";
-        for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
-        results["command"] = command;
+        json results = results_header(argc, argv, "mpsearch_bench_quantized");
         const mps::EvaluationData data = mps::load_evaluation_data(data_dir);
         for (const Case& c : read_cases(cases_path)) {
             const mps::Graph graph = load_model(c.model);
@@ -351,8 +306,7 @@ int main(int argc, char** argv) {
             std::printf("%-15s %s\n", c.name.c_str(), m.dump().c_str());
             results["models"][c.name] = m;
         }
-        write_atomically(out + ".json", results.dump(2) + "\n");
-        write_atomically(out + ".md", markdown(results));
+        write_results(out, results, markdown(results));
         std::printf("summary: %zu models measured; results in %s.{json,md}\n",
                     results["models"].size(), out.c_str());
         return 0;
