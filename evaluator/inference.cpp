@@ -1,6 +1,7 @@
 #include "evaluator/inference.h"
 
 #include "evaluator/error.h"
+#include "evaluator/onednn_util.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -19,6 +20,7 @@ namespace {
 using dnnl::memory;
 using tag = memory::format_tag;
 using dt = memory::data_type;
+using namespace onednn;
 
 std::string where(const Node& node) {
     return "inference: node '" + node.name + "' (" + op_name(node.op) + ")";
@@ -47,27 +49,6 @@ Graph folded_if_possible(const Graph& graph) {
     return folded;
 }
 
-memory::dims with_batch(int64_t n, const std::vector<int64_t>& per_image) {
-    memory::dims dims{n};
-    dims.insert(dims.end(), per_image.begin(), per_image.end());
-    return dims;
-}
-
-tag plain_tag(size_t ndims) {
-    switch (ndims) {
-    case 1: return tag::a;
-    case 2: return tag::ab;
-    case 3: return tag::abc;
-    case 4: return tag::abcd;
-    case 5: return tag::abcde;
-    default: throw Error("inference: tensors of rank " + std::to_string(ndims) + " unsupported");
-    }
-}
-
-memory::desc plain_desc(const memory::dims& dims) {
-    return memory::desc(dims, dt::f32, plain_tag(dims.size()));
-}
-
 // A unit of execution, independent of the batch size: one graph node plus the nodes fused into it.
 struct Stage {
     const Node* node = nullptr;
@@ -94,22 +75,6 @@ struct Plan {
     std::vector<std::pair<std::string, memory>> converted; // value re-laid out for a consumer
     std::vector<memory> storage; // buffers reached only through views, kept alive here
 };
-
-dnnl::post_ops eltwise_post_op(const Node* eltwise, dnnl::post_ops ops = {}) {
-    if (!eltwise) return ops;
-    if (eltwise->op == Op::relu)
-        ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-    else
-        ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, eltwise->clip_min,
-                           eltwise->clip_max);
-    return ops;
-}
-
-dnnl::primitive_attr attr_with(const dnnl::post_ops& ops) {
-    dnnl::primitive_attr attr;
-    attr.set_post_ops(ops);
-    return attr;
-}
 
 } // namespace
 
@@ -354,7 +319,7 @@ void InferenceEngine::Impl::build_conv(Plan& plan, const Stage& stage) {
     const memory::desc src_have = plan.values.at(node.inputs[0]).get_desc();
     const memory::desc src_any(src_dims, dt::f32, tag::any);
     auto usable = [](const conv::primitive_desc& p) {
-        return p && std::string(p.impl_info_str()).rfind("ref", 0) != 0;
+        return p && !is_reference_impl(p);
     };
     conv::primitive_desc pd = make_pd(src_have, tag::aBcd16b);
     if (!usable(pd)) pd = make_pd(src_any, tag::aBcd16b);
@@ -425,25 +390,9 @@ void InferenceEngine::Impl::build_pool(Plan& plan, const Stage& stage) {
     const Node& node = *stage.node;
     const memory src = plan.values.at(node.inputs[0]);
     const memory::dims dst_dims = with_batch(plan.n, graph.shapes.at(node.output));
-    dnnl::algorithm algo = dnnl::algorithm::pooling_max;
-    memory::dims kernel{node.kernel[0], node.kernel[1]}, strides{node.stride[0], node.stride[1]};
-    memory::dims pad_l{node.pad_begin[0], node.pad_begin[1]}, pad_r{node.pad_end[0], node.pad_end[1]};
-    if (node.op == Op::average_pool) {
-        algo = node.count_include_pad ? dnnl::algorithm::pooling_avg_include_padding
-                                      : dnnl::algorithm::pooling_avg_exclude_padding;
-    } else if (node.op == Op::global_average_pool) {
-        algo = dnnl::algorithm::pooling_avg_exclude_padding;
-        const memory::dims src_dims = src.get_desc().dims();
-        kernel = {src_dims[2], src_dims[3]};
-        strides = {1, 1};
-        pad_l = pad_r = {0, 0};
-    }
-    using pool = dnnl::pooling_forward;
-    const pool::desc desc(dnnl::prop_kind::forward_inference, algo, src.get_desc(),
-                          memory::desc(dst_dims, dt::f32, tag::any), strides, kernel, pad_l, pad_r);
-    const pool::primitive_desc pd(desc, engine);
+    const auto pd = pooling_inference(node, src.get_desc(), dst_dims, engine);
     memory dst(pd.dst_desc(), engine);
-    plan.steps.push_back({pool(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}});
+    plan.steps.push_back({dnnl::pooling_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}});
     plan.values[stage.output] = dst;
 }
 

@@ -22,6 +22,7 @@
 #include "evaluator/quantized_network.h"
 
 #include "evaluator/error.h"
+#include "evaluator/onednn_util.h"
 #include "evaluator/qnet_kernels.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -52,33 +53,12 @@ namespace {
 using dnnl::memory;
 using tag = memory::format_tag;
 using dt = memory::data_type;
+using namespace onednn;
 
 constexpr size_t max_weight_entries = 8; // reordered bit vectors kept per layer
 
 std::string where(const Node& node) {
     return "quantized network: node '" + node.name + "' (" + op_name(node.op) + ")";
-}
-
-memory::dims with_batch(int64_t n, const std::vector<int64_t>& per_image) {
-    memory::dims dims{n};
-    dims.insert(dims.end(), per_image.begin(), per_image.end());
-    return dims;
-}
-
-tag plain_tag(size_t ndims) {
-    switch (ndims) {
-    case 1: return tag::a;
-    case 2: return tag::ab;
-    case 3: return tag::abc;
-    case 4: return tag::abcd;
-    case 5: return tag::abcde;
-    default:
-        throw Error("quantized network: tensors of rank " + std::to_string(ndims) + " unsupported");
-    }
-}
-
-memory::desc plain_desc(const memory::dims& dims, dt type = dt::f32) {
-    return memory::desc(dims, type, plain_tag(dims.size()));
 }
 
 // `desc` with its element type replaced: same dimensions and element offsets.
@@ -87,24 +67,6 @@ memory::desc retyped(const memory::desc& desc, dt type) {
     raw.data_type = memory::convert_to_c(type);
     return memory::desc(raw);
 }
-
-dnnl::post_ops eltwise_post_op(const Node* eltwise, dnnl::post_ops ops = {}) {
-    if (!eltwise) return ops;
-    if (eltwise->op == Op::relu)
-        ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-    else
-        ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, eltwise->clip_min,
-                           eltwise->clip_max);
-    return ops;
-}
-
-dnnl::primitive_attr attr_with(const dnnl::post_ops& ops) {
-    dnnl::primitive_attr attr;
-    attr.set_post_ops(ops);
-    return attr;
-}
-
-bool is_reference_impl(const char* info) { return std::string(info).rfind("ref", 0) == 0; }
 
 // One graph node plus the relu / clip fused into it.
 struct Stage {
@@ -508,7 +470,7 @@ void QuantizedNetwork::Impl::build_variant(Plan& plan, int l, bool integer) {
             LayerPd candidate = layer_primitive_desc(l, integer, src, dst);
             if (!candidate) continue;
             if (!pd) pd = candidate;
-            if (!is_reference_impl(candidate.base().impl_info_str())) {
+            if (!is_reference_impl(candidate.base())) {
                 pd = candidate;
                 break;
             }
@@ -691,26 +653,9 @@ void QuantizedNetwork::Impl::build_pool(Plan& plan, const Stage& stage, std::vec
     const Node& node = *stage.node;
     const memory src = plan.values.at(node.inputs[0]);
     const memory::dims dst_dims = with_batch(plan.n, graph.shapes.at(node.output));
-    dnnl::algorithm algo = dnnl::algorithm::pooling_max;
-    memory::dims kernel{node.kernel[0], node.kernel[1]}, strides{node.stride[0], node.stride[1]};
-    memory::dims pad_l{node.pad_begin[0], node.pad_begin[1]},
-        pad_r{node.pad_end[0], node.pad_end[1]};
-    if (node.op == Op::average_pool) {
-        algo = node.count_include_pad ? dnnl::algorithm::pooling_avg_include_padding
-                                      : dnnl::algorithm::pooling_avg_exclude_padding;
-    } else if (node.op == Op::global_average_pool) {
-        algo = dnnl::algorithm::pooling_avg_exclude_padding;
-        const memory::dims src_dims = src.get_desc().dims();
-        kernel = {src_dims[2], src_dims[3]};
-        strides = {1, 1};
-        pad_l = pad_r = {0, 0};
-    }
-    using pool = dnnl::pooling_forward;
-    const pool::desc desc(dnnl::prop_kind::forward_inference, algo, src.get_desc(),
-                          memory::desc(dst_dims, dt::f32, tag::any), strides, kernel, pad_l, pad_r);
-    const pool::primitive_desc pd(desc, engine);
+    const auto pd = pooling_inference(node, src.get_desc(), dst_dims, engine);
     memory dst(pd.dst_desc(), engine);
-    steps.push_back({pool(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}});
+    steps.push_back({dnnl::pooling_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}});
     plan.values[stage.output] = dst;
 }
 

@@ -10,6 +10,8 @@ namespace mps {
 using dnnl::memory;
 using tag = memory::format_tag;
 using dt = memory::data_type;
+using onednn::is_reference_impl;
+using onednn::plain_desc;
 
 namespace {
 
@@ -44,11 +46,6 @@ memory diff_into_slot(TrainBuild& b, TrainLayer& layer, const std::string& value
 void append(std::vector<TrainStep>& to, std::vector<TrainStep>& from) {
     for (TrainStep& s : from) to.push_back(std::move(s));
     from.clear();
-}
-
-// True when oneDNN fell back to its slow reference implementation.
-bool is_reference(const dnnl::primitive_desc_base& pd) {
-    return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
 }
 
 dnnl::prop_kind forward_kind(const TrainBuild& b) {
@@ -96,13 +93,13 @@ void build_conv(TrainBuild& b, const Node& n, TrainLayer& layer) {
             forward_kind(b), dnnl::algorithm::convolution_direct, src_hint, any_desc(wdims),
             bias_md, dst_hint, strides, dilates, pad_l, pad_r);
         p.fwd = dnnl::convolution_forward::primitive_desc(d, b.engine);
-        p.slow = is_reference(p.fwd);
+        p.slow = is_reference_impl(p.fwd);
         if (!b.training()) return p;
         const dnnl::convolution_backward_weights::desc bww_d(
             dnnl::algorithm::convolution_direct, p.fwd.src_desc(), any_desc(wdims), bias_md,
             p.fwd.dst_desc(), strides, dilates, pad_l, pad_r);
         p.bww = dnnl::convolution_backward_weights::primitive_desc(bww_d, b.engine, p.fwd);
-        p.slow |= is_reference(p.bww);
+        p.slow |= is_reference_impl(p.bww);
         if (!data_gradient) return p;
         // The fast backward-data kernels want the weights blocked the other way round (e.g.
         // OIhw16o16i instead of OIhw16i16o): let oneDNN choose and reorder the (small) weights.
@@ -110,7 +107,7 @@ void build_conv(TrainBuild& b, const Node& n, TrainLayer& layer) {
             dnnl::algorithm::convolution_direct, p.fwd.src_desc(), any_desc(wdims),
             p.fwd.dst_desc(), strides, dilates, pad_l, pad_r);
         p.bwd = dnnl::convolution_backward_data::primitive_desc(bwd_d, b.engine, p.fwd);
-        p.slow |= is_reference(p.bwd);
+        p.slow |= is_reference_impl(p.bwd);
         return p;
     };
     const memory::desc nhwc_src(sd, dt::f32, tag::nhwc), nhwc_dst(dst_dims, dt::f32, tag::nhwc);
@@ -483,12 +480,6 @@ TrainParameter TrainBuild::add_parameter(const Node& node, Tensor Node::*field,
     p.plain = plain;
     parameters->push_back(p);
     return p;
-}
-
-memory::desc plain_desc(const std::vector<int64_t>& dims) {
-    static const tag by_rank[] = {tag::undef, tag::a, tag::ab, tag::abc, tag::abcd, tag::abcde};
-    if (dims.empty() || dims.size() > 5) throw Error("trainer: unsupported tensor rank");
-    return {memory::dims(dims.begin(), dims.end()), dt::f32, by_rank[dims.size()]};
 }
 
 TrainLayer build_train_layer(TrainBuild& b, const Node& n, const Node* fused_relu) {

@@ -1,6 +1,7 @@
 #pragma once
 // Internals of TrainNetwork (evaluator/train_network.h): the per-node compilation of a graph into
 // oneDNN primitives. Not for use outside train_network.cpp and train_layers.cpp.
+#include "evaluator/onednn_util.h"
 #include "evaluator/train_network.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -68,8 +69,6 @@ struct TrainBuild {
                                  const dnnl::memory::desc& plain, bool trainable, bool decay);
     dnnl::memory zeros(const dnnl::memory::desc& desc) const;
 };
-
-dnnl::memory::desc plain_desc(const std::vector<int64_t>& dims);
 
 // Compiles one node. `fused_relu`: a relu node that is the only reader of this batch_norm's
 // output, computed by the batch norm primitive itself (and then not compiled on its own).

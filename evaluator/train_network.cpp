@@ -9,6 +9,7 @@
 namespace mps {
 
 using dnnl::memory;
+using onednn::plain_desc;
 
 TrainNetwork::TrainNetwork(const Graph& graph, int64_t batch, NetworkMode mode,
                            bool input_gradient)
