@@ -48,6 +48,44 @@ void append(std::vector<TrainStep>& to, std::vector<TrainStep>& from) {
     from.clear();
 }
 
+// The weight (and bias) gradient step of a conv or fully connected layer: into the parameter's
+// gradient directly, or through a temporary in the primitive's layout and a reorder.
+template <class Primitive>
+void append_weights_backward(TrainBuild& b, TrainLayer& layer,
+                             const typename Primitive::primitive_desc& bww, const memory& src,
+                             const memory& diff_dst, const TrainParameter& w,
+                             const TrainParameter* bias) {
+    memory dw = w.grad;
+    const bool reorder_dw = bww.diff_weights_desc() != w.value.get_desc();
+    if (reorder_dw) dw = b.zeros(bww.diff_weights_desc());
+    TrainStep wstep{Primitive(bww),
+                    {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_WEIGHTS, dw}}};
+    if (bias) wstep.args[DNNL_ARG_DIFF_BIAS] = bias->grad;
+    layer.backward.push_back(std::move(wstep));
+    if (reorder_dw) layer.backward.push_back(reorder_step(dw, w.grad));
+}
+
+// The input gradient step of a conv or fully connected layer reading value `in`, with the weights
+// reordered first when the backward-data primitive wants another layout.
+template <class Primitive>
+void append_data_backward(TrainBuild& b, TrainLayer& layer, const std::string& in,
+                          const typename Primitive::primitive_desc& bwd, const memory& diff_dst,
+                          const TrainParameter& w) {
+    memory bwd_weights = w.value;
+    if (bwd.weights_desc() != w.value.get_desc()) {
+        bwd_weights = b.zeros(bwd.weights_desc());
+        layer.backward.push_back(reorder_step(w.value, bwd_weights));
+    }
+    std::vector<TrainStep> after;
+    // A src reorder in forward means the gradient comes back in the primitive's layout.
+    const memory dsrc = diff_into_slot(b, layer, in, bwd.diff_src_desc(), after);
+    layer.backward.push_back({Primitive(bwd),
+                              {{DNNL_ARG_DIFF_DST, diff_dst},
+                               {DNNL_ARG_WEIGHTS, bwd_weights},
+                               {DNNL_ARG_DIFF_SRC, dsrc}}});
+    append(layer.backward, after);
+}
+
 dnnl::prop_kind forward_kind(const TrainBuild& b) {
     return b.training() ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
 }
@@ -153,30 +191,10 @@ void build_conv(TrainBuild& b, const Node& n, TrainLayer& layer) {
     const auto& bww = plan.bww;
     if (bww.diff_dst_desc() != fwd.dst_desc() || bww.src_desc() != fwd.src_desc())
         fail(n, "oneDNN chose different activation layouts for the weight gradient");
-    memory dw = w.grad;
-    const bool reorder_dw = bww.diff_weights_desc() != w.value.get_desc();
-    if (reorder_dw) dw = b.zeros(bww.diff_weights_desc());
-    TrainStep wstep{dnnl::convolution_backward_weights(bww),
-                    {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_WEIGHTS, dw}}};
-    if (has_bias) wstep.args[DNNL_ARG_DIFF_BIAS] = bias.grad;
-    layer.backward.push_back(std::move(wstep));
-    if (reorder_dw) layer.backward.push_back(reorder_step(dw, w.grad));
-
+    append_weights_backward<dnnl::convolution_backward_weights>(b, layer, bww, src, diff_dst, w,
+                                                                has_bias ? &bias : nullptr);
     if (!data_gradient) return;
-    const auto& bwd = plan.bwd;
-    memory bwd_weights = w.value;
-    if (bwd.weights_desc() != w.value.get_desc()) {
-        bwd_weights = b.zeros(bwd.weights_desc());
-        layer.backward.push_back(reorder_step(w.value, bwd_weights));
-    }
-    std::vector<TrainStep> after;
-    // A src reorder in forward means the gradient comes back in the primitive's layout.
-    const memory dsrc = diff_into_slot(b, layer, in, bwd.diff_src_desc(), after);
-    layer.backward.push_back({dnnl::convolution_backward_data(bwd),
-                              {{DNNL_ARG_DIFF_DST, diff_dst},
-                               {DNNL_ARG_WEIGHTS, bwd_weights},
-                               {DNNL_ARG_DIFF_SRC, dsrc}}});
-    append(layer.backward, after);
+    append_data_backward<dnnl::convolution_backward_data>(b, layer, in, plan.bwd, diff_dst, w);
 }
 
 void build_fully_connected(TrainBuild& b, const Node& n, TrainLayer& layer) {
@@ -212,31 +230,13 @@ void build_fully_connected(TrainBuild& b, const Node& n, TrainLayer& layer) {
     const dnnl::inner_product_backward_weights::desc bww_d(src_md, any_desc(wdims), bias_md,
                                                            fwd.dst_desc());
     const dnnl::inner_product_backward_weights::primitive_desc bww(bww_d, b.engine, fwd);
-    memory dw = w.grad;
-    const bool reorder_dw = bww.diff_weights_desc() != w.value.get_desc();
-    if (reorder_dw) dw = b.zeros(bww.diff_weights_desc());
-    TrainStep wstep{dnnl::inner_product_backward_weights(bww),
-                    {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_WEIGHTS, dw}}};
-    if (has_bias) wstep.args[DNNL_ARG_DIFF_BIAS] = bias.grad;
-    layer.backward.push_back(std::move(wstep));
-    if (reorder_dw) layer.backward.push_back(reorder_step(dw, w.grad));
-
+    append_weights_backward<dnnl::inner_product_backward_weights>(b, layer, bww, src, diff_dst, w,
+                                                                  has_bias ? &bias : nullptr);
     if (!b.at(in).needs_grad) return;
     const dnnl::inner_product_backward_data::desc bwd_d(src_md, any_desc(wdims),
                                                         fwd.dst_desc());
     const dnnl::inner_product_backward_data::primitive_desc bwd(bwd_d, b.engine, fwd);
-    memory bwd_weights = w.value;
-    if (bwd.weights_desc() != w.value.get_desc()) {
-        bwd_weights = b.zeros(bwd.weights_desc());
-        layer.backward.push_back(reorder_step(w.value, bwd_weights));
-    }
-    std::vector<TrainStep> after;
-    const memory dsrc = diff_into_slot(b, layer, in, bwd.diff_src_desc(), after);
-    layer.backward.push_back({dnnl::inner_product_backward_data(bwd),
-                              {{DNNL_ARG_DIFF_DST, diff_dst},
-                               {DNNL_ARG_WEIGHTS, bwd_weights},
-                               {DNNL_ARG_DIFF_SRC, dsrc}}});
-    append(layer.backward, after);
+    append_data_backward<dnnl::inner_product_backward_data>(b, layer, in, bwd, diff_dst, w);
 }
 
 // With `relu` (the only reader of the batch norm's output) the ReLU is fused into the batch norm
