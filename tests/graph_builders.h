@@ -2,6 +2,7 @@
 // Test helpers: build small Graphs by hand with deterministic random parameters, and compare
 // tensors. Parameters are drawn uniformly from +-sqrt(3 / fan_in) so that activations keep a
 // variance near one through deep stacks.
+#include "evaluator/dataset.h"
 #include "evaluator/graph.h"
 #include "evaluator/tensor.h"
 
@@ -31,6 +32,21 @@ inline Tensor random_tensor(std::vector<int64_t> dims, Rng& rng, float lo = -1.0
     Tensor t(std::move(dims));
     for (float& v : t.data) v = rng.uniform(lo, hi);
     return t;
+}
+
+// `count` images of per-image `shape` {C, H, W} with pixels uniform in [lo, hi), all labelled 0.
+inline Dataset random_images(const std::vector<int64_t>& shape, int64_t count, uint64_t seed,
+                             float lo = -2.0f, float hi = 2.0f) {
+    Rng rng(seed);
+    Dataset d;
+    d.count = count;
+    d.channels = shape[0];
+    d.height = shape[1];
+    d.width = shape[2];
+    d.images.resize(static_cast<size_t>(count * d.image_size()));
+    for (float& v : d.images) v = rng.uniform(lo, hi);
+    d.labels.assign(static_cast<size_t>(count), 0);
+    return d;
 }
 
 // Largest |a - b| divided by max(1, largest |b|): the relative tolerance the parity tests use.

@@ -17,16 +17,7 @@ using namespace mps;
 namespace {
 
 Dataset random_images(const Graph& graph, int64_t n, uint64_t seed) {
-    test::Rng rng(seed);
-    Dataset data;
-    data.count = n;
-    data.channels = graph.input_shape[0];
-    data.height = graph.input_shape[1];
-    data.width = graph.input_shape[2];
-    data.images.resize(static_cast<size_t>(n * data.image_size()));
-    for (float& v : data.images) v = rng.uniform(-2.0f, 2.0f);
-    data.labels.assign(static_cast<size_t>(n), 0);
-    return data;
+    return test::random_images(graph.input_shape, n, seed);
 }
 
 // Every value of `graph` on `data`, by the reference ops (double accumulation).

@@ -24,19 +24,13 @@ Graph tiny_resnet() {
 // n random images labelled by the float model itself (so accuracies are far from chance and
 // quantization visibly changes them).
 Dataset labelled_images(const Graph& graph, int64_t n, uint64_t seed) {
-    test::Rng rng(seed);
-    Dataset data;
-    data.count = n;
-    data.channels = graph.input_shape[0];
-    data.height = graph.input_shape[1];
-    data.width = graph.input_shape[2];
+    Dataset data = test::random_images(graph.input_shape, n, seed, -1.5f, 2.5f);
     Tensor input({n, data.channels, data.height, data.width});
-    for (float& v : input.data) v = rng.uniform(-1.5f, 2.5f);
-    data.images = input.data;
+    input.data = data.images;
     const Tensor logits = reference_forward(graph, input);
     const int64_t classes = logits.numel() / n;
     for (int64_t i = 0; i < n; ++i)
-        data.labels.push_back(static_cast<uint8_t>(argmax(logits.data.data() + i * classes, classes)));
+        data.labels[i] = static_cast<uint8_t>(argmax(logits.data.data() + i * classes, classes));
     return data;
 }
 

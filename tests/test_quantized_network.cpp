@@ -20,19 +20,6 @@ using mps::test::PoolSpec;
 
 namespace {
 
-Dataset random_images(const std::vector<int64_t>& shape, int64_t count, uint64_t seed) {
-    test::Rng rng(seed);
-    Dataset d;
-    d.count = count;
-    d.channels = shape[0];
-    d.height = shape[1];
-    d.width = shape[2];
-    d.images.resize(static_cast<size_t>(count * d.image_size()));
-    for (float& v : d.images) v = rng.uniform(-2.0f, 2.0f);
-    d.labels.assign(static_cast<size_t>(count), 0);
-    return d;
-}
-
 Tensor as_batch(const Dataset& d) {
     Tensor t({d.count, d.channels, d.height, d.width});
     t.data = d.images;
@@ -78,9 +65,9 @@ struct Setup {
     std::shared_ptr<const Calibration> calibration;
 
     Setup(Graph g, int64_t count, uint64_t seed = 21) : graph(folded(std::move(g))) {
-        images = random_images(graph.input_shape, count, seed);
+        images = test::random_images(graph.input_shape, count, seed);
         calibration = std::make_shared<const Calibration>(
-            calibrate(graph, random_images(graph.input_shape, 40, seed + 1), CalibrationMethod{}));
+            calibrate(graph, test::random_images(graph.input_shape, 40, seed + 1), CalibrationMethod{}));
     }
     std::shared_ptr<WeightCache> cache(const std::string& quantizer = "uniform") const {
         return std::make_shared<WeightCache>(graph, make_weight_quantizer(quantizer));
