@@ -1,6 +1,7 @@
 #include "bench/bench_common.h"
 
 #include "bench/machine.h"
+#include "evaluator/atomic_file.h"
 #include "evaluator/error.h"
 
 #include <algorithm>
@@ -58,24 +59,11 @@ std::string markdown_header(const nlohmann::json& results, const std::string& ti
     return md.str();
 }
 
-namespace {
-
-void write_atomically(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream file(tmp);
-        file << text;
-        if (!file.flush()) throw Error(tmp + ": cannot write");
-    }
-    std::filesystem::rename(tmp, path);
-}
-
-} // namespace
 
 void write_results(const std::string& out, const nlohmann::json& results,
                    const std::string& markdown) {
-    write_atomically(out + ".json", results.dump(2) + "\n");
-    write_atomically(out + ".md", markdown);
+    write_file_atomically(out + ".json", results.dump(2) + "\n");
+    write_file_atomically(out + ".md", markdown);
 }
 
 } // namespace mps::bench

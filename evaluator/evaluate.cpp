@@ -36,6 +36,23 @@ double cross_entropy(const float* logits, int64_t classes, int label) {
     return top + std::log(sum) - static_cast<double>(logits[label]);
 }
 
+double softmax_kl(const float* reference, const float* logits, int64_t classes) {
+    auto log_sum_exp = [classes](const float* x) {
+        const double top = *std::max_element(x, x + classes);
+        double sum = 0.0;
+        for (int64_t c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(x[c]) - top);
+        return top + std::log(sum);
+    };
+    const double lse_reference = log_sum_exp(reference), lse_logits = log_sum_exp(logits);
+    double kl = 0.0;
+    for (int64_t c = 0; c < classes; ++c) {
+        const double log_p = static_cast<double>(reference[c]) - lse_reference;
+        const double log_q = static_cast<double>(logits[c]) - lse_logits;
+        kl += std::exp(log_p) * (log_p - log_q);
+    }
+    return std::max(0.0, kl);
+}
+
 EvalResult evaluate_float(const Graph& graph, const Dataset& data, int64_t batch, int64_t limit) {
     const std::vector<int64_t> data_shape{data.channels, data.height, data.width};
     if (graph.input_shape != data_shape)

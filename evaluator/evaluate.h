@@ -29,5 +29,7 @@ EvalResult evaluate_float(const Graph& graph, const Dataset& data, int64_t batch
 int argmax(const float* logits, int64_t classes);
 // -log softmax(logits)[label], computed with a stable log-sum-exp.
 double cross_entropy(const float* logits, int64_t classes, int label);
+// KL(softmax(reference) || softmax(logits)), with stable log-softmaxes; >= 0, 0 when equal.
+double softmax_kl(const float* reference, const float* logits, int64_t classes);
 
 } // namespace mps

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <list>
 #include <map>
 #include <mutex>
@@ -172,7 +174,16 @@ struct Candidate {
 struct BatchResult {
     int64_t correct = 0;
     double loss = 0.0;
+    double kl = 0.0;
+    double signal = 0.0, noise = 0.0; // sums of fp32^2 and (logits - fp32)^2
     double seconds = 0.0;
+};
+
+// Where a run's logits go: compared with the FP32 logits of the split (`reference`), or recorded
+// as those (`record`, when computing the reference itself).
+struct LogitSink {
+    const float* reference = nullptr;
+    float* record = nullptr;
 };
 
 // A contiguous range of one candidate's batches, run by one worker.
@@ -206,6 +217,7 @@ struct Evaluator::Impl {
     std::vector<int64_t> cut_floats; // per layer, per image
     std::vector<int64_t> macs_before; // per layer: MACs per image of the layers before it
     std::atomic<int64_t> batches_full{0}, batches_resumed{0}, layers_skipped{0};
+    std::map<int, std::vector<float>> fp32_logits; // per split, images x classes
 
     Impl(Graph folded, std::string path, EvaluationData images, EvaluatorOptions opts)
         : graph(std::move(folded)), model_path(std::move(path)), options(std::move(opts)),
@@ -310,7 +322,7 @@ struct Evaluator::Impl {
     }
 
     BatchResult run_batch(QuantizedNetwork& net, const Candidate& c, const Dataset& images,
-                          Split split, int64_t batch) {
+                          Split split, int64_t batch, LogitSink sink) {
         const auto start = Clock::now();
         const int64_t first = batch * options.batch;
         const int64_t n = std::min(options.batch, images.count - first);
@@ -337,12 +349,26 @@ struct Evaluator::Impl {
             result.correct += argmax(row, classes) == label;
             result.loss += cross_entropy(row, classes, label);
         }
+        if (sink.record)
+            std::copy(logits, logits + n * classes, sink.record + first * classes);
+        if (sink.reference) add_divergence(result, logits, sink.reference + first * classes, n * classes, classes);
         result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
         return result;
     }
 
+    static void add_divergence(BatchResult& result, const float* logits, const float* reference,
+                               int64_t count, int64_t classes) {
+        for (int64_t i = 0; i < count; i += classes)
+            result.kl += softmax_kl(reference + i, logits + i, classes);
+        for (int64_t i = 0; i < count; ++i) {
+            const double r = reference[i], d = static_cast<double>(logits[i]) - r;
+            result.signal += r * r;
+            result.noise += d * d;
+        }
+    }
+
     void run_task(const Task& task, const std::vector<Candidate>& candidates, const Dataset& images,
-                  Split split, std::vector<std::vector<BatchResult>>& results) {
+                  Split split, LogitSink sink, std::vector<std::vector<BatchResult>>& results) {
         const int slot_index = tbb::this_task_arena::current_thread_index();
         if (slot_index < 0 || slot_index >= static_cast<int>(slots.size()))
             throw Error("evaluator: task ran outside its arena's slots (internal error)");
@@ -355,7 +381,8 @@ struct Evaluator::Impl {
             slot.installed = c.policy;
         }
         for (int64_t b = task.first_batch; b < task.end_batch; ++b)
-            results[task.candidate][static_cast<size_t>(b)] = run_batch(net, c, images, split, b);
+            results[task.candidate][static_cast<size_t>(b)] =
+                run_batch(net, c, images, split, b, sink);
     }
 
     // Candidates that capture cuts for others run first, each spread over all workers batch by
@@ -403,6 +430,30 @@ struct Evaluator::Impl {
                             "): " + e.what());
             }
         }
+        const LogitSink sink{reference_logits(split).data(), nullptr};
+        return run(policies, split, sink, std::move(scores));
+    }
+
+    // The FP32 (W32A32) logits of every image of `split`, computed once.
+    const std::vector<float>& reference_logits(Split split) {
+        std::vector<float>& logits = fp32_logits[static_cast<int>(split)];
+        if (logits.empty()) {
+            const Dataset& images = split_data(split);
+            logits.assign(static_cast<size_t>(images.count * num_classes()), 0.0f);
+            const BitPolicy fp32 = BitPolicy::uniform(graph, float_bits, float_bits);
+            std::vector<Score> score(1);
+            score[0].costs = compute_costs(graph, fp32);
+            run(std::span<const BitPolicy>(&fp32, 1), split, {nullptr, logits.data()},
+                std::move(score));
+        }
+        return logits;
+    }
+
+    int64_t num_classes() const { return Tensor::count(graph.shapes.at(graph.output)); }
+
+    std::vector<Score> run(std::span<const BitPolicy> policies, Split split, LogitSink sink,
+                           std::vector<Score> scores) {
+        const Dataset& images = split_data(split);
         const std::vector<Candidate> candidates = prepare(policies, images.count);
         const int64_t batches = (images.count + options.batch - 1) / options.batch;
         std::vector<std::vector<BatchResult>> results(
@@ -413,23 +464,29 @@ struct Evaluator::Impl {
         arena.execute([&] {
             tbb::parallel_for(0, options.workers, [&](int) {
                 for (size_t t = next++; t < tasks.size(); t = next++)
-                    run_task(tasks[t], candidates, images, split, results);
+                    run_task(tasks[t], candidates, images, split, sink, results);
             });
         });
         for (size_t i = 0; i < policies.size(); ++i) {
             Score& s = scores[i];
-            double loss = 0.0;
+            double loss = 0.0, kl = 0.0, signal = 0.0, noise = 0.0;
             for (const BatchResult& r : results[i]) { // batch order: deterministic sums
                 s.correct += r.correct;
                 loss += r.loss;
+                kl += r.kl;
+                signal += r.signal;
+                noise += r.noise;
                 s.seconds += r.seconds;
             }
+            s.logit_sqnr_db = noise > 0.0 ? 10.0 * std::log10(signal / noise)
+                                          : std::numeric_limits<double>::infinity();
             s.images = images.count;
             s.split = split;
             s.path = options.path;
             if (s.images > 0) {
                 s.accuracy_percent = 100.0 * static_cast<double>(s.correct) / static_cast<double>(s.images);
                 s.mean_loss = loss / static_cast<double>(s.images);
+                s.mean_kl = kl / static_cast<double>(s.images);
             }
         }
         return scores;

@@ -40,6 +40,12 @@ namespace mps {
 struct Score {
     double accuracy_percent = 0.0; // top-1 (argmax, first index on ties)
     double mean_loss = 0.0;        // mean cross-entropy
+    // Divergence from the FP32 network (the W32A32 policy on the same images), for
+    // sensitivity metrics: mean over images of KL(softmax(fp32 logits) || softmax(logits)), and
+    // the SQNR of the logits, 10 log10(sum fp32^2 / sum (logits - fp32)^2) in dB (+infinity when
+    // the logits equal the FP32 ones).
+    double mean_kl = 0.0;
+    double logit_sqnr_db = 0.0;
     int64_t correct = 0;
     int64_t images = 0;
     Split split = Split::validation;

@@ -1,5 +1,7 @@
 #include "evaluator/onnx_io.h"
 
+#include "evaluator/atomic_file.h"
+
 #include "evaluator/error.h"
 
 #include <onnx/onnx_pb.h>
@@ -1141,24 +1143,7 @@ std::string export_onnx_bytes(const Graph& graph) {
 }
 
 void export_onnx(const Graph& graph, const std::string& path) {
-    std::string bytes = export_onnx_bytes(graph);
-    std::string temporary = path + ".tmp" + std::to_string(::getpid());
-    {
-        std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-        if (!out) throw Error(path + ": cannot write (" + std::strerror(errno) + ")");
-        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-        out.close();
-        if (!out) {
-            std::filesystem::remove(temporary);
-            throw Error(path + ": writing failed (disk full?)");
-        }
-    }
-    std::error_code error;
-    std::filesystem::rename(temporary, path, error);
-    if (error) {
-        std::filesystem::remove(temporary);
-        throw Error(path + ": cannot write (" + error.message() + ")");
-    }
+    write_file_atomically(path, export_onnx_bytes(graph));
 }
 
 } // namespace mps

@@ -1,5 +1,7 @@
 #include "evaluator/policy_file.h"
 
+#include "evaluator/atomic_file.h"
+
 #include "evaluator/activation_range.h"
 #include "evaluator/error.h"
 #include "evaluator/sha256.h"
@@ -109,20 +111,7 @@ std::string policy_yaml(const PolicyFile& file) {
 } // namespace
 
 void write_policy_file(const std::string& path, const PolicyFile& file) {
-    const std::string text = policy_yaml(file);
-    const std::string temporary = path + "." + std::to_string(::getpid()) + ".tmp";
-    auto fail = [&](const std::string& what) {
-        const std::string reason = std::strerror(errno);
-        std::remove(temporary.c_str());
-        throw Error(path + ": cannot write the policy file (" + what + ": " + reason +
-                    "); check that the directory exists and is writable");
-    };
-    std::FILE* f = std::fopen(temporary.c_str(), "wb");
-    if (!f) fail("open");
-    const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size() &&
-                         std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-    if (std::fclose(f) != 0 || !written) fail("write");
-    if (std::rename(temporary.c_str(), path.c_str()) != 0) fail("rename");
+    write_file_atomically(path, policy_yaml(file));
 }
 
 // ----------------------------------------------------------------------------------------------

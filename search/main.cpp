@@ -15,6 +15,7 @@ namespace {
 constexpr const char* usage = R"(usage: mpsearch <command> [options]
 
 commands:
+  search   search mixed-precision policies as a YAML run config describes (docs/config.md)
   eval     score a model (ONNX file) on a data split: accuracy, loss, speed, costs
   train    train a zoo architecture on Fashion-MNIST and export it as ONNX
 
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
     const std::string command = argv[1];
     try {
         if (command == "eval") return mps::cli::run_eval(argc - 1, argv + 1);
+        if (command == "search") return mps::cli::run_search(argc - 1, argv + 1);
         if (command == "train") return mps::cli::run_train(argc - 1, argv + 1);
         std::cerr << "mpsearch: unknown command '" << command << "'\n\n" << usage;
         return 2;

@@ -9,6 +9,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdint>
 
 using namespace mps;
@@ -69,6 +70,8 @@ void check_identical(const Score& a, const Score& b, const BitPolicy& policy, ui
     CHECK(a.correct == b.correct);
     CHECK(a.accuracy_percent == b.accuracy_percent);
     CHECK(a.mean_loss == b.mean_loss); // bit-identical, not approximately equal
+    CHECK(a.mean_kl == b.mean_kl);
+    CHECK(a.logit_sqnr_db == b.logit_sqnr_db);
     CHECK(a.images == b.images);
 }
 
@@ -175,6 +178,59 @@ TEST_CASE("incremental cache evicts under a tiny budget and stays exact") {
     CHECK(stats.batches_resumed > 0);
     CHECK(stats.evictions > 0);
     CHECK(stats.bytes <= budget);
+}
+
+// Logits of `policy` on every image of `data`, by a QuantizedNetwork of its own, in the
+// evaluator's batches of 16.
+static std::vector<float> policy_logits(const Graph& graph, const Evaluator& evaluator,
+                                        const BitPolicy& policy, const Dataset& data) {
+    const int64_t batch = 16;
+    QuantizedNetwork net(graph, std::make_shared<const Calibration>(evaluator.calibration()),
+                         std::make_shared<WeightCache>(graph, make_weight_quantizer("uniform")),
+                         ExecutionPath::fake, batch);
+    net.set_policy(policy);
+    std::vector<float> all;
+    for (int64_t first = 0; first < data.count; first += batch) {
+        const int64_t n = std::min(batch, data.count - first);
+        const float* logits = net.run(data.image(first), n);
+        all.insert(all.end(), logits, logits + n * net.num_classes());
+    }
+    return all;
+}
+
+TEST_CASE("divergence from FP32 (mean KL, logit SQNR) matches a naive computation") {
+    const Graph graph = tiny_resnet();
+    const EvaluationData data = small_data(graph);
+    Evaluator evaluator(graph, "", small_data(graph), small_options(2, ExecutionPath::fake));
+    const BitPolicy fp32 = BitPolicy::uniform(graph, float_bits, float_bits);
+    const Score same = evaluator.evaluate(fp32, Split::validation);
+    CHECK(same.mean_kl == 0.0);
+    CHECK(std::isinf(same.logit_sqnr_db));
+
+    const BitPolicy policy = random_policy(graph, 5);
+    const Score score = evaluator.evaluate(policy, Split::validation);
+    const std::vector<float> reference = policy_logits(graph, evaluator, fp32, data.validation);
+    const std::vector<float> quantized = policy_logits(graph, evaluator, policy, data.validation);
+    const int64_t classes = 10;
+    double kl = 0.0, signal = 0.0, noise = 0.0;
+    for (int64_t i = 0; i < data.validation.count; ++i) {
+        const float* r = reference.data() + i * classes;
+        const float* q = quantized.data() + i * classes;
+        double zr = 0.0, zq = 0.0;
+        for (int64_t c = 0; c < classes; ++c) {
+            zr += std::exp(static_cast<double>(r[c]));
+            zq += std::exp(static_cast<double>(q[c]));
+        }
+        for (int64_t c = 0; c < classes; ++c) {
+            const double p = std::exp(static_cast<double>(r[c])) / zr;
+            kl += p * (std::log(p) - (static_cast<double>(q[c]) - std::log(zq)));
+            signal += static_cast<double>(r[c]) * r[c];
+            noise += (static_cast<double>(q[c]) - r[c]) * (static_cast<double>(q[c]) - r[c]);
+        }
+    }
+    CHECK(score.mean_kl > 0.0);
+    CHECK(score.mean_kl == doctest::Approx(kl / static_cast<double>(data.validation.count)).epsilon(1e-6));
+    CHECK(score.logit_sqnr_db == doctest::Approx(10.0 * std::log10(signal / noise)).epsilon(1e-6));
 }
 
 TEST_CASE("evaluator scores carry costs, counts and the split") {

@@ -1,0 +1,257 @@
+// Policy `random`: seeded random policies at the space's granularity, the baseline every guided
+// search must beat at the same number of evaluations.
+//
+// Candidates come one after another from one generator, so the i-th candidate is the same
+// whatever the batch sizes. The draws are our own (bounded integers by rejection, reals from the
+// top 53 bits) rather than std distributions, whose output differs between standard libraries:
+// the same seed gives the same candidates on every platform.
+#include "policies/policy.h"
+
+#include <algorithm>
+#include <optional>
+#include <random>
+
+namespace mps {
+
+namespace {
+
+class Draws {
+public:
+    explicit Draws(uint64_t seed) : engine_(seed) {}
+
+    // Uniform in [0, n), n >= 1, without modulo bias.
+    size_t below(size_t n) {
+        const uint64_t bound = n;
+        const uint64_t threshold = (0 - bound) % bound; // 2^64 mod n: the biased low values
+        for (;;) {
+            const uint64_t x = engine_();
+            if (x >= threshold) return static_cast<size_t>(x % bound);
+        }
+    }
+
+    // Uniform in [0, 1).
+    double unit() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
+
+    int one_of(const std::vector<int>& values) { return values[below(values.size())]; }
+
+private:
+    std::mt19937_64 engine_;
+};
+
+// One step down that fit_budget may take: the activation bits of `layer`, or the weight bits of
+// kernel `kernel` of `layer` (`all_kernels`: every kernel of it); at network granularity a step
+// moves every unpinned layer at once (`every_layer`).
+struct Step {
+    bool activation = false;
+    bool every_layer = false;
+    bool all_kernels = false;
+    size_t layer = 0;
+    size_t kernel = 0;
+};
+
+// The next allowed value below `bits` in the descending list `allowed`, or nullopt at its end.
+std::optional<int> next_lower(const std::vector<int>& allowed, int bits) {
+    const auto it = std::find(allowed.begin(), allowed.end(), bits);
+    if (it == allowed.end() || it + 1 == allowed.end()) return std::nullopt;
+    return *(it + 1);
+}
+
+// What the budget fitting needs of one quantizable layer to update costs kernel by kernel.
+struct LayerShape {
+    int64_t kernel_macs = 0;        // MACs per image of one kernel
+    int64_t weights_per_kernel = 0;
+};
+
+class RandomPolicy final : public SearchPolicy {
+public:
+    explicit RandomPolicy(const PolicyContext& context)
+        : graph_(*context.graph), space_(context.space), draws_(context.seed),
+          fit_budget_(context.params.boolean("fit_budget") &&
+                      context.space.constraints.has_cost_constraint()),
+          prune_probability_(context.params.real("prune_probability")),
+          kernel_bits_(context.space.kernel_weight_bits()), start_(context.space.highest(graph_)) {
+        for (size_t i = 0; i < start_.layers.size(); ++i)
+            if (!space_.is_pinned(start_.layers[i].name)) unpinned_.push_back(i);
+        for (const Node* layer : quantizable_layers(graph_)) {
+            const int64_t kernels = std::max<int64_t>(1, kernel_count(*layer));
+            shapes_.push_back({kernel_macs(graph_, *layer), layer->weight.numel() / kernels});
+        }
+    }
+
+    Proposal propose(int64_t limit) override {
+        Proposal proposal{{}, "random"};
+        for (int64_t i = 0; i < limit; ++i) {
+            BitPolicy candidate = sample();
+            if (fit_budget_) fit(candidate);
+            proposal.candidates.push_back(std::move(candidate));
+        }
+        proposed_ += limit;
+        return proposal;
+    }
+
+    void observe(std::span<const Evaluation>) override {}
+
+    std::string status() const override {
+        return "random: " + std::to_string(proposed_) + " proposed";
+    }
+
+private:
+    BitPolicy sample() {
+        BitPolicy policy = start_; // pinned layers keep their pins
+        switch (space_.granularity) {
+        case Granularity::network: {
+            const int w = draws_.one_of(space_.weight_bits);
+            const int a = draws_.one_of(space_.activation_bits);
+            for (size_t l : unpinned_) set_layer(policy.layers[l], w, a);
+            break;
+        }
+        case Granularity::layer:
+            for (size_t l : unpinned_) {
+                const int w = draws_.one_of(space_.weight_bits);
+                set_layer(policy.layers[l], w, draws_.one_of(space_.activation_bits));
+            }
+            break;
+        case Granularity::kernel:
+            for (size_t l : unpinned_) sample_kernels(policy.layers[l]);
+            break;
+        }
+        return policy;
+    }
+
+    static void set_layer(LayerBits& layer, int weight_bits, int activation_bits) {
+        layer.activation_bits = activation_bits;
+        std::fill(layer.weight_bits.begin(), layer.weight_bits.end(), weight_bits);
+    }
+
+    void sample_kernels(LayerBits& layer) {
+        const bool pruning = kernel_bits_.back() == 0;
+        layer.activation_bits = draws_.one_of(space_.activation_bits);
+        bool any_kept = false;
+        for (int& bits : layer.weight_bits) {
+            bits = pruning && draws_.unit() < prune_probability_ ? 0
+                                                                 : draws_.one_of(space_.weight_bits);
+            any_kept = any_kept || bits != 0;
+        }
+        // A fully pruned layer would cut the network: give one kernel back its bits.
+        if (!any_kept && !layer.weight_bits.empty())
+            layer.weight_bits[draws_.below(layer.weight_bits.size())] =
+                draws_.one_of(space_.weight_bits);
+    }
+
+    // Lowers randomly chosen elements one allowed step at a time until `policy` meets the cost
+    // constraints or nothing can be lowered. The result lies near the budget boundary, where the
+    // good policies are, instead of far above it where most plain samples land.
+    void fit(BitPolicy& policy) {
+        Costs costs = compute_costs(graph_, policy);
+        for (;;) {
+            if (meets_cost_constraints(space_.constraints, costs)) {
+                // The running totals are exact; compute_costs stays the authority all the same.
+                costs = compute_costs(graph_, policy);
+                if (meets_cost_constraints(space_.constraints, costs)) return;
+            }
+            const std::vector<Step> steps = possible_steps(policy);
+            if (steps.empty()) return;
+            apply(steps[draws_.below(steps.size())], policy, costs);
+        }
+    }
+
+    std::vector<Step> possible_steps(const BitPolicy& policy) const {
+        std::vector<Step> steps;
+        if (unpinned_.empty()) return steps;
+        if (space_.granularity == Granularity::network) {
+            const LayerBits& any = policy.layers[unpinned_.front()];
+            if (next_lower(space_.weight_bits, any.weight_bits.front()))
+                steps.push_back({false, true, true, 0, 0});
+            if (next_lower(space_.activation_bits, any.activation_bits))
+                steps.push_back({true, true, false, 0, 0});
+            return steps;
+        }
+        for (size_t l : unpinned_) {
+            const LayerBits& layer = policy.layers[l];
+            if (next_lower(space_.activation_bits, layer.activation_bits))
+                steps.push_back({true, false, false, l, 0});
+            if (space_.granularity == Granularity::layer) {
+                if (next_lower(space_.weight_bits, layer.weight_bits.front()))
+                    steps.push_back({false, false, true, l, 0});
+                continue;
+            }
+            const auto kept = std::count_if(layer.weight_bits.begin(), layer.weight_bits.end(),
+                                            [](int b) { return b != 0; });
+            for (size_t k = 0; k < layer.weight_bits.size(); ++k) {
+                const auto lower = next_lower(kernel_bits_, layer.weight_bits[k]);
+                // Pruning the last kept kernel would cut the network.
+                if (lower && (*lower != 0 || kept > 1)) steps.push_back({false, false, false, l, k});
+            }
+        }
+        return steps;
+    }
+
+    // Takes `step` and updates the constrained totals of `costs` (BitOPs, weight bits, FLOPs) by
+    // the change of every kernel it touches, as costs.h defines them: recomputing the costs of
+    // the whole network for each of the many small steps would dominate the proposal time.
+    void apply(const Step& step, BitPolicy& policy, Costs& costs) const {
+        std::vector<size_t> layers{step.layer};
+        if (step.every_layer) layers = unpinned_;
+        for (size_t l : layers) {
+            LayerBits& layer = policy.layers[l];
+            const LayerBits before = layer;
+            if (step.activation) {
+                layer.activation_bits = *next_lower(space_.activation_bits, layer.activation_bits);
+            } else if (step.all_kernels) {
+                const int lower = *next_lower(space_.weight_bits, layer.weight_bits.front());
+                std::fill(layer.weight_bits.begin(), layer.weight_bits.end(), lower);
+            } else {
+                int& bits = layer.weight_bits[step.kernel];
+                bits = *next_lower(kernel_bits_, bits);
+            }
+            for (size_t k = 0; k < layer.weight_bits.size(); ++k) {
+                add_kernel(costs, l, before.weight_bits[k], before.activation_bits, -1);
+                add_kernel(costs, l, layer.weight_bits[k], layer.activation_bits, +1);
+            }
+        }
+    }
+
+    // Adds (sign +1) or removes (-1) the share of one kernel of layer `l` at `weight_bits` with
+    // the layer's input at `activation_bits`: BitOPs MACs * b_w * b_a; weight bits #weights * b_w
+    // plus a 32-bit scale when 1 <= b_w <= 16 (biases do not change); FLOPs 2 * MACs unless pruned.
+    void add_kernel(Costs& costs, size_t l, int weight_bits, int activation_bits,
+                    int64_t sign) const {
+        const LayerShape& shape = shapes_[l];
+        const bool scaled = weight_bits >= 1 && weight_bits <= 16;
+        costs.bitops += sign * shape.kernel_macs * weight_bits * activation_bits;
+        costs.weight_bits += sign * (shape.weights_per_kernel * weight_bits + (scaled ? 32 : 0));
+        costs.flops += sign * (weight_bits > 0 ? 2 * shape.kernel_macs : 0);
+    }
+
+    const Graph& graph_;
+    SearchSpace space_;
+    Draws draws_;
+    bool fit_budget_;
+    double prune_probability_;
+    std::vector<int> kernel_bits_;  // allowed bits of one kernel (0 last when pruning is allowed)
+    BitPolicy start_;               // highest bits; the pinned layers' entries are final
+    std::vector<size_t> unpinned_;  // indices into BitPolicy::layers
+    std::vector<LayerShape> shapes_; // per quantizable layer, graph order
+    int64_t proposed_ = 0;
+};
+
+std::unique_ptr<SearchPolicy> make_random(const PolicyContext& context) {
+    return std::make_unique<RandomPolicy>(context);
+}
+
+} // namespace
+
+PolicyInfo random_policy_info() {
+    return {"random",
+            "seeded random policies at the search space's granularity, optionally lowered into "
+            "the cost budget",
+            {boolean_param("fit_budget", "true",
+                           "lower random elements of a candidate one step at a time until it "
+                           "meets the cost constraints"),
+             real_param("prune_probability", "0.1", 0.0, 1.0,
+                        "chance that a kernel is drawn pruned (kernel granularity with pruning "
+                        "allowed)")},
+            make_random};
+}
+
+} // namespace mps

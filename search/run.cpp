@@ -1,0 +1,314 @@
+#include "search/run.h"
+
+#include "evaluator/atomic_file.h"
+#include "evaluator/error.h"
+#include "evaluator/sha256.h"
+#include "search/archive.h"
+#include "search/progress.h"
+#include "search/report.h"
+
+#include <dnnl.hpp>
+#include <oneapi/tbb/version.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+
+namespace mps {
+
+namespace fs = std::filesystem;
+
+std::string version_text() {
+    const dnnl_version_t* dnnl = dnnl_version();
+    return "mpsearch 0.1, oneDNN " + std::to_string(dnnl->major) + "." + std::to_string(dnnl->minor) +
+           "." + std::to_string(dnnl->patch) + ", oneTBB " + TBB_runtime_version();
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char* const archive_name = "archive.jsonl";
+const char* const config_copy_name = "config.yaml";
+const char* const policy_file_name = "policy.yaml";
+
+EvaluationData load_data(const RunConfig& config) {
+    EvaluationData data = load_evaluation_data(config.data_dir, config.calibration_images);
+    data.validation = data.validation.slice(0, config.validation_images);
+    return data;
+}
+
+EvaluatorOptions evaluator_options(const RunConfig& config) {
+    EvaluatorOptions options;
+    options.calibration_images = config.calibration_images;
+    options.weight_quantizer = config.weight_quantizer;
+    options.calibration_method = config.activation_calibration;
+    options.path = config.path;
+    options.workers = config.workers;
+    return options;
+}
+
+// Checks the run directory and, for a new run, creates it with its config copy.
+void prepare_directory(const RunConfig& config, bool resume) {
+    const fs::path dir = config.output_dir;
+    const bool has_archive = fs::exists(dir / archive_name);
+    if (resume && !has_archive)
+        throw Error(config.output_dir + ": holds no " + archive_name +
+                    " to resume; start the run without --resume");
+    if (!resume && has_archive)
+        throw Error(config.output_dir + ": already holds a run (" + archive_name +
+                    "); continue it with --resume " + config.output_dir +
+                    ", or set another `output` in the config (or --output)");
+    if (resume) return;
+    std::error_code error;
+    fs::create_directories(dir, error);
+    if (error)
+        throw Error(config.output_dir + ": cannot create the run directory (" + error.message() + ")");
+    write_file_atomically((dir / config_copy_name).string(), config.source_text);
+}
+
+std::string uniform_name(const UniformBits& bits) {
+    return "W" + std::to_string(bits.weight_bits) + "A" + std::to_string(bits.activation_bits);
+}
+
+// One search run: the evaluator, the archive (earlier contents and the writer), the progress.
+class SearchRun {
+public:
+    SearchRun(const RunConfig& config, const RunOptions& options)
+        : config_(config),
+          dir_(config.output_dir),
+          previous_(options.resume ? read_archive((dir_ / archive_name).string(), config.graph)
+                                   : ArchiveContents{}),
+          writer_((dir_ / archive_name).string(), previous_.lines),
+          progress_(options.log ? *options.log : std::cerr,
+                    !options.log && ::isatty(STDERR_FILENO), options.quiet),
+          evaluator_(config.graph, config.model_path, load_data(config), evaluator_options(config)) {
+        result_.config = &config_;
+        result_.versions = version_text();
+        result_.chosen_policy_file = policy_file_name;
+        if (!previous_.records.empty()) elapsed_offset_ = previous_.records.back().elapsed_seconds;
+        if (previous_.dropped_lines > 0)
+            progress_.message("resume: dropped " + std::to_string(previous_.dropped_lines) +
+                              " line(s) of a batch cut short; it is evaluated again");
+    }
+
+    RunResult run() {
+        result_.fp32_validation = reference(Split::validation);
+        search();
+        progress_.finish();
+        choose();
+        result_.fp32_test = reference(Split::test);
+        score_baselines();
+        result_.search_seconds = elapsed();
+        for (const std::string& warning : write_run_outputs(config_.output_dir, result_))
+            progress_.message("warning: " + warning);
+        return result_;
+    }
+
+private:
+    double elapsed() const {
+        return elapsed_offset_ + std::chrono::duration<double>(Clock::now() - start_).count();
+    }
+
+    Score reference(Split split) {
+        if (auto it = previous_.references.find(split_name(split)); it != previous_.references.end())
+            return it->second;
+        const Score score =
+            evaluator_.evaluate(BitPolicy::uniform(config_.graph, float_bits, float_bits), split);
+        writer_.reference(score);
+        return score;
+    }
+
+    PolicyContext context() const {
+        PolicyContext c;
+        c.graph = &config_.graph;
+        c.space = config_.space;
+        c.params = config_.policy_params;
+        c.seed = config_.seed;
+        c.objective = config_.objective;
+        c.reference = result_.fp32_validation;
+        c.weight_quantizer = config_.weight_quantizer;
+        c.max_evaluations = config_.max_evaluations;
+        c.workers = config_.workers;
+        return c;
+    }
+
+    void search() {
+        std::unique_ptr<SearchPolicy> policy = make_policy(config_.policy_name, context());
+        for (int64_t batch = 0;; ++batch) {
+            const int64_t remaining =
+                config_.max_evaluations - static_cast<int64_t>(result_.records.size());
+            if (remaining <= 0) {
+                result_.stop_reason = "max_evaluations reached";
+                break;
+            }
+            if (config_.max_seconds && elapsed() >= *config_.max_seconds) {
+                result_.stop_reason = "max_seconds reached";
+                break;
+            }
+            const int64_t limit = std::min(config_.batch, remaining);
+            Proposal proposal = policy->propose(limit);
+            if (proposal.candidates.empty()) {
+                result_.stop_reason = "policy finished";
+                break;
+            }
+            check(proposal, limit);
+            std::vector<ArchiveRecord> records = replayed(proposal, batch);
+            if (records.empty()) records = evaluated(proposal, batch);
+            std::vector<Evaluation> scored;
+            for (const ArchiveRecord& r : records) scored.push_back(r.evaluation);
+            policy->observe(scored);
+            result_.records.insert(result_.records.end(), records.begin(), records.end());
+            report_progress(policy->status());
+        }
+    }
+
+    // A policy that leaves its space or its limit is a bug: say which and stop.
+    void check(const Proposal& proposal, int64_t limit) const {
+        if (static_cast<int64_t>(proposal.candidates.size()) > limit)
+            throw Error("policy '" + config_.policy_name + "' proposed " +
+                        std::to_string(proposal.candidates.size()) + " candidates, more than the " +
+                        std::to_string(limit) + " asked for (a bug in the policy)");
+        for (const BitPolicy& candidate : proposal.candidates)
+            if (std::string why = config_.space.violation(config_.graph, candidate); !why.empty())
+                throw Error("policy '" + config_.policy_name +
+                            "' proposed a candidate outside the search space (" + why +
+                            "): a bug in the policy");
+    }
+
+    // The archived records of this batch when resuming, or empty when it must be evaluated.
+    std::vector<ArchiveRecord> replayed(const Proposal& proposal, int64_t batch) {
+        const size_t first = result_.records.size();
+        if (first >= previous_.records.size()) return {};
+        std::vector<ArchiveRecord> records;
+        for (size_t i = 0; i < proposal.candidates.size(); ++i) {
+            const size_t index = first + i;
+            if (index >= previous_.records.size() || previous_.records[index].batch != batch ||
+                !(previous_.records[index].evaluation.policy == proposal.candidates[i]))
+                throw Error(config_.output_dir + "/" + archive_name + ": search record " +
+                            std::to_string(index) +
+                            " differs from what the policy proposes now, so the archive was "
+                            "written by another config or program version; start a new run");
+            records.push_back(previous_.records[index]);
+        }
+        result_.resumed_evaluations += static_cast<int64_t>(records.size());
+        return records;
+    }
+
+    std::vector<ArchiveRecord> evaluated(const Proposal& proposal, int64_t batch) {
+        const std::vector<Score> scores = evaluator_.evaluate(proposal.candidates, Split::validation);
+        std::vector<ArchiveRecord> records;
+        const double now = elapsed();
+        for (size_t i = 0; i < scores.size(); ++i) {
+            ArchiveRecord r;
+            r.id = static_cast<int64_t>(result_.records.size() + i);
+            r.batch = batch;
+            r.stage = proposal.stage;
+            r.evaluation = {proposal.candidates[i], scores[i]};
+            r.elapsed_seconds = now;
+            records.push_back(std::move(r));
+        }
+        writer_.batch(records);
+        return records;
+    }
+
+    std::vector<Evaluation> evaluations() const {
+        std::vector<Evaluation> all;
+        for (const ArchiveRecord& r : result_.records) all.push_back(r.evaluation);
+        return all;
+    }
+
+    void report_progress(const std::string& status) {
+        ProgressState state;
+        state.evaluations = static_cast<int64_t>(result_.records.size());
+        state.max_evaluations = config_.max_evaluations;
+        state.max_seconds = config_.max_seconds;
+        state.elapsed_seconds = elapsed();
+        state.status = status;
+        // Best feasible accuracy, whatever the objective: what a user watches for.
+        const std::vector<Evaluation> all = evaluations();
+        if (auto best = pick(all, config_.space.constraints, Objective::accuracy,
+                             result_.fp32_validation.accuracy_percent)) {
+            state.best_accuracy = all[*best].score.accuracy_percent;
+            state.best_relative_bitops = all[*best].score.costs.relative_bitops();
+        }
+        progress_.update(state);
+    }
+
+    void choose() {
+        const std::vector<Evaluation> all = evaluations();
+        result_.chosen = pick(all, config_.space.constraints, config_.objective,
+                              result_.fp32_validation.accuracy_percent);
+        if (!result_.chosen) {
+            progress_.message("no evaluated policy meets the constraints; see report.md");
+            return;
+        }
+        const ArchiveRecord& chosen = result_.records[*result_.chosen];
+        if (previous_.chosen_id && *previous_.chosen_id == chosen.id) {
+            result_.chosen_test = previous_.chosen_test;
+        } else {
+            result_.chosen_test = evaluator_.evaluate(chosen.evaluation.policy, Split::test);
+            writer_.chosen(chosen.id, *result_.chosen_test);
+        }
+        PolicyFile file;
+        file.model_path = config_.model_path;
+        file.model_sha256 = sha256_file(config_.model_path);
+        file.weight_quantizer = config_.weight_quantizer;
+        file.activation_calibration = config_.activation_calibration;
+        file.policy = chosen.evaluation.policy;
+        file.metrics = metrics_from_costs(result_.chosen_test->costs);
+        file.metrics->accuracy = result_.chosen_test->accuracy_percent;
+        file.metrics->split = split_name(Split::test);
+        write_policy_file((dir_ / policy_file_name).string(), file);
+    }
+
+    // Uniform baselines (no pins: the policy a constraint such as `W4A4` refers to) on both
+    // splits, one parallel evaluate call per split for those the archive lacks.
+    void score_baselines() {
+        for (const UniformBits& bits : config_.baselines)
+            result_.baselines.push_back(
+                {bits, BitPolicy::uniform(config_.graph, bits.weight_bits, bits.activation_bits), {}, {}});
+        for (Split split : {Split::validation, Split::test}) {
+            std::vector<BitPolicy> missing;
+            std::vector<size_t> where;
+            for (size_t i = 0; i < result_.baselines.size(); ++i) {
+                BaselineResult& b = result_.baselines[i];
+                const std::string key = uniform_name(b.bits) + "/" + split_name(split);
+                if (auto it = previous_.baselines.find(key); it != previous_.baselines.end()) {
+                    (split == Split::test ? b.test : b.validation) = it->second;
+                } else {
+                    missing.push_back(b.policy);
+                    where.push_back(i);
+                }
+            }
+            if (missing.empty()) continue;
+            const std::vector<Score> scores = evaluator_.evaluate(missing, split);
+            for (size_t k = 0; k < scores.size(); ++k) {
+                BaselineResult& b = result_.baselines[where[k]];
+                (split == Split::test ? b.test : b.validation) = scores[k];
+                writer_.baseline(uniform_name(b.bits), b.policy, scores[k]);
+            }
+        }
+    }
+
+    Clock::time_point start_ = Clock::now(); // first: elapsed time includes the set-up
+    const RunConfig& config_;
+    fs::path dir_;
+    ArchiveContents previous_;
+    ArchiveWriter writer_;
+    Progress progress_;
+    Evaluator evaluator_;
+    RunResult result_;
+    double elapsed_offset_ = 0.0;
+};
+
+} // namespace
+
+RunResult run_search(const RunConfig& config, const RunOptions& options) {
+    prepare_directory(config, options.resume);
+    return SearchRun(config, options).run();
+}
+
+} // namespace mps

@@ -1,0 +1,100 @@
+#pragma once
+// RunConfig: a search run's YAML configuration, read and validated (docs/config.md documents
+// every key; configs/quickstart.yaml is an annotated example).
+//
+// load_run_config() reports every problem of a file at once, each as
+//   <file>:<line>:<column>: <key.path>: <problem>; <fix>
+// (1-based line and column of the offending key or value): malformed YAML, unknown key (with
+// "did you mean '<closest>'?" when one is close), wrong type, value out of range, unknown policy,
+// quantizer or layer, policy parameters checked against the policy's ParamSpecs, and impossible
+// constraints (a cost limit below what the all-lowest-bits policy costs, a budget of 0).
+//
+// Paths inside the file (model, data.dir, output) are relative to the current directory. A model
+// given as a bare zoo name (no '/' and no ".onnx", e.g. `resnet8`) is models/<name>.onnx of the
+// source tree (MPSEARCH_MODELS_DIR, compiled in), or of $MPSEARCH_MODELS when that is set.
+#include "evaluator/dataset.h"
+#include "evaluator/error.h"
+#include "evaluator/graph.h"
+#include "evaluator/policy_file.h"
+#include "evaluator/quantized_network.h"
+#include "policies/policy.h"
+#include "policies/search_space.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mps {
+
+struct RunConfig {
+    std::string source_path;   // the YAML file as given
+    std::string source_text;   // its whole text (copied into the run directory, echoed in reports)
+
+    // model
+    std::string model;         // as written
+    std::string model_path;    // resolved ONNX path
+    Graph graph;               // imported, BN-folded, shapes inferred
+
+    // data
+    std::string data_dir = default_fashion_mnist_dir;
+    int64_t calibration_images = 1000;
+    int64_t validation_images = 5000; // the first N images of the validation split (1..5000)
+
+    // quantizers
+    QuantizerSpec weight_quantizer{default_weight_quantizer, {}};
+    QuantizerSpec activation_calibration{default_calibration_rule, {}};
+    ExecutionPath path = ExecutionPath::integer;
+
+    // search space and constraints (pins resolved to node names: `first` and `last` name the
+    // first and last quantizable layers)
+    SearchSpace space;
+    Objective objective = Objective::accuracy; // default: accuracy, or relative_bitops when the
+                                               // only constraint is max_accuracy_drop
+    // uniform (weight, activation) baselines the report shows; default: every b in both allowed
+    // lists as WbAb, highest first
+    std::vector<UniformBits> baselines;
+
+    // policy
+    std::string policy_name;
+    ParamValues policy_params; // validated, defaults filled
+
+    // budget and execution
+    int64_t max_evaluations = 200;
+    std::optional<double> max_seconds;
+    int64_t batch = 32;        // most candidates one evaluate() call receives
+    uint64_t seed = 1;
+    int workers = 2;
+    std::string output_dir;    // default: runs/<file stem>
+};
+
+struct ConfigProblem {
+    int line = 0, column = 0;  // 1-based; 0 when unknown (e.g. a missing key: the parent's mark)
+    std::string key_path;      // "constraints.max_relative_bitops", "policy.lookahead", "bits.weights[2]"
+    std::string message;       // problem and fix
+};
+
+// Thrown by load_run_config: every problem found, in file order; what() is all of them, one per
+// line, each as "<file>:<line>:<column>: <key_path>: <message>".
+class ConfigError : public Error {
+public:
+    ConfigError(std::string file, std::vector<ConfigProblem> problems);
+    const std::vector<ConfigProblem>& problems() const { return problems_; }
+    const std::string& file() const { return file_; }
+
+private:
+    std::string file_;
+    std::vector<ConfigProblem> problems_;
+};
+
+// Reads and validates the config file `path` (and the model it names). Throws ConfigError (every
+// problem) or mps::Error (the file cannot be read).
+RunConfig load_run_config(const std::string& path);
+// The same from text; `name` stands for the file in messages.
+RunConfig parse_run_config(const std::string& text, const std::string& name);
+
+// The closest of `candidates` to `word` by edit distance when it is close enough to be a likely
+// typo (distance <= max(1, |word| / 3)), else empty.
+std::string did_you_mean(const std::string& word, std::span<const std::string> candidates);
+
+} // namespace mps
