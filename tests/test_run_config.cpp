@@ -676,12 +676,13 @@ TEST_CASE("run config: every committed config under configs/ loads without probl
                       "runs/" + c.model + "-" + c.policy_name);
                 CHECK(c.validation_images == 5000);
                 CHECK(c.seed == 1);
-                // The last layer pinned at W8A8 everywhere (and the first too where the budget
-                // allows it: not on lenet5).
+                // The last layer pinned at W8A8 everywhere, the first too where it does not eat
+                // the budget (not on lenet5 and mobilenet_tiny, whose first convs are expensive).
                 const std::string last = quantizable_layers(c.graph).back()->name;
                 REQUIRE(c.space.pinned.count(last) == 1);
                 CHECK(c.space.pinned.at(last).weight_bits == 8);
-                CHECK(c.space.pinned.size() == (c.model == "lenet5" ? 1u : 2u));
+                const bool first_free = c.model == "lenet5" || c.model == "mobilenet_tiny";
+                CHECK(c.space.pinned.size() == (first_free ? 1u : 2u));
             }
         } catch (const Error& e) {
             FAIL_CHECK(std::string(e.what()));
