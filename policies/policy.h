@@ -101,6 +101,10 @@ public:
     virtual Proposal propose(int64_t limit) = 0;
     // The scores of every candidate of the last proposal, in order.
     virtual void observe(std::span<const Evaluation> scored) = 0;
+    // The reward the policy gave each candidate of the last observed batch, in order
+    // (reinforcement-learning policies; the archive and the report record it). Empty when the
+    // policy has no notion of reward.
+    virtual std::vector<double> rewards() const { return {}; }
     // Short progress text for the progress line ("phase 1: 40/96"); may be empty.
     virtual std::string status() const { return {}; }
 };

@@ -111,6 +111,7 @@ void add_line(ArchiveContents& contents, const Line& line, const Graph& graph) {
         r.elapsed_seconds = j.at("elapsed").get<double>();
         r.evaluation.policy = policy_from_json(j.at("policy"), graph);
         r.evaluation.score = score_from_json(j.at("score"), graph, r.evaluation.policy);
+        if (j.contains("reward")) r.reward = j.at("reward").get<double>();
         if (r.id != static_cast<int64_t>(contents.records.size()))
             throw Error("search record id " + std::to_string(r.id) + " is out of order (expected " +
                         std::to_string(contents.records.size()) + ")");
@@ -229,17 +230,18 @@ void ArchiveWriter::chosen(int64_t record_id, const Score& test_score) {
 
 void ArchiveWriter::batch(const std::vector<ArchiveRecord>& records) {
     std::string text;
-    for (const ArchiveRecord& r : records)
-        text += json{{"kind", "search"},
-                     {"id", r.id},
-                     {"batch", r.batch},
-                     {"batch_size", records.size()},
-                     {"stage", r.stage},
-                     {"elapsed", r.elapsed_seconds},
-                     {"policy", policy_json(r.evaluation.policy)},
-                     {"score", score_json(r.evaluation.score)}}
-                    .dump() +
-                "\n";
+    for (const ArchiveRecord& r : records) {
+        json line{{"kind", "search"},
+                  {"id", r.id},
+                  {"batch", r.batch},
+                  {"batch_size", records.size()},
+                  {"stage", r.stage},
+                  {"elapsed", r.elapsed_seconds},
+                  {"policy", policy_json(r.evaluation.policy)},
+                  {"score", score_json(r.evaluation.score)}};
+        if (r.reward) line["reward"] = *r.reward;
+        text += line.dump() + "\n";
+    }
     append(text);
 }
 

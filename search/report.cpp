@@ -5,16 +5,12 @@
 #include "evaluator/costs.h"
 #include "evaluator/error.h"
 #include "evaluator/sha256.h"
+#include "search/gnuplot.h"
 
 #include <nlohmann/json.hpp>
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -27,8 +23,6 @@
 #include <optional>
 #include <sstream>
 #include <utility>
-
-extern char** environ;
 
 namespace mps {
 
@@ -74,11 +68,7 @@ namespace {
 // Text helpers
 
 // The shortest decimal form that reads back to the same double ("inf", "nan" when not finite).
-std::string number(double v) {
-    char text[64];
-    const auto [end, ec] = std::to_chars(text, text + sizeof text, v);
-    return ec == std::errc() ? std::string(text, end) : std::to_string(v);
-}
+std::string number(double v) { return shortest_decimal(v); }
 
 std::string printf_text(const char* format, double v) {
     char text[64];
@@ -137,22 +127,6 @@ std::string md_code(std::string_view text) {
     return ticks + (pad ? " " : "") + std::string(text) + (pad ? " " : "") + ticks;
 }
 
-// Inside a gnuplot single-quoted string only the quote itself is special (written twice).
-std::string gnuplot_quoted(std::string_view text) {
-    std::string out = "'";
-    for (char c : text) {
-        if (c == '\'') out += '\'';
-        if (c != '\n' && c != '\r') out += c;
-    }
-    return out + "'";
-}
-
-std::string read_whole_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream bytes;
-    bytes << in.rdbuf();
-    return bytes.str();
-}
 
 const RunConfig& config_of(const RunResult& result) {
     if (!result.config)
@@ -201,127 +175,6 @@ std::string pareto_csv(const RunResult& result, const Fronts& fronts) {
 
 // ----------------------------------------------------------------------------------------------
 // pareto.svg
-
-// The executable `program` in a directory of $PATH, or nullopt.
-std::optional<std::string> find_on_path(const std::string& program) {
-    const char* path = std::getenv("PATH");
-    if (!path) return std::nullopt;
-    std::string_view dirs(path);
-    for (;;) {
-        const size_t colon = dirs.find(':');
-        const std::string dir(dirs.substr(0, colon));
-        const fs::path candidate = fs::path(dir.empty() ? "." : dir) / program; // POSIX: "" = cwd
-        std::error_code ec;
-        if (fs::is_regular_file(candidate, ec) && ::access(candidate.c_str(), X_OK) == 0)
-            return candidate.string();
-        if (colon == std::string_view::npos) return std::nullopt;
-        dirs.remove_prefix(colon + 1);
-    }
-}
-
-struct ProgramRun {
-    int status = -1;         // waitpid status
-    std::string diagnostics; // what the program wrote to stderr, or why it could not start
-};
-
-// Runs `program argument` with stdin and stdout on /dev/null and collects its stderr.
-ProgramRun run_program(const std::string& program, const std::string& argument) {
-    ProgramRun run;
-    int pipe_fds[2];
-    // Close-on-exec keeps both ends out of programs other threads start meanwhile.
-    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
-        run.diagnostics = std::string("cannot create a pipe: ") + std::strerror(errno);
-        return run;
-    }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
-    std::string arg0 = program, arg1 = argument;
-    char* argv[] = {arg0.data(), arg1.data(), nullptr};
-    pid_t pid = 0;
-    const int spawned = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv, environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(pipe_fds[1]);
-    if (spawned != 0) {
-        ::close(pipe_fds[0]);
-        run.diagnostics = std::string("cannot start it: ") + std::strerror(spawned);
-        return run;
-    }
-    char buffer[4096];
-    for (;;) {
-        const ssize_t n = ::read(pipe_fds[0], buffer, sizeof buffer);
-        if (n > 0) {
-            if (run.diagnostics.size() < (64 << 10)) run.diagnostics.append(buffer, size_t(n));
-        } else if (n == 0 || errno != EINTR) {
-            break;
-        }
-    }
-    ::close(pipe_fds[0]);
-    while (::waitpid(pid, &run.status, 0) < 0 && errno == EINTR) {
-    }
-    return run;
-}
-
-// The last few lines of a program's stderr, on one line, for a warning.
-std::string last_lines(const std::string& text) {
-    std::vector<std::string> lines;
-    std::istringstream in(text);
-    for (std::string line; std::getline(in, line);) {
-        line.erase(0, line.find_first_not_of(" \t^"));
-        if (!line.empty()) lines.push_back(line);
-    }
-    std::string out;
-    for (size_t i = lines.size() > 3 ? lines.size() - 3 : 0; i < lines.size(); ++i)
-        out += (out.empty() ? "" : " / ") + lines[i];
-    return out.size() > 400 ? out.substr(0, 400) + "..." : out;
-}
-
-// Removes the files it holds when it goes out of scope (temporaries of the svg step).
-class TemporaryFiles {
-public:
-    TemporaryFiles() = default;
-    TemporaryFiles(const TemporaryFiles&) = delete;
-    TemporaryFiles& operator=(const TemporaryFiles&) = delete;
-    ~TemporaryFiles() {
-        for (const std::string& path : paths_) {
-            std::error_code ignored;
-            fs::remove(path, ignored);
-        }
-    }
-    std::string add(const std::string& path) {
-        paths_.push_back(path);
-        return path;
-    }
-
-private:
-    std::vector<std::string> paths_;
-};
-
-std::string temporary_name(const std::string& run_dir, const std::string& suffix) {
-    static std::atomic<int> counter{0};
-    return (fs::path(run_dir) / (".pareto." + std::to_string(::getpid()) + "." +
-                                 std::to_string(counter++) + suffix))
-        .string();
-}
-
-struct PlotPoint {
-    double x = 0.0, y = 0.0;
-    std::string label;
-};
-
-// A gnuplot datablock; points a log axis cannot show (x <= 0, not finite) are left out.
-std::string datablock(const std::string& name, const std::vector<PlotPoint>& points) {
-    std::string out = "$" + name + " << EOD\n";
-    for (const PlotPoint& p : points) {
-        if (!(p.x > 0.0) || !std::isfinite(p.x) || !std::isfinite(p.y)) continue;
-        out += number(p.x) + ' ' + number(p.y);
-        if (!p.label.empty()) out += " \"" + p.label + '"';
-        out += '\n';
-    }
-    return out + "EOD\n";
-}
 
 struct Range {
     double lo = INFINITY, hi = -INFINITY;
@@ -415,40 +268,46 @@ std::string pareto_plot_script(const RunResult& result, const Fronts& fronts,
     return s.str();
 }
 
-// Renders pareto.svg; returns a warning instead when that is not possible, and then leaves no
-// pareto.svg behind (an older one would contradict this run's other files).
+// Renders pareto.svg (or returns why not; see render_svg).
 std::optional<std::string> write_pareto_svg(const std::string& run_dir, const RunResult& result,
                                             const Fronts& fronts) {
-    const std::string svg_path = (fs::path(run_dir) / "pareto.svg").string();
-    auto skip = [&](const std::string& why) {
-        std::error_code ignored;
-        fs::remove(svg_path, ignored);
-        return why + "; pareto.svg not written";
-    };
-    const std::optional<std::string> gnuplot = find_on_path("gnuplot");
-    if (!gnuplot) return skip("gnuplot not found on PATH (Debian package gnuplot-nox)");
+    return render_svg((fs::path(run_dir) / "pareto.svg").string(), [&](const std::string& output) {
+        return pareto_plot_script(result, fronts, output);
+    });
+}
 
-    TemporaryFiles temporaries;
-    const std::string rendered = temporaries.add(temporary_name(run_dir, ".svg"));
-    const std::string script_text = pareto_plot_script(result, fronts, rendered);
-    if (script_text.empty()) return skip("no evaluation or baseline to plot");
-    const std::string script = temporaries.add(temporary_name(run_dir, ".gp"));
-    write_file_atomically(script, script_text);
+bool has_rewards(const RunResult& result) {
+    return std::any_of(result.records.begin(), result.records.end(),
+                       [](const ArchiveRecord& r) { return r.reward.has_value(); });
+}
 
-    const ProgramRun run = run_program(*gnuplot, script);
-    if (!WIFEXITED(run.status) || WEXITSTATUS(run.status) != 0) {
-        std::string why = *gnuplot + " failed";
-        if (WIFEXITED(run.status)) why += " (exit status " + std::to_string(WEXITSTATUS(run.status)) + ")";
-        else if (WIFSIGNALED(run.status)) why += " (signal " + std::to_string(WTERMSIG(run.status)) + ")";
-        const std::string said = last_lines(run.diagnostics);
-        return skip(said.empty() ? why : why + ": " + said);
+// Reward per evaluation (an RL policy's learning curve) with its moving average over 20.
+std::string reward_plot_script(const RunResult& result, const std::string& output) {
+    std::vector<PlotPoint> rewards, average;
+    double sum = 0.0;
+    std::vector<double> window;
+    for (const ArchiveRecord& r : result.records) {
+        if (!r.reward) continue;
+        const double x = static_cast<double>(r.id);
+        rewards.push_back({x, *r.reward, {}});
+        window.push_back(*r.reward);
+        sum += *r.reward;
+        if (window.size() > 20) sum -= window[window.size() - 21];
+        average.push_back({x, sum / static_cast<double>(std::min<size_t>(window.size(), 20)), {}});
     }
-    const std::string svg = read_whole_file(rendered);
-    const bool complete = (svg.starts_with("<?xml") || svg.starts_with("<svg")) &&
-                          svg.find("</svg>") != std::string::npos;
-    if (!complete) return skip(*gnuplot + " produced no complete SVG");
-    write_file_atomically(svg_path, svg);
-    return std::nullopt;
+    if (rewards.empty()) return {};
+    const RunConfig& config = config_of(result);
+    std::ostringstream s;
+    s << "set terminal svg size 1000,450 noenhanced font 'sans,12' background rgb 'white'\n"
+      << "set output " << gnuplot_quoted(output) << '\n'
+      << "set title " << gnuplot_quoted(config.model + ": reward per evaluation (" +
+                                        config.policy_name + ")") << '\n'
+      << "set xlabel 'evaluation (record)'\nset ylabel 'reward'\nset grid\nset key top left\n"
+      << datablock("rewards", rewards, false) << datablock("average", average, false)
+      << "plot $rewards using 1:2 with points pointtype 7 pointsize 0.4 linecolor rgb '#b0b0b0' "
+         "title 'reward', \\\n     $average using 1:2 with lines linewidth 2 linecolor rgb "
+         "'#1f77b4' title 'moving average of 20'\nunset output\n";
+    return s.str();
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -780,7 +639,8 @@ void report_stages(std::ostream& md, const RunResult& result) {
     md << "| total | " << result.records.size() << " |\n\n";
 }
 
-std::string report_md(const RunResult& result, const Fronts& fronts, bool svg_written) {
+std::string report_md(const RunResult& result, const Fronts& fronts, bool svg_written,
+                      bool reward_svg_written) {
     const RunConfig& config = config_of(result);
     std::ostringstream md;
     md << "# mpsearch run: " << config.model << ", policy " << config.policy_name << "\n\n";
@@ -791,6 +651,7 @@ std::string report_md(const RunResult& result, const Fronts& fronts, bool svg_wr
     if (svg_written) md << "![Pareto front](pareto.svg)\n\n";
     report_baselines(md, result);
     report_stages(md, result);
+    if (reward_svg_written) md << "## Reward per evaluation\n\n![Reward per evaluation](reward.svg)\n\n";
     md << "## Configuration\n\n";
     if (config.source_text.empty()) {
         md << "(no configuration text)\n";
@@ -819,8 +680,16 @@ std::vector<std::string> write_run_outputs(const std::string& run_dir, const Run
     write_file_atomically((dir / "pareto.csv").string(), pareto_csv(result, fronts));
     const std::optional<std::string> svg_warning = write_pareto_svg(run_dir, result, fronts);
     if (svg_warning) warnings.push_back(*svg_warning);
+    std::optional<std::string> reward_warning = std::string("no rewards");
+    if (has_rewards(result)) {
+        reward_warning = render_svg((dir / "reward.svg").string(), [&](const std::string& output) {
+            return reward_plot_script(result, output);
+        });
+        if (reward_warning) warnings.push_back(*reward_warning);
+    }
     write_file_atomically((dir / "summary.json").string(), summary_json(result, fronts));
-    write_file_atomically((dir / "report.md").string(), report_md(result, fronts, !svg_warning));
+    write_file_atomically((dir / "report.md").string(),
+                          report_md(result, fronts, !svg_warning, !reward_warning));
     return warnings;
 }
 

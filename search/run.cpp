@@ -156,10 +156,15 @@ private:
             }
             check(proposal, limit);
             std::vector<ArchiveRecord> records = replayed(proposal, batch);
-            if (records.empty()) records = evaluated(proposal, batch);
+            const bool fresh = records.empty();
+            if (fresh) records = evaluated(proposal, batch);
             std::vector<Evaluation> scored;
             for (const ArchiveRecord& r : records) scored.push_back(r.evaluation);
             policy->observe(scored);
+            const std::vector<double> rewards = policy->rewards();
+            if (rewards.size() == records.size())
+                for (size_t i = 0; i < records.size(); ++i) records[i].reward = rewards[i];
+            if (fresh) writer_.batch(records);
             result_.records.insert(result_.records.end(), records.begin(), records.end());
             report_progress(policy->status());
         }
@@ -210,7 +215,6 @@ private:
             r.elapsed_seconds = now;
             records.push_back(std::move(r));
         }
-        writer_.batch(records);
         return records;
     }
 

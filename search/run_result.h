@@ -20,6 +20,7 @@ struct ArchiveRecord {
     std::string stage;            // Proposal::stage
     Evaluation evaluation;        // policy and validation score (costs included)
     double elapsed_seconds = 0.0; // run time when its batch finished (including resumed time)
+    std::optional<double> reward; // SearchPolicy::rewards(), for policies that give one
 };
 
 // A uniform (weight, activation) baseline scored on both splits.

@@ -78,6 +78,7 @@ std::vector<ArchiveRecord> batch_of(const Graph& graph, int64_t first_id, int64_
         r.evaluation.policy = mixed_policy(graph, static_cast<int>(r.id));
         r.evaluation.score = some_score(graph, r.evaluation.policy, 50.0 + 0.1 * static_cast<double>(r.id));
         r.elapsed_seconds = 1.5 * static_cast<double>(batch + 1);
+        if (batch == 1) r.reward = -0.1 * static_cast<double>(r.id) / 3.0; // RL policies only
         records.push_back(r);
     }
     return records;
@@ -123,6 +124,7 @@ TEST_CASE("archive round trip: references, search batches, baselines and the cho
         CHECK(back.records[i].batch == want.batch);
         CHECK(back.records[i].stage == want.stage);
         CHECK(back.records[i].elapsed_seconds == want.elapsed_seconds);
+        CHECK(back.records[i].reward == want.reward);
         CHECK(back.records[i].evaluation.policy == want.evaluation.policy);
         check_same(back.records[i].evaluation.score, want.evaluation.score);
     }

@@ -510,6 +510,24 @@ TEST_CASE("report: pareto.svg is rendered by gnuplot and nothing temporary stays
                                                    "summary.json", "report.md"});
 }
 
+TEST_CASE("report: records with rewards get reward.svg and a section in report.md") {
+    if (!gnuplot_on_path()) {
+        MESSAGE("gnuplot is not on PATH; the SVG cannot be checked here");
+        return;
+    }
+    RunFixture f;
+    CHECK(read_text(f.out("report.md")).empty()); // nothing written yet
+    write_run_outputs(f.dir.path.string(), f.result);
+    CHECK(!fs::exists(f.out("reward.svg"))); // no rewards: no plot
+    for (ArchiveRecord& r : f.result.records) r.reward = -0.01 * static_cast<double>(r.id);
+    CHECK(write_run_outputs(f.dir.path.string(), f.result).empty());
+    const std::string svg = read_text(f.out("reward.svg"));
+    CHECK(svg.find("</svg>") != std::string::npos);
+    CHECK(svg.find("moving average of 20") != std::string::npos);
+    CHECK(read_text(f.out("report.md")).find("![Reward per evaluation](reward.svg)") !=
+          std::string::npos);
+}
+
 TEST_CASE("report: without gnuplot there is a warning and no pareto.svg, not even an old one") {
     RunFixture f;
     TempDir empty_bin;
