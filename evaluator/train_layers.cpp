@@ -1,9 +1,11 @@
 #include "evaluator/train_layers.h"
 
+#include "evaluator/activation_range.h"
 #include "evaluator/error.h"
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 namespace mps {
 
@@ -23,6 +25,10 @@ TrainStep reorder_step(const memory& from, const memory& to) {
 
 [[noreturn]] void fail(const Node& node, const std::string& what) {
     throw Error("trainer: node '" + node.name + "' (" + op_name(node.op) + "): " + what);
+}
+
+[[noreturn]] void fail_value(const std::string& value, const std::string& what) {
+    throw Error("trainer: fake quantization of value '" + value + "': " + what);
 }
 
 std::vector<int64_t> spatial_dims(const TrainBuild& b, const Node& node, const std::string& v) {
@@ -431,6 +437,76 @@ void build_flatten(TrainBuild& b, const Node& n, TrainLayer& layer) {
     layer.backward.push_back(reorder_step(diff_view, b.diff_slot(in)));
 }
 
+// 1 at the logical elements of a buffer of layout `desc`, 0 in its padding (blocked layouts pad
+// channels to the block size); empty when the layout has no padding.
+std::shared_ptr<std::vector<uint8_t>> logical_elements(const TrainBuild& b,
+                                                       const memory::desc& desc,
+                                                       const std::vector<int64_t>& dims) {
+    const size_t stored = desc.get_size() / sizeof(float);
+    if (stored == static_cast<size_t>(Tensor::count(dims))) return nullptr;
+    const memory ones(plain_desc(dims), b.engine);
+    float* o = static_cast<float*>(ones.get_data_handle());
+    std::fill(o, o + Tensor::count(dims), 1.0f);
+    const memory marked = b.zeros(desc); // the reorder writes only the logical elements
+    dnnl::stream stream(b.engine);
+    dnnl::reorder(ones, marked).execute(stream, {{DNNL_ARG_FROM, ones}, {DNNL_ARG_TO, marked}});
+    stream.wait();
+    const float* m = static_cast<const float*>(marked.get_data_handle());
+    auto mask = std::make_shared<std::vector<uint8_t>>(stored);
+    for (size_t i = 0; i < stored; ++i) (*mask)[i] = m[i] != 0.0f;
+    return mask;
+}
+
+constexpr int64_t fake_quant_chunk = 16384; // elements per parallel task
+
+void build_fake_quant(TrainBuild& b, const std::string& in, const std::string& out,
+                      const ActivationQuantizer& q, TrainLayer& layer) {
+    const memory::desc md = b.desc(in);
+    const std::vector<int64_t> dims = b.at(in).dims;
+    const memory src = b.value(in);
+    const memory dst = b.define(out, md, dims);
+    const int64_t n = static_cast<int64_t>(md.get_size() / sizeof(float));
+    const auto logical = logical_elements(b, md, dims);
+    // passes[i]: the quantizer did not clip element i, so the straight-through gradient flows.
+    auto passes = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(n), 0);
+    const bool binary = q.is_signed && q.bits == 1;
+    const float s = activation_scale(q.range, q.bits, q.is_signed);
+    const float qmax = binary ? 1.0f : static_cast<float>(activation_qmax(q.bits, q.is_signed));
+    const float qmin = q.is_signed ? -qmax : 0.0f;
+    const ActivationQuantizer quantizer = q;
+    layer.host_forward = [=] {
+        const float* x = static_cast<const float*>(src.get_data_handle());
+        float* y = static_cast<float*>(dst.get_data_handle());
+        uint8_t* pass = passes->data();
+        const int64_t tasks = (n + fake_quant_chunk - 1) / fake_quant_chunk;
+#pragma omp parallel for schedule(static) if (tasks > 1)
+        for (int64_t t = 0; t < tasks; ++t) {
+            const int64_t begin = t * fake_quant_chunk;
+            const int64_t end = std::min(n, begin + fake_quant_chunk);
+            std::copy(x + begin, x + end, y + begin);
+            fake_quantize_activation(y + begin, end - begin, quantizer.range, quantizer.bits,
+                                     quantizer.is_signed);
+            for (int64_t i = begin; i < end; ++i) {
+                const bool inside = !logical || (*logical)[static_cast<size_t>(i)];
+                if (!inside) y[i] = 0.0f;
+                const float code = binary ? x[i] : x[i] / s; // binary: s is the range itself
+                pass[i] = inside && s != 0.0f && code >= qmin && code <= qmax;
+            }
+        }
+    };
+    if (!b.training() || !b.at(in).needs_grad) return;
+    const memory diff_dst = b.diff(out);
+    const memory diff_src = b.diff_slot(in);
+    if (diff_src.get_desc() != md) fail_value(in, "its gradient has another layout than its value");
+    layer.host_backward = [=] {
+        const float* dy = static_cast<const float*>(diff_dst.get_data_handle());
+        float* dx = static_cast<float*>(diff_src.get_data_handle());
+        const uint8_t* pass = passes->data();
+#pragma omp parallel for schedule(static) if (n > fake_quant_chunk)
+        for (int64_t i = 0; i < n; ++i) dx[i] = pass[i] ? dy[i] : 0.0f;
+    };
+}
+
 } // namespace
 
 TrainValue& TrainBuild::at(const std::string& name) {
@@ -505,6 +581,19 @@ TrainLayer build_train_layer(TrainBuild& b, const Node& n, const Node* fused_rel
         }
     } catch (const dnnl::error& e) {
         fail(n, std::string("oneDNN cannot build it: ") + e.what());
+    }
+    return layer;
+}
+
+TrainLayer build_fake_quant_layer(TrainBuild& b, const std::string& in, const std::string& out,
+                                  const ActivationQuantizer& quantizer) {
+    TrainLayer layer;
+    layer.node = out;
+    layer.output = out;
+    try {
+        build_fake_quant(b, in, out, quantizer, layer);
+    } catch (const dnnl::error& e) {
+        fail_value(in, std::string("oneDNN cannot build it: ") + e.what());
     }
     return layer;
 }

@@ -28,6 +28,9 @@ struct TrainLayer {
     std::vector<TrainStep> backward;
     // Runs on the host after the forward steps finished (batch norm running statistics).
     std::function<void()> after_forward;
+    // Host work in place of (or after) the primitives, run in order once the stream has
+    // finished everything before it: the fake-quant layer's elementwise forward and backward.
+    std::function<void()> host_forward, host_backward;
 };
 
 // A value of the graph: its activation memory and, in training, one gradient memory per reader
@@ -75,5 +78,15 @@ struct TrainBuild {
 // Throws mps::Error naming the node when it cannot.
 TrainLayer build_train_layer(TrainBuild& build, const Node& node,
                              const Node* fused_relu = nullptr);
+
+// Compiles a fake-quant layer (quantization-aware training, ActivationQuantizer in
+// train_network.h): writes `out` = fake_quantize_activation(`in`) (activation_range.h, the
+// evaluator's own function) in the layout of `in`. Backward is the straight-through estimator
+// with the clip mask: the gradient of `out` passes to `in` where the quantizer did not clip
+// (qmin <= x / s <= qmax, the clamp of the forward inactive; signed 1-bit: |x| <= range) and is 0
+// elsewhere (and where s = 0, which maps everything to 0). The padding of a blocked layout stays
+// 0 forward and backward.
+TrainLayer build_fake_quant_layer(TrainBuild& build, const std::string& in, const std::string& out,
+                                  const ActivationQuantizer& quantizer);
 
 } // namespace mps

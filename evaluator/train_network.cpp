@@ -3,6 +3,7 @@
 #include "evaluator/error.h"
 #include "evaluator/train_layers.h"
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -11,12 +12,69 @@ namespace mps {
 using dnnl::memory;
 using onednn::plain_desc;
 
+namespace {
+
+// A fake-quant layer to compile just before node `before` (an index into the graph's nodes).
+struct FakeQuantInsert {
+    size_t before = 0;
+    std::string in, out;
+    ActivationQuantizer quantizer;
+};
+
+// Renames the quantized inputs of `graph`'s layers to the fake-quant layers' outputs and returns
+// those layers, one per distinct (value, bits, range, signedness), each placed before its first
+// reader.
+std::vector<FakeQuantInsert> plan_fake_quant(Graph& graph,
+                                             const std::vector<ActivationQuantizer>& quantizers) {
+    std::vector<FakeQuantInsert> inserts;
+    std::set<std::string> seen;
+    for (const ActivationQuantizer& q : quantizers) {
+        if (!seen.insert(q.layer).second)
+            throw Error("trainer: two activation quantizers for layer '" + q.layer +
+                        "'; give each layer at most one");
+        if (!valid_activation_bits(q.bits))
+            throw Error("trainer: layer '" + q.layer + "': activation bit-width " +
+                        std::to_string(q.bits) + " is out of range; use 1..8, 16 or 32 (float)");
+        auto node = std::find_if(graph.nodes.begin(), graph.nodes.end(),
+                                 [&](const Node& n) { return n.name == q.layer; });
+        if (node == graph.nodes.end() || !is_quantizable(*node))
+            throw Error("trainer: an activation quantizer names '" + q.layer +
+                        "', which is not a conv or fully connected node of the graph");
+        if (q.bits == float_bits) continue;
+        std::string& in = node->inputs.at(0);
+        auto same = std::find_if(inserts.begin(), inserts.end(), [&](const FakeQuantInsert& f) {
+            return f.in == in && f.quantizer.bits == q.bits && f.quantizer.range == q.range &&
+                   f.quantizer.is_signed == q.is_signed;
+        });
+        const size_t index = static_cast<size_t>(node - graph.nodes.begin());
+        if (same == inserts.end()) {
+            FakeQuantInsert f{index, in, in + "/fq" + std::to_string(q.bits), q};
+            for (int k = 1; graph.shapes.count(f.out); ++k) // never shadow a graph value
+                f.out = in + "/fq" + std::to_string(q.bits) + "_" + std::to_string(k);
+            same = inserts.insert(inserts.end(), f);
+        }
+        same->before = std::min(same->before, index);
+        in = same->out;
+    }
+    return inserts;
+}
+
+} // namespace
+
 TrainNetwork::TrainNetwork(const Graph& graph, int64_t batch, NetworkMode mode,
                            bool input_gradient)
+    : TrainNetwork(graph, batch, mode, {}, input_gradient) {}
+
+TrainNetwork::TrainNetwork(const Graph& original, int64_t batch, NetworkMode mode,
+                           const std::vector<ActivationQuantizer>& activation_quantizers,
+                           bool input_gradient)
     : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_), mode_(mode), batch_(batch),
-      build_(std::make_unique<TrainBuild>()), input_(graph.input), output_(graph.output) {
+      build_(std::make_unique<TrainBuild>()), input_(original.input), output_(original.output) {
     if (batch < 1) throw Error("trainer: batch size must be positive");
-    if (graph.input_shape.empty()) throw Error("trainer: the graph has no input shape");
+    if (original.input_shape.empty()) throw Error("trainer: the graph has no input shape");
+    // Compiled with the quantized layers reading their fake-quant layers' outputs.
+    Graph graph = original;
+    const std::vector<FakeQuantInsert> inserts = plan_fake_quant(graph, activation_quantizers);
     TrainBuild& b = *build_;
     b.engine = engine_;
     b.mode = mode;
@@ -28,10 +86,12 @@ TrainNetwork::TrainNetwork(const Graph& graph, int64_t batch, NetworkMode mode,
     // Count readers first so every value gets one gradient slot per reader.
     for (const Node& node : graph.nodes)
         for (const std::string& v : node.inputs) ++b.values[v].readers;
+    for (const FakeQuantInsert& f : inserts) ++b.values[f.in].readers;
     for (const Node& node : graph.nodes) {
         TrainValue& v = b.values[node.output];
         v.needs_grad = training;
     }
+    for (const FakeQuantInsert& f : inserts) b.values[f.out].needs_grad = training;
     TrainValue& out = b.values[graph.output];
     ++out.readers;      // the loss
     out.next_slot = 1;  // ... owns slot 0
@@ -44,7 +104,12 @@ TrainNetwork::TrainNetwork(const Graph& graph, int64_t batch, NetworkMode mode,
     // A batch norm whose output only a ReLU reads computes the ReLU itself (one pass less over
     // the activations forward and backward).
     std::set<std::string> fused;
-    for (const Node& node : graph.nodes) {
+    for (size_t i = 0; i < graph.nodes.size(); ++i) {
+        const Node& node = graph.nodes[i];
+        for (const FakeQuantInsert& f : inserts)
+            if (f.before == i)
+                layers_.push_back(std::make_unique<TrainLayer>(
+                    build_fake_quant_layer(b, f.in, f.out, f.quantizer)));
         if (fused.count(node.name)) continue;
         const Node* relu = nullptr;
         if (node.op == Op::batch_norm && node.output != graph.output &&
@@ -79,14 +144,22 @@ TrainNetwork::~TrainNetwork() = default;
 void TrainNetwork::forward(const float* images) {
     const memory input = build_->value(input_);
     std::memcpy(input.get_data_handle(), images, input.get_desc().get_size());
-    for (const auto& layer : layers_)
+    for (const auto& layer : layers_) {
         for (const TrainStep& step : layer->forward) step.primitive.execute(stream_, step.args);
+        run_on_host(layer->host_forward);
+    }
     if (output_reorder_)
         output_reorder_.execute(stream_, {{DNNL_ARG_FROM, build_->value(output_)}, {DNNL_ARG_TO, output_plain_}});
     stream_.wait();
     if (mode_ == NetworkMode::training)
         for (const auto& layer : layers_)
             if (layer->after_forward) layer->after_forward();
+}
+
+void TrainNetwork::run_on_host(const std::function<void()>& work) {
+    if (!work) return;
+    stream_.wait(); // the host reads what the primitives before it wrote
+    work();
 }
 
 const float* TrainNetwork::output() const {
@@ -117,6 +190,7 @@ void TrainNetwork::backward(const float* diff_output) {
     for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
         sum_gradients((*it)->output);
         for (const TrainStep& step : (*it)->backward) step.primitive.execute(stream_, step.args);
+        run_on_host((*it)->host_backward);
     }
     stream_.wait();
     if (build_->at(input_).needs_grad) sum_gradients(input_);

@@ -20,11 +20,23 @@
 // backward(diff_output) computes the gradient of every trainable parameter (overwriting the
 // previous one) for the loss whose gradient with respect to the graph output is `diff_output`.
 // A value read by several nodes receives the sum of their gradients.
+//
+// Activation fake quantization (quantization-aware training, evaluator/finetune.h): for each
+// ActivationQuantizer with bits < 32, a fake-quant layer is inserted just before its conv /
+// fully connected layer. It writes a new value (the float input stays what every other reader,
+// e.g. a residual add, sees) that the layer reads instead: forward fake_quantize_activation
+// (activation_range.h), backward the straight-through estimator with the clip mask (gradient
+// passed where the quantizer did not clip, 0 elsewhere; train_layers.h has the exact rule).
+// Layers that read the same value at the same bits and range share one fake-quant layer, as the
+// spec quantizes a tensor once per distinct bit-width. Weights are not touched here: the caller
+// loads quantized weights (load()) and owns the float master copy.
+#include "evaluator/bit_policy.h"
 #include "evaluator/graph.h"
 #include "evaluator/tensor.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +63,15 @@ struct TrainParameter {
     size_t size() const { return value.get_desc().get_size() / sizeof(float); }
 };
 
+// The input of conv / fully connected node `layer` fake-quantized per tensor at `bits` (1..8, 16;
+// 32 = float, nothing inserted) with the calibrated `range` (max, or max|x| when signed).
+struct ActivationQuantizer {
+    std::string layer;
+    int bits = float_bits;
+    float range = 0.0f;
+    bool is_signed = true;
+};
+
 class TrainLayer;
 struct TrainBuild;
 
@@ -60,6 +81,12 @@ public:
     // fully connected layer fed a non-flattened value, ...). `input_gradient` also computes the
     // gradient with respect to the input images (for tests).
     TrainNetwork(const Graph& graph, int64_t batch, NetworkMode mode, bool input_gradient = false);
+    // With fake-quantized activations. Also throws mps::Error when a quantizer names a node that
+    // is not a conv / fully connected layer of the graph, names one twice, or has bits outside
+    // 1..8, 16, 32.
+    TrainNetwork(const Graph& graph, int64_t batch, NetworkMode mode,
+                 const std::vector<ActivationQuantizer>& activation_quantizers,
+                 bool input_gradient = false);
     ~TrainNetwork();
     TrainNetwork(const TrainNetwork&) = delete;
     TrainNetwork& operator=(const TrainNetwork&) = delete;
@@ -91,6 +118,7 @@ public:
 
 private:
     void sum_gradients(const std::string& value);
+    void run_on_host(const std::function<void()>& work);
 
     dnnl::engine engine_;
     mutable dnnl::stream stream_; // executing is not a change of the network's state

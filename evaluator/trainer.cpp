@@ -2,6 +2,7 @@
 
 #include "evaluator/error.h"
 #include "evaluator/evaluate.h"
+#include "evaluator/optimizer.h"
 #include "evaluator/train_network.h"
 #include "evaluator/train_random.h"
 
@@ -39,79 +40,6 @@ double learning_rate(const TrainOptions& o, int64_t t, int64_t total, int64_t wa
     const double progress = static_cast<double>(t - warmup) / static_cast<double>(total - warmup);
     return 0.5 * o.lr * (1.0 + std::cos(3.14159265358979323846 * progress));
 }
-
-// Optimizer state for one parameter: SGD uses `first` as velocity, Adam both moments.
-struct Slot {
-    std::vector<float> first, second;
-};
-
-class Optimizer {
-public:
-    Optimizer(const TrainOptions& o, std::vector<TrainParameter>& params) : o_(o), params_(params) {
-        if (o.optimizer != "sgd" && o.optimizer != "adam")
-            throw Error("trainer: unknown optimizer '" + o.optimizer + "'; use sgd or adam");
-        for (const TrainParameter& p : params_) {
-            Slot s;
-            if (p.trainable) {
-                s.first.assign(p.size(), 0.0f);
-                if (o.optimizer == "adam") s.second.assign(p.size(), 0.0f);
-            }
-            slots_.push_back(std::move(s));
-        }
-    }
-
-    void step(double lr) {
-        ++steps_;
-        for (size_t i = 0; i < params_.size(); ++i) {
-            const TrainParameter& p = params_[i];
-            if (!p.trainable) continue;
-            if (o_.optimizer == "sgd") sgd(p, slots_[i], static_cast<float>(lr));
-            else adam(p, slots_[i], lr);
-        }
-    }
-
-private:
-    void sgd(const TrainParameter& p, Slot& s, float lr) const {
-        float* w = p.data();
-        const float* g = p.grad_data();
-        float* v = s.first.data();
-        const float wd = p.decay ? static_cast<float>(o_.weight_decay) : 0.0f;
-        const float m = static_cast<float>(o_.momentum);
-        const bool nesterov = o_.nesterov;
-        const int64_t n = static_cast<int64_t>(p.size());
-#pragma omp parallel for schedule(static) if (n > 16384)
-        for (int64_t j = 0; j < n; ++j) {
-            const float grad = g[j] + wd * w[j];
-            v[j] = m * v[j] + grad;
-            w[j] -= lr * (nesterov ? grad + m * v[j] : v[j]);
-        }
-    }
-
-    void adam(const TrainParameter& p, Slot& s, double lr) const {
-        constexpr double beta1 = 0.9, beta2 = 0.999;
-        const float c1 = static_cast<float>(1.0 - std::pow(beta1, static_cast<double>(steps_)));
-        const float c2 = static_cast<float>(1.0 - std::pow(beta2, static_cast<double>(steps_)));
-        float* w = p.data();
-        const float* g = p.grad_data();
-        float* m = s.first.data();
-        float* v = s.second.data();
-        const float wd = p.decay ? static_cast<float>(o_.weight_decay) : 0.0f;
-        const float step = static_cast<float>(lr);
-        const int64_t n = static_cast<int64_t>(p.size());
-#pragma omp parallel for schedule(static) if (n > 16384)
-        for (int64_t j = 0; j < n; ++j) {
-            const float grad = g[j] + wd * w[j];
-            m[j] = 0.9f * m[j] + 0.1f * grad;
-            v[j] = 0.999f * v[j] + 0.001f * grad * grad;
-            w[j] -= step * (m[j] / c1) / (std::sqrt(v[j] / c2) + 1e-8f);
-        }
-    }
-
-    const TrainOptions& o_;
-    std::vector<TrainParameter>& params_;
-    std::vector<Slot> slots_;
-    int64_t steps_ = 0;
-};
 
 // Fashion-MNIST's normalized black: what a shifted image shows where it has no pixels.
 constexpr float background = (0.0f - 0.2860f) / 0.3530f;
@@ -167,7 +95,7 @@ void train(Graph& graph, const Dataset& train, const Dataset& validation,
     if (!(o.lr > 0)) throw Error("trainer: the learning rate must be positive");
 
     TrainNetwork net(graph, o.batch, NetworkMode::training);
-    Optimizer optimizer(o, net.parameters());
+    Optimizer optimizer({o.optimizer, o.momentum, o.nesterov, o.weight_decay}, net.parameters());
     const int64_t classes = net.output_dims().back();
     const int64_t image_size = train.image_size();
     const int64_t steps_per_epoch = train.count / o.batch;

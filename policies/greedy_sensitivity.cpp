@@ -7,7 +7,8 @@
 //   phase1   per group and lower candidate (b_w, b_a), only that group changed from the start.
 //            grid: every pair of B_w x B_a but the start's; separable: the lower b_w with b_a at
 //            the top and the lower b_a with b_w at the top, the rest of the grid estimated as the
-//            sum of the two deltas. Batches of at most `limit`, group-major, b_w then b_a
+//            sum of the two deltas; auto (the default): grid when 1 + the grid's probes + the
+//            longest descent fit in the run's max_evaluations, else separable. Batches of at most `limit`, group-major, b_w then b_a
 //            descending, so the sequence does not depend on `limit`.
 //   descent  from the start, moves lower one group's b_w or b_a to the next allowed value; the
 //            move with the smallest estimated delta metric / cost reduction is committed (ties:
@@ -263,6 +264,8 @@ private:
     Metric metric_;
     int64_t lookahead_;
     bool separable_;
+    bool auto_phase1_;
+    int64_t max_evaluations_;
     bool refine_;
     int64_t refine_rounds_;
     bool weight_bytes_axis_;
@@ -304,6 +307,8 @@ GreedySensitivityPolicy::GreedySensitivityPolicy(const PolicyContext& context)
       metric_(parse_metric(context.params.text("metric"))),
       lookahead_(context.params.integer("lookahead")),
       separable_(context.params.text("phase1") == "separable"),
+      auto_phase1_(context.params.text("phase1") == "auto"),
+      max_evaluations_(context.max_evaluations),
       refine_(context.params.boolean("refine")),
       refine_rounds_(context.params.integer("refine_rounds")),
       weight_bytes_axis_(weight_bytes_axis(context)),
@@ -346,6 +351,13 @@ void GreedySensitivityPolicy::make_cost_table() {
 }
 
 void GreedySensitivityPolicy::make_probes() {
+    if (auto_phase1_) { // grid when the start, the grid and the whole descent fit in the budget
+        const auto nw = static_cast<int64_t>(space_.weight_bits.size());
+        const auto na = static_cast<int64_t>(space_.activation_bits.size());
+        const auto groups = static_cast<int64_t>(groups_.size());
+        const int64_t grid_run = 1 + groups * (nw * na - 1) + groups * (nw - 1 + na - 1);
+        separable_ = max_evaluations_ > 0 && grid_run > max_evaluations_;
+    }
     for (size_t g = 0; g < groups_.size(); ++g)
         for (size_t w = 0; w < space_.weight_bits.size(); ++w)
             for (size_t a = 0; a < space_.activation_bits.size(); ++a) {
@@ -663,9 +675,10 @@ PolicyInfo greedy_sensitivity_policy_info() {
                         "sensitivity metric: mean KL from FP32, accuracy, or logit SQNR"),
              integer_param("lookahead", "1", 1, 16,
                            "descent moves scored for real before one is committed"),
-             text_param("phase1", "grid", {"grid", "separable"},
-                        "probe every (w, a) pair per layer, or only each axis (sums estimate the "
-                        "rest)"),
+             text_param("phase1", "auto", {"auto", "grid", "separable"},
+                        "probe every (w, a) pair per layer (grid), or only each axis with sums "
+                        "estimating the rest (separable); auto: grid when the start, the grid "
+                        "and the whole descent fit in max_evaluations, else separable"),
              boolean_param("refine", "true",
                            "kernel granularity: move bits between the kernels of each layer of "
                            "the picked point at equal layer BitOPs"),

@@ -10,6 +10,7 @@ namespace mps {
 PolicyInfo uniform_policy_info();
 PolicyInfo random_policy_info();
 PolicyInfo greedy_sensitivity_policy_info();
+PolicyInfo autoq_policy_info();
 // >>> Declarations of further policies go here (e.g. PolicyInfo greedy_sensitivity_policy_info();).
 
 std::span<const PolicyInfo> registered_policies() {
@@ -17,6 +18,7 @@ std::span<const PolicyInfo> registered_policies() {
         uniform_policy_info(),
         random_policy_info(),
         greedy_sensitivity_policy_info(),
+        autoq_policy_info(),
         // >>> Further policies go here, one line each (e.g. greedy_sensitivity_policy_info(),).
     };
     return table;

@@ -18,6 +18,7 @@ commands:
   search   search mixed-precision policies as a YAML run config describes (docs/config.md)
   eval     score a model (ONNX file) on a data split: accuracy, loss, speed, costs
   train    train a zoo architecture on Fashion-MNIST and export it as ONNX
+  finetune quantization-aware fine-tuning of a model under a policy file (docs/finetune.md)
 
 Run 'mpsearch <command> --help' for the options of a command.
 )";
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
         if (command == "eval") return mps::cli::run_eval(argc - 1, argv + 1);
         if (command == "search") return mps::cli::run_search(argc - 1, argv + 1);
         if (command == "train") return mps::cli::run_train(argc - 1, argv + 1);
+        if (command == "finetune") return mps::cli::run_finetune(argc - 1, argv + 1);
         std::cerr << "mpsearch: unknown command '" << command << "'\n\n" << usage;
         return 2;
     } catch (const mps::Error& e) {

@@ -209,6 +209,24 @@ TEST_CASE("greedy_sensitivity: phase 1 probes every lower candidate of one group
     CHECK(grid.scored.back().policy == space.lowest(graph));
 }
 
+TEST_CASE("greedy_sensitivity: phase1 auto probes the grid only when it fits the evaluation budget") {
+    const Graph graph = small_graph();
+    const SearchSpace space = layer_space();
+    const Metric metric = layer_metric({1.0, 2.0, 0.5, 1.5});
+    const int64_t groups = static_cast<int64_t>(quantizable_layers(graph).size());
+    // start + grid probes + the longest descent (each group: 2 weight and 2 activation steps)
+    const int64_t grid_run = 1 + groups * (3 * 3 - 1) + groups * 4;
+    for (int64_t budget : {grid_run, grid_run - 1, int64_t{0}}) {
+        CAPTURE(budget);
+        PolicyContext context = make_context(graph, space, {{"phase1", "auto"}});
+        context.max_evaluations = budget; // 0: no budget known, grid
+        const Run run = run_policy(context, synthetic_scorer(graph, metric));
+        const bool grid = budget != grid_run - 1;
+        CHECK(static_cast<int64_t>(run.stage("phase1").size()) ==
+              groups * (grid ? 3 * 3 - 1 : (3 - 1) + (3 - 1)));
+    }
+}
+
 TEST_CASE("greedy_sensitivity: the descent lowers the least sensitive layer first and ends at "
           "the lowest point") {
     const Graph graph = small_graph();
