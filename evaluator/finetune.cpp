@@ -244,6 +244,9 @@ FinetuneResult finetune(Graph& folded, const BitPolicy& policy, const FinetuneDa
             lr = o.cosine ? 0.5 * o.lr * (1.0 + std::cos(3.14159265358979323846 * progress)) : o.lr;
             optimizer.step(lr);
             net.after_update();
+            if (o.recalibrate_steps > 0 && (step + 1) % o.recalibrate_steps == 0)
+                net.set_activation_ranges(activation_quantizers(
+                    net.master(), policy, calibrate(net.master(), data.calibration, method)));
         }
         const double train_seconds = seconds_since(epoch_start);
         FinetuneEpoch report;

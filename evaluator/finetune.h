@@ -83,6 +83,10 @@ public:
     Tensor gradient(const std::string& node, Tensor Node::*field) const;
     // The graph with the master parameters.
     const Graph& master() const { return master_; }
+    // New activation ranges (TrainNetwork::set_activation_ranges), e.g. re-calibrated ones.
+    void set_activation_ranges(const std::vector<ActivationQuantizer>& activations) {
+        network_.set_activation_ranges(activations);
+    }
 
 private:
     struct PrunedKernel {
@@ -124,6 +128,9 @@ struct FinetuneOptions {
     QuantizerSpec weight_quantizer{default_weight_quantizer, {}};
     QuantizerSpec calibration_method{default_calibration_rule, {}};
     int64_t validation_limit = 0;   // score only the first N validation images (0 = all)
+    // Re-calibrate the activation ranges from the master weights every this many steps (0:
+    // never), so that training sees the ranges the evaluator will calibrate for the final weights.
+    int64_t recalibrate_steps = 100;
     std::function<void(const FinetuneEpoch&)> on_epoch;
 };
 

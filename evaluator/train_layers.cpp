@@ -460,7 +460,7 @@ std::shared_ptr<std::vector<uint8_t>> logical_elements(const TrainBuild& b,
 constexpr int64_t fake_quant_chunk = 16384; // elements per parallel task
 
 void build_fake_quant(TrainBuild& b, const std::string& in, const std::string& out,
-                      const ActivationQuantizer& q, TrainLayer& layer) {
+                      std::shared_ptr<const ActivationQuantizer> quantizer, TrainLayer& layer) {
     const memory::desc md = b.desc(in);
     const std::vector<int64_t> dims = b.at(in).dims;
     const memory src = b.value(in);
@@ -469,12 +469,13 @@ void build_fake_quant(TrainBuild& b, const std::string& in, const std::string& o
     const auto logical = logical_elements(b, md, dims);
     // passes[i]: the quantizer did not clip element i, so the straight-through gradient flows.
     auto passes = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(n), 0);
-    const bool binary = q.is_signed && q.bits == 1;
-    const float s = activation_scale(q.range, q.bits, q.is_signed);
-    const float qmax = binary ? 1.0f : static_cast<float>(activation_qmax(q.bits, q.is_signed));
-    const float qmin = q.is_signed ? -qmax : 0.0f;
-    const ActivationQuantizer quantizer = q;
+    const bool binary = quantizer->is_signed && quantizer->bits == 1;
+    const float qmax = binary ? 1.0f
+                              : static_cast<float>(activation_qmax(quantizer->bits, quantizer->is_signed));
+    const float qmin = quantizer->is_signed ? -qmax : 0.0f;
     layer.host_forward = [=] {
+        const ActivationQuantizer q = *quantizer; // its range may have changed since the last pass
+        const float s = activation_scale(q.range, q.bits, q.is_signed);
         const float* x = static_cast<const float*>(src.get_data_handle());
         float* y = static_cast<float*>(dst.get_data_handle());
         uint8_t* pass = passes->data();
@@ -484,8 +485,7 @@ void build_fake_quant(TrainBuild& b, const std::string& in, const std::string& o
             const int64_t begin = t * fake_quant_chunk;
             const int64_t end = std::min(n, begin + fake_quant_chunk);
             std::copy(x + begin, x + end, y + begin);
-            fake_quantize_activation(y + begin, end - begin, quantizer.range, quantizer.bits,
-                                     quantizer.is_signed);
+            fake_quantize_activation(y + begin, end - begin, q.range, q.bits, q.is_signed);
             for (int64_t i = begin; i < end; ++i) {
                 const bool inside = !logical || (*logical)[static_cast<size_t>(i)];
                 if (!inside) y[i] = 0.0f;
@@ -586,12 +586,12 @@ TrainLayer build_train_layer(TrainBuild& b, const Node& n, const Node* fused_rel
 }
 
 TrainLayer build_fake_quant_layer(TrainBuild& b, const std::string& in, const std::string& out,
-                                  const ActivationQuantizer& quantizer) {
+                                  std::shared_ptr<const ActivationQuantizer> quantizer) {
     TrainLayer layer;
     layer.node = out;
     layer.output = out;
     try {
-        build_fake_quant(b, in, out, quantizer, layer);
+        build_fake_quant(b, in, out, std::move(quantizer), layer);
     } catch (const dnnl::error& e) {
         fail_value(in, std::string("oneDNN cannot build it: ") + e.what());
     }

@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -86,7 +87,9 @@ TrainLayer build_train_layer(TrainBuild& build, const Node& node,
 // (qmin <= x / s <= qmax, the clamp of the forward inactive; signed 1-bit: |x| <= range) and is 0
 // elsewhere (and where s = 0, which maps everything to 0). The padding of a blocked layout stays
 // 0 forward and backward.
+// The layer reads `quantizer` at every pass, so a new range set through it (re-calibration while
+// fine-tuning) takes effect from the next forward on.
 TrainLayer build_fake_quant_layer(TrainBuild& build, const std::string& in, const std::string& out,
-                                  const ActivationQuantizer& quantizer);
+                                  std::shared_ptr<const ActivationQuantizer> quantizer);
 
 } // namespace mps

@@ -19,6 +19,7 @@ struct FakeQuantInsert {
     size_t before = 0;
     std::string in, out;
     ActivationQuantizer quantizer;
+    std::vector<std::string> layers; // the quantizable layers reading `out`
 };
 
 // Renames the quantized inputs of `graph`'s layers to the fake-quant layers' outputs and returns
@@ -48,12 +49,13 @@ std::vector<FakeQuantInsert> plan_fake_quant(Graph& graph,
         });
         const size_t index = static_cast<size_t>(node - graph.nodes.begin());
         if (same == inserts.end()) {
-            FakeQuantInsert f{index, in, in + "/fq" + std::to_string(q.bits), q};
+            FakeQuantInsert f{index, in, in + "/fq" + std::to_string(q.bits), q, {}};
             for (int k = 1; graph.shapes.count(f.out); ++k) // never shadow a graph value
                 f.out = in + "/fq" + std::to_string(q.bits) + "_" + std::to_string(k);
             same = inserts.insert(inserts.end(), f);
         }
         same->before = std::min(same->before, index);
+        same->layers.push_back(q.layer);
         in = same->out;
     }
     return inserts;
@@ -106,10 +108,13 @@ TrainNetwork::TrainNetwork(const Graph& original, int64_t batch, NetworkMode mod
     std::set<std::string> fused;
     for (size_t i = 0; i < graph.nodes.size(); ++i) {
         const Node& node = graph.nodes[i];
-        for (const FakeQuantInsert& f : inserts)
-            if (f.before == i)
-                layers_.push_back(std::make_unique<TrainLayer>(
-                    build_fake_quant_layer(b, f.in, f.out, f.quantizer)));
+        for (const FakeQuantInsert& f : inserts) {
+            if (f.before != i) continue;
+            auto quantizer = std::make_shared<ActivationQuantizer>(f.quantizer);
+            for (const std::string& layer : f.layers) fake_quant_[layer] = quantizer;
+            layers_.push_back(
+                std::make_unique<TrainLayer>(build_fake_quant_layer(b, f.in, f.out, quantizer)));
+        }
         if (fused.count(node.name)) continue;
         const Node* relu = nullptr;
         if (node.op == Op::batch_norm && node.output != graph.output &&
@@ -250,6 +255,17 @@ Tensor TrainNetwork::gradient(const std::string& node, Tensor Node::*field) cons
         return t;
     }
     throw Error("trainer: node '" + node + "' has no such parameter");
+}
+
+void TrainNetwork::set_activation_ranges(const std::vector<ActivationQuantizer>& quantizers) {
+    for (const ActivationQuantizer& q : quantizers) {
+        if (q.bits == float_bits) continue;
+        const auto it = fake_quant_.find(q.layer);
+        if (it == fake_quant_.end() || it->second->bits != q.bits || it->second->is_signed != q.is_signed)
+            throw Error("trainer: layer '" + q.layer + "' has no " + std::to_string(q.bits) +
+                        "-bit activation quantizer to set a range of; build the network with it");
+        it->second->range = q.range;
+    }
 }
 
 } // namespace mps

@@ -37,6 +37,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -88,6 +89,10 @@ public:
                  const std::vector<ActivationQuantizer>& activation_quantizers,
                  bool input_gradient = false);
     ~TrainNetwork();
+    // New ranges for activation quantizers the network was built with (same layers, bits and
+    // signedness; mps::Error otherwise), effective from the next forward. Layers sharing one
+    // fake-quant layer (same input value and bits) must get the same range.
+    void set_activation_ranges(const std::vector<ActivationQuantizer>& quantizers);
     TrainNetwork(const TrainNetwork&) = delete;
     TrainNetwork& operator=(const TrainNetwork&) = delete;
 
@@ -131,6 +136,8 @@ private:
     std::string input_, output_;
     dnnl::memory output_plain_, diff_output_plain_;
     dnnl::primitive output_reorder_, diff_output_reorder_;
+    // quantizable layer -> the quantizer its fake-quant layer reads at every pass
+    std::map<std::string, std::shared_ptr<ActivationQuantizer>> fake_quant_;
 };
 
 } // namespace mps

@@ -28,7 +28,7 @@ struct FinetuneArgs {
     std::string data = default_fashion_mnist_dir;
     std::string optimizer = "adam";
     int epochs = 0;
-    long long batch = 128, seed = 1, calibration = 1000, limit_train = 0;
+    long long batch = 128, seed = 1, calibration = 1000, limit_train = 0, recalibrate = 100;
     double lr = 1e-4;
 };
 
@@ -49,6 +49,9 @@ bool parse_finetune_args(int argc, char** argv, FinetuneArgs& args) {
         ("calibration", po::value(&args.calibration)->default_value(args.calibration),
          "calibration images (the first N training images); eval needs the same number")
         ("data", po::value(&args.data)->default_value(args.data), "data set directory")
+        ("recalibrate-steps", po::value(&args.recalibrate)->default_value(args.recalibrate),
+         "re-calibrate the activation ranges every N steps (0: never), so training sees the "
+         "ranges eval will calibrate")
         ("limit-train", po::value(&args.limit_train),
          "train on the first N images of the train split only");
     po::variables_map values;
@@ -58,6 +61,7 @@ bool parse_finetune_args(int argc, char** argv, FinetuneArgs& args) {
     require_positive(args.calibration, "calibration");
     if (values.count("limit-train")) require_positive(args.limit_train, "limit-train");
     if (!(args.lr > 0)) throw Error("--lr must be positive");
+    if (args.recalibrate < 0) throw Error("--recalibrate-steps must be 0 or more");
     if (args.seed < 0) throw Error("--seed must not be negative");
     if (args.optimizer != "adam" && args.optimizer != "sgd")
         throw Error("--optimizer must be adam or sgd, got '" + args.optimizer + "'");
@@ -110,6 +114,7 @@ int run_finetune(int argc, char** argv) {
     options.optimizer = args.optimizer;
     options.lr = args.lr;
     options.seed = static_cast<uint64_t>(args.seed);
+    options.recalibrate_steps = args.recalibrate;
     options.weight_quantizer = policy.weight_quantizer;
     options.calibration_method = policy.activation_calibration;
     options.on_epoch = [](const FinetuneEpoch& e) {

@@ -259,6 +259,34 @@ TEST_CASE("finetune: the QAT forward equals the QuantizedNetwork fake path") {
     }
 }
 
+TEST_CASE("finetune: new activation ranges take effect as if the network had been built with them") {
+    Graph g = test::resnet_like({3, 12, 12}, {8, 16});
+    fold_batch_norm(g);
+    const Dataset images = test::random_images(g.input_shape, 10, 41);
+    const BitPolicy policy = BitPolicy::uniform(g, 4, 4);
+    const Calibration wide = calibrate(g, test::random_images(g.input_shape, 24, 42, -4.0f, 4.0f),
+                                       CalibrationMethod{});
+    const Calibration narrow = calibrate(g, test::random_images(g.input_shape, 24, 43, -0.5f, 0.5f),
+                                         CalibrationMethod{});
+    QatNetwork rebuilt(g, policy, uniform_quantizer(), activation_quantizers(g, policy, narrow),
+                       images.count);
+    rebuilt.forward(images.images.data());
+    const int64_t n = images.count * rebuilt.num_classes();
+    const std::vector<double> want = as_double(rebuilt.output(), n);
+
+    QatNetwork changed(g, policy, uniform_quantizer(), activation_quantizers(g, policy, wide),
+                       images.count);
+    changed.forward(images.images.data());
+    CHECK(relative_error(as_double(changed.output(), n), want) > 1e-3); // the ranges matter
+    changed.set_activation_ranges(activation_quantizers(g, policy, narrow));
+    changed.forward(images.images.data());
+    CHECK(as_double(changed.output(), n) == want);
+    // A layer the network has no quantizer for (at those bits) is refused.
+    std::vector<ActivationQuantizer> other = activation_quantizers(g, policy, narrow);
+    other.front().bits = 6;
+    CHECK_THROWS_AS(changed.set_activation_ranges(other), Error);
+}
+
 TEST_CASE("finetune: a few epochs lower the quantized loss; pruned kernels keep their weights") {
     const Graph start = small_cnn(8);
     FinetuneData data;
