@@ -117,9 +117,9 @@ struct FinetuneEpoch {
 
 struct FinetuneOptions {
     int epochs = 1;
-    int64_t batch = 128;
+    int64_t batch = 64;
     std::string optimizer = "adam"; // "adam" or "sgd" (optimizer.h)
-    double lr = 1e-4;
+    double lr = 1e-3;
     double momentum = 0.9;          // sgd
     bool nesterov = true;           // sgd
     double weight_decay = 0.0;

@@ -28,8 +28,8 @@ struct FinetuneArgs {
     std::string data = default_fashion_mnist_dir;
     std::string optimizer = "adam";
     int epochs = 0;
-    long long batch = 128, seed = 1, calibration = 1000, limit_train = 0, recalibrate = 100;
-    double lr = 1e-4;
+    long long batch = 64, seed = 1, calibration = 1000, limit_train = 0, recalibrate = 100;
+    double lr = 1e-3;
 };
 
 bool parse_finetune_args(int argc, char** argv, FinetuneArgs& args) {
