@@ -1,0 +1,111 @@
+// Hard-concrete gates and the Bayesian Bits regularizer; the formulas are in hard_concrete.h.
+#include "evaluator/hard_concrete.h"
+
+#include "evaluator/error.h"
+
+#include <cmath>
+#include <string>
+
+namespace mps {
+
+namespace {
+
+double sigmoid(double v) {
+    // Two branches so that exp never overflows.
+    if (v >= 0) return 1.0 / (1.0 + std::exp(-v));
+    const double e = std::exp(v);
+    return e / (1.0 + e);
+}
+
+// log_alpha - beta * log(-gamma / zeta): the logit of q(z > 0).
+double on_logit(double log_alpha) {
+    using namespace hard_concrete;
+    return log_alpha - beta * std::log(-gamma / zeta);
+}
+
+} // namespace
+
+GateSample sample_gate(double u, double log_alpha) {
+    using namespace hard_concrete;
+    if (!(u > 0.0 && u < 1.0))
+        throw Error("sample_gate: noise u = " + std::to_string(u) +
+                    " is outside the open interval (0, 1); draw u from (0, 1)");
+    const double s = sigmoid((std::log(u) - std::log1p(-u) + log_alpha) / beta);
+    const double stretched = s * (zeta - gamma) + gamma;
+    if (stretched < 0.0) return {0.0, 0.0};
+    if (stretched > 1.0) return {1.0, 0.0};
+    return {stretched, (zeta - gamma) * s * (1.0 - s) / beta};
+}
+
+double probability_on(double log_alpha) { return sigmoid(on_logit(log_alpha)); }
+
+double probability_on_derivative(double log_alpha) {
+    // p * q(z = 0) rather than p * (1 - p): no cancellation when p is close to 1.
+    return probability_on(log_alpha) * probability_off(log_alpha);
+}
+
+double probability_off(double log_alpha) { return sigmoid(-on_logit(log_alpha)); }
+
+bool gate_is_on(double log_alpha) {
+    return probability_off(log_alpha) < hard_concrete::off_threshold;
+}
+
+int thresholded_bits(const GateLogits& log_alpha, bool prunable) {
+    int bits = 0;
+    for (size_t k = 0; k < residual_gate_count; ++k) {
+        const bool on = (k == 0 && !prunable) || gate_is_on(log_alpha[k]);
+        if (!on) break; // a closed gate closes every gate above it
+        bits = residual_bits[k];
+    }
+    return bits;
+}
+
+ResidualGates thresholded_gates(const GateLogits& log_alpha, bool prunable) {
+    return gates_for_bits(thresholded_bits(log_alpha, prunable));
+}
+
+GateLogits initial_log_alpha(int start_bits) {
+    // gates_for_bits validates the bit-width (and accepts 0, which is no start).
+    if (start_bits == 0)
+        throw Error("initial_log_alpha: start bit-width 0 would prune everything; use 2, 4, 8, "
+                    "16 or 32");
+    const ResidualGates open = gates_for_bits(start_bits);
+    GateLogits log_alpha{};
+    for (size_t k = 0; k < residual_gate_count; ++k)
+        log_alpha[k] = open[k] != 0.0f ? hard_concrete::log_alpha_on : hard_concrete::log_alpha_off;
+    return log_alpha;
+}
+
+BitRegularizer bit_regularizer(std::span<const GateLogits> units, double macs_ratio,
+                               bool prunable) {
+    if (units.empty())
+        throw Error("bit_regularizer: a quantizer with no gated units; pass at least one");
+    if (!std::isfinite(macs_ratio) || !(macs_ratio > 0.0))
+        throw Error("bit_regularizer: MACs ratio " + std::to_string(macs_ratio) +
+                    " must be finite and positive (MACs of the layer / largest layer MACs)");
+    const double scale = macs_ratio / static_cast<double>(units.size()); // m / U
+    BitRegularizer r;
+    r.grad.resize(units.size());
+    for (size_t u = 0; u < units.size(); ++u) {
+        std::array<double, residual_gate_count> p{}, dp{}; // p_k and dp_k / dlog_alpha_k
+        for (size_t k = 0; k < residual_gate_count; ++k) {
+            const bool learned = k > 0 || prunable;
+            p[k] = learned ? probability_on(units[u][k]) : 1.0;
+            dp[k] = learned ? probability_on_derivative(units[u][k]) : 0.0;
+        }
+        // suffix[k] = S_k = b_k + p_{k+1} S_{k+1}; the unit's sum is P_{k-1} p_k S_k at k = 0.
+        std::array<double, residual_gate_count> suffix{};
+        suffix[residual_gate_count - 1] = residual_bits[residual_gate_count - 1];
+        for (size_t k = residual_gate_count - 1; k-- > 0;)
+            suffix[k] = residual_bits[k] + p[k + 1] * suffix[k + 1];
+        r.value += scale * p[0] * suffix[0];
+        double prefix = 1.0; // P_{k-1}
+        for (size_t k = 0; k < residual_gate_count; ++k) {
+            r.grad[u][k] = scale * prefix * suffix[k] * dp[k];
+            prefix *= p[k];
+        }
+    }
+    return r;
+}
+
+} // namespace mps

@@ -1,0 +1,191 @@
+// The nested residual quantizer of Bayesian Bits; the formulas are in residual_quantizer.h.
+#include "evaluator/residual_quantizer.h"
+
+#include "evaluator/error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+namespace mps {
+
+namespace {
+
+size_t level_index(int bits) {
+    for (size_t k = 0; k < residual_gate_count; ++k)
+        if (residual_bits[k] == bits) return k;
+    throw Error("residual quantizer: bit-width " + std::to_string(bits) +
+                " is not a Bayesian Bits level; use 2, 4, 8, 16 or 32");
+}
+
+void check_gates(const ResidualGates& z) {
+    for (size_t k = 0; k < residual_gate_count; ++k)
+        if (!(z[k] >= 0.0f && z[k] <= 1.0f)) // also rejects NaN
+            throw Error("residual quantizer: gate z_" + std::to_string(residual_bits[k]) + " = " +
+                        std::to_string(z[k]) + " is outside [0, 1]; clamp the gate sample");
+}
+
+// Channel size of a kernel-wise call, after checking the shapes.
+size_t channel_size(size_t values, size_t channels, const char* what) {
+    if (channels == 0 || values % channels != 0)
+        throw Error(std::string("residual quantizer: ") + what + ": " + std::to_string(values) +
+                    " values do not split into " + std::to_string(channels) +
+                    " equal channels; pass one gate vector per output channel");
+    return values / channels;
+}
+
+} // namespace
+
+// Gates checked once per call, with the telescoped weight of each level: x_q = sum w_k * Q_k.
+struct ResidualQuantizer::Prepared {
+    std::array<float, residual_gate_count> weight;
+};
+
+ResidualGates gates_for_bits(int bits) {
+    ResidualGates z{};
+    if (bits == 0) return z;
+    const size_t last = level_index(bits);
+    for (size_t k = 0; k <= last; ++k) z[k] = 1.0f;
+    return z;
+}
+
+int effective_bits(const ResidualGates& z) {
+    check_gates(z);
+    int bits = 0;
+    for (size_t k = 0; k < residual_gate_count && z[k] != 0.0f; ++k) bits = residual_bits[k];
+    return bits;
+}
+
+ResidualQuantizer::ResidualQuantizer(float x_min, float x_max) : x_min_(x_min), x_max_(x_max) {
+    if (!std::isfinite(x_min) || !std::isfinite(x_max) || !(x_min < x_max))
+        throw Error("residual quantizer: range [" + std::to_string(x_min) + ", " +
+                    std::to_string(x_max) +
+                    "] is not a finite interval with x_min < x_max; keep the learned range positive");
+    // s_2 = R / 3, s_{2b} = s_b / (2^b + 1): the recursion the spec states, in float.
+    steps_[0] = (x_max - x_min) / 3.0f;
+    for (size_t k = 1; k < residual_gate_count; ++k) {
+        const double divisor = std::ldexp(1.0, residual_bits[k - 1]) + 1.0; // exact in float
+        steps_[k] = steps_[k - 1] / static_cast<float>(divisor);
+    }
+}
+
+ResidualQuantizer ResidualQuantizer::symmetric(float x_max) {
+    return ResidualQuantizer(-x_max, x_max);
+}
+
+float ResidualQuantizer::step(int bits) const { return steps_[level_index(bits)]; }
+
+float ResidualQuantizer::level_at(float x, size_t k) const {
+    const float s = steps_[k];
+    const float t = std::clamp(x, x_min_, x_max_) - x_min_;
+    return x_min_ + s * std::nearbyint(t / s); // division, round half to even
+}
+
+float ResidualQuantizer::level(float x, int bits) const { return level_at(x, level_index(bits)); }
+
+Residuals ResidualQuantizer::residuals(float x) const {
+    Residuals r{};
+    float previous = 0.0f;
+    for (size_t k = 0; k < residual_gate_count; ++k) {
+        const float q = level_at(x, k);
+        r[k] = q - previous;
+        previous = q;
+    }
+    return r;
+}
+
+ResidualQuantizer::Prepared ResidualQuantizer::prepare(const ResidualGates& z) {
+    check_gates(z);
+    // chain[k + 1] = P of level k = z_2 * ... * z_{b_k}; the weight of Q_{b_k} is
+    // P_{b_k} - P_{2 b_k}. Hard gates give weights of exactly 0 and 1.
+    std::array<float, residual_gate_count + 2> chain{};
+    chain[0] = 1.0f;
+    for (size_t k = 0; k < residual_gate_count; ++k) chain[k + 1] = chain[k] * z[k];
+    Prepared p{};
+    for (size_t k = 0; k < residual_gate_count; ++k) p.weight[k] = chain[k + 1] - chain[k + 2];
+    return p;
+}
+
+float ResidualQuantizer::quantize_prepared(float x, const Prepared& p) const {
+    // Levels of weight 0 are skipped: a hard pattern then returns exactly one level.
+    float sum = 0.0f;
+    for (size_t k = 0; k < residual_gate_count; ++k)
+        if (p.weight[k] != 0.0f) sum += p.weight[k] * level_at(x, k);
+    return sum;
+}
+
+float ResidualQuantizer::quantize(float x, const ResidualGates& z) const {
+    return quantize_prepared(x, prepare(z));
+}
+
+float ResidualQuantizer::grad_x(float x, const ResidualGates& z) const {
+    check_gates(z);
+    return x >= x_min_ && x <= x_max_ ? z[0] : 0.0f;
+}
+
+std::array<double, residual_gate_count> ResidualQuantizer::grad_gates(float x,
+                                                                      const ResidualGates& z) const {
+    check_gates(z);
+    return gate_gradient(x, z);
+}
+
+std::array<double, residual_gate_count> ResidualQuantizer::gate_gradient(
+    float x, const ResidualGates& z) const {
+    const Residuals e = residuals(x);
+    // inner[k] = e_k + z_{k+1} * inner[k+1]: the bracket that gate k multiplies.
+    std::array<double, residual_gate_count> inner{};
+    inner[residual_gate_count - 1] = e[residual_gate_count - 1];
+    for (size_t k = residual_gate_count - 1; k-- > 0;)
+        inner[k] = double(e[k]) + double(z[k + 1]) * inner[k + 1];
+    std::array<double, residual_gate_count> grad{};
+    double outer = 1.0; // z_2 * ... * z_{b_{k-1}}
+    for (size_t k = 0; k < residual_gate_count; ++k) {
+        grad[k] = outer * inner[k];
+        outer *= double(z[k]);
+    }
+    return grad;
+}
+
+void ResidualQuantizer::quantize(std::span<const float> x, const ResidualGates& z,
+                                 std::span<float> out) const {
+    quantize_per_channel(x, std::span<const ResidualGates>(&z, 1), out);
+}
+
+void ResidualQuantizer::quantize_per_channel(std::span<const float> x,
+                                             std::span<const ResidualGates> gates,
+                                             std::span<float> out) const {
+    if (out.size() != x.size())
+        throw Error("residual quantizer: output has " + std::to_string(out.size()) +
+                    " values for an input of " + std::to_string(x.size()));
+    const size_t per_channel = channel_size(x.size(), gates.size(), "quantize_per_channel");
+    for (size_t c = 0; c < gates.size(); ++c) {
+        const Prepared p = prepare(gates[c]);
+        for (size_t i = c * per_channel; i < (c + 1) * per_channel; ++i)
+            out[i] = quantize_prepared(x[i], p);
+    }
+}
+
+void ResidualQuantizer::backward_per_channel(
+    std::span<const float> x, std::span<const ResidualGates> gates, std::span<const float> grad_out,
+    std::span<float> grad_x, std::span<std::array<double, residual_gate_count>> grad_gates) const {
+    if (grad_out.size() != x.size() || grad_x.size() != x.size() ||
+        grad_gates.size() != gates.size())
+        throw Error("residual quantizer: backward_per_channel: grad_out (" +
+                    std::to_string(grad_out.size()) + ") and grad_x (" +
+                    std::to_string(grad_x.size()) + ") must have x's " + std::to_string(x.size()) +
+                    " values and grad_gates (" + std::to_string(grad_gates.size()) +
+                    ") one entry per gate vector (" + std::to_string(gates.size()) + ")");
+    const size_t per_channel = channel_size(x.size(), gates.size(), "backward_per_channel");
+    for (size_t c = 0; c < gates.size(); ++c) {
+        const ResidualGates& z = gates[c];
+        check_gates(z);
+        for (size_t i = c * per_channel; i < (c + 1) * per_channel; ++i) {
+            const float g = grad_out[i]; // read before grad_x[i], which may alias it
+            const std::array<double, residual_gate_count> dz = gate_gradient(x[i], z);
+            for (size_t k = 0; k < residual_gate_count; ++k) grad_gates[c][k] += double(g) * dz[k];
+            grad_x[i] = x[i] >= x_min_ && x[i] <= x_max_ ? g * z[0] : 0.0f;
+        }
+    }
+}
+
+} // namespace mps
