@@ -243,6 +243,10 @@ std::string report(const Plan& plan, const json& results, const std::vector<std:
     for (uint64_t s : plan.seeds) md << " " << s;
     md << ". A budget WxAy is max_relative_bitops = the cost of uniform WxAy (x*y/1024). "
           "Accuracies are on the 10k test split, without fine-tuning.\n\n";
+    md << "Engine speed (images/s of the float32, fake-quant and integer paths; candidates/s with 1 "
+          "and 2 workers): [engine.md](engine.md), written by bench/run.sh next to this report. "
+          "The search seconds in the tables below are each run's whole wall time (a greedy curve, "
+          "an AutoQ run of its episodes).\n\n";
     if (!missing.empty()) {
         md << "Not in this build (not run): ";
         for (const std::string& m : missing) md << m << " ";

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Benchmark comparisons: every registered policy on the zoo models under equal BitOPs budgets and
+# equal evaluation budgets, plus the engine's speed, into bench/results/<date>[-quick]/.
+#   bench/run.sh           all four models, budgets W8A8 W4A8 W4A4 W3A3, 300 evaluations per run
+#   bench/run.sh --quick   lenet5 and resnet8, budgets W4A4 W3A3, 100 evaluations per run
+# Runs that exist are resumed, so a killed benchmark continues where it stopped. Needs the build
+# of scripts/setup.sh (build/) or BUILD=<dir>.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$ROOT/build}
+quick=false
+[[ ${1:-} == --quick ]] && quick=true
+if $quick; then
+  OUT=${OUT:-$ROOT/bench/results/$(date -u +%Y-%m-%d)-quick}
+  plan=(--models lenet5,resnet8 --budgets W4A4,W3A3 --evaluations 100 --validation-images 1000)
+  cases=$ROOT/bench/cases/quick.txt
+  runs=3
+else
+  OUT=${OUT:-$ROOT/bench/results/$(date -u +%Y-%m-%d)}
+  plan=(--models lenet5,resnet8,vgg_small,mobilenet_tiny --budgets W8A8,W4A8,W4A4,W3A3
+        --evaluations 300 --validation-images 2000)
+  cases=$ROOT/bench/cases/quantized.txt
+  runs=5
+fi
+mkdir -p "$OUT"
+cd "$ROOT"
+start=$(date +%s)
+"$BUILD/bench/mpsearch_bench_search" "${plan[@]}" --out "$OUT"
+"$BUILD/bench/mpsearch_bench_quantized" --cases "$cases" --runs "$runs" \
+  --measure images,candidates --out "$OUT/engine"
+echo "bench/run.sh: $(( $(date +%s) - start )) s; report $OUT/report.md, engine table $OUT/engine.md"
