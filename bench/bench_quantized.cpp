@@ -214,22 +214,34 @@ json measure_incremental(const mps::Graph& graph, const mps::EvaluationData& dat
 
 
 
+// True when some model has measurements under `key` (--measure may leave sections out).
+bool measured(const json& results, const char* key) {
+    for (const auto& [name, m] : results["models"].items())
+        if (m.contains(key)) return true;
+    return false;
+}
+
 std::string markdown(const json& results) {
     std::ostringstream md;
-    md << markdown_header(results, "Quantized evaluator benchmark")
-       << "Images/s on the 10k test split, batch 256, median of the runs:\n\n"
-       << "| model | float32 | fake W4A4 | int W4A4 | int W4A4 test acc. % |\n"
-       << "|---|---:|---:|---:|---:|\n";
-    for (const auto& [name, m] : results["models"].items())
-        if (m.contains("images"))
+    md << markdown_header(results, "Quantized evaluator benchmark");
+    if (measured(results, "images")) {
+        md << "Images/s on the 10k test split, batch 256, median of the runs:\n\n"
+           << "| model | float32 | fake W4A4 | int W4A4 | int W4A4 test acc. % |\n"
+           << "|---|---:|---:|---:|---:|\n";
+    }
+    for (const auto& [name, m] : results["models"].items()) {
+        if (!m.contains("images")) continue;
         md << "| " << name << " | " << fixed(m["images"]["float32"]["images_per_second"], 0)
            << " | " << fixed(m["images"]["fake_w4a4"]["images_per_second"], 0) << " | "
            << fixed(m["images"]["int_w4a4"]["images_per_second"], 0) << " | "
            << fixed(m["images"]["int_w4a4"]["test_accuracy"], 2) << " |\n";
-    md << "\nCandidates/s, random kernel-wise policies (bits 2..8) on the 5k validation split, "
-          "integer path (omp = oneDNN OpenMP threads per worker):\n\n"
-       << "| model | 1 worker, omp 1 | 2 workers, omp 1 | ratio | 2 workers, omp default | "
-          "1 worker, omp 2 |\n|---|---:|---:|---:|---:|---:|\n";
+    }
+    if (measured(results, "candidates")) {
+        md << "\nCandidates/s, random kernel-wise policies (bits 2..8) on the 5k validation split, "
+              "integer path (omp = oneDNN OpenMP threads per worker):\n\n"
+           << "| model | 1 worker, omp 1 | 2 workers, omp 1 | ratio | 2 workers, omp default | "
+              "1 worker, omp 2 |\n|---|---:|---:|---:|---:|---:|\n";
+    }
     for (const auto& [name, m] : results["models"].items()) {
         if (!m.contains("candidates")) continue;
         const json& c = m["candidates"];
@@ -238,10 +250,12 @@ std::string markdown(const json& results) {
            << fixed(c["workers2_omp_default"], 2) << " | " << fixed(c["workers1_omp2"], 2)
            << " |\n";
     }
-    md << "\nIncremental evaluation, one greedy step (children of W8A8 lowering one layer to "
-          "W4A4, last layer first), validation split:\n\n"
-       << "| model | children | without cache, cand./s | with cache, cand./s | speed-up | "
-          "batches resumed |\n|---|---:|---:|---:|---:|---:|\n";
+    if (measured(results, "incremental")) {
+        md << "\nIncremental evaluation, one greedy step (children of W8A8 lowering one layer to "
+              "W4A4, last layer first), validation split:\n\n"
+           << "| model | children | without cache, cand./s | with cache, cand./s | speed-up | "
+              "batches resumed |\n|---|---:|---:|---:|---:|---:|\n";
+    }
     for (const auto& [name, m] : results["models"].items()) {
         if (!m.contains("incremental")) continue;
         const json& i = m["incremental"];
@@ -250,10 +264,12 @@ std::string markdown(const json& results) {
            << fixed(i["with_cache"]["candidates_per_second"], 2) << " | "
            << fixed(i["speedup"], 2) << "x | " << i["with_cache"]["batches_resumed"] << " |\n";
     }
-    md << "\nAgreement of the integer and fake-quant paths on the 10k test split (same calibration "
-          "and weights; random = kernel-wise 2..8 bits, seeded):\n\n"
-       << "| model | policy | top-1 agreement % | fake acc. % | int acc. % |\n"
-       << "|---|---|---:|---:|---:|\n";
+    if (measured(results, "agreement")) {
+        md << "\nAgreement of the integer and fake-quant paths on the 10k test split (same calibration "
+              "and weights; random = kernel-wise 2..8 bits, seeded):\n\n"
+           << "| model | policy | top-1 agreement % | fake acc. % | int acc. % |\n"
+           << "|---|---|---:|---:|---:|\n";
+    }
     for (const auto& [name, m] : results["models"].items()) {
         if (!m.contains("agreement")) continue;
         for (const json& a : m["agreement"])

@@ -121,6 +121,7 @@ json run_one(const Plan& plan, const std::string& model, const std::string& budg
                 result.chosen ? (fixed(result.chosen_test->accuracy_percent, 2) + " % test").c_str()
                               : "nothing met the budget",
                 result.records.size(), result.search_seconds);
+    std::fflush(stdout); // one line per run, also when stdout is a log file
     return r;
 }
 

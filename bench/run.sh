@@ -7,23 +7,29 @@
 # of scripts/setup.sh (build/) or BUILD=<dir>.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${BUILD:-$ROOT/build}
+cd "$ROOT" # paths below (and in the reports) are relative to the repository
+BUILD=${BUILD:-build}
 quick=false
 [[ ${1:-} == --quick ]] && quick=true
 if $quick; then
-  OUT=${OUT:-$ROOT/bench/results/$(date -u +%Y-%m-%d)-quick}
+  OUT=${OUT:-bench/results/$(date -u +%Y-%m-%d)-quick}
   plan=(--models lenet5,resnet8 --budgets W4A4,W3A3 --evaluations 100 --validation-images 1000)
-  cases=$ROOT/bench/cases/quick.txt
+  cases=bench/cases/quick.txt
   runs=3
 else
-  OUT=${OUT:-$ROOT/bench/results/$(date -u +%Y-%m-%d)}
+  OUT=${OUT:-bench/results/$(date -u +%Y-%m-%d)}
   plan=(--models lenet5,resnet8,vgg_small,mobilenet_tiny --budgets W8A8,W4A8,W4A4,W3A3
         --evaluations 300 --validation-images 2000)
-  cases=$ROOT/bench/cases/quantized.txt
+  cases=bench/cases/quantized.txt
   runs=5
 fi
+for driver in mpsearch_bench_search mpsearch_bench_quantized; do
+  if [[ ! -x $BUILD/bench/$driver ]]; then
+    echo "bench/run.sh: $BUILD/bench/$driver not found; run scripts/setup.sh first (or set BUILD=<build dir>)" >&2
+    exit 2
+  fi
+done
 mkdir -p "$OUT"
-cd "$ROOT"
 start=$(date +%s)
 "$BUILD/bench/mpsearch_bench_search" "${plan[@]}" --out "$OUT"
 "$BUILD/bench/mpsearch_bench_quantized" --cases "$cases" --runs "$runs" \

@@ -35,6 +35,16 @@ inline Tensor random_tensor(std::vector<int64_t> dims, Rng& rng, float lo = -1.0
 }
 
 // `count` images of per-image `shape` {C, H, W} with pixels uniform in [lo, hi), all labelled 0.
+// Round half to even, by hand (no reliance on the floating-point environment): what the
+// quantizers' std::nearbyint does in the default rounding mode.
+inline float round_half_even(float r) {
+    const float f = std::floor(r);
+    const float frac = r - f;
+    if (frac < 0.5f) return f;
+    if (frac > 0.5f) return f + 1.0f;
+    return std::fmod(f, 2.0f) == 0.0f ? f : f + 1.0f;
+}
+
 inline Dataset random_images(const std::vector<int64_t>& shape, int64_t count, uint64_t seed,
                              float lo = -2.0f, float hi = 2.0f) {
     Rng rng(seed);

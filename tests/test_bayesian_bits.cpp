@@ -15,17 +15,9 @@
 #include <vector>
 
 using namespace mps;
+using test::round_half_even;
 
 namespace {
-
-// Round half to even, by hand (no reliance on the floating-point environment).
-float round_half_even(float r) {
-    const float f = std::floor(r);
-    const float frac = r - f;
-    if (frac < 0.5f) return f;
-    if (frac > 0.5f) return f + 1.0f;
-    return std::fmod(f, 2.0f) == 0.0f ? f : f + 1.0f;
-}
 
 // The spec's step recursion in float: s_2 = R / 3, s_{2b} = s_b / (2^b + 1).
 float spec_step(float x_min, float x_max, int bits) {

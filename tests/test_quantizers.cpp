@@ -16,17 +16,9 @@
 #include <vector>
 
 using namespace mps;
+using test::round_half_even;
 
 namespace {
-
-// Round half to even, by hand (no reliance on the floating-point environment).
-float round_half_even(float r) {
-    const float f = std::floor(r);
-    const float frac = r - f;
-    if (frac < 0.5f) return f;
-    if (frac > 0.5f) return f + 1.0f;
-    return std::fmod(f, 2.0f) == 0.0f ? f : f + 1.0f;
-}
 
 // The spec's uniform weight rule, naively.
 std::vector<float> naive_uniform(const std::vector<float>& w, int bits) {
