@@ -137,21 +137,27 @@ IdxArray read_idx(const std::string& path) {
     return out;
 }
 
-Dataset load_fashion_mnist(const std::string& dir, Split split, int64_t calibration_count) {
-    if (split == Split::test)
-        return load_idx_pair(dir, "t10k");
-    const Dataset all = load_idx_pair(dir, "train");
+Dataset fashion_mnist_split(const Dataset& train_file, Split split, int64_t calibration_count) {
     switch (split) {
-    case Split::train: return all.slice(0, train_count);
-    case Split::validation: return all.slice(train_count, all.count - train_count);
+    case Split::train: return train_file.slice(0, train_count);
+    case Split::validation: return train_file.slice(train_count, train_file.count - train_count);
     case Split::calibration:
         if (calibration_count < 1 || calibration_count > train_count)
             throw Error("calibration size " + std::to_string(calibration_count) +
                         " is out of range; use 1.." + std::to_string(train_count));
-        return all.slice(0, calibration_count);
+        return train_file.slice(0, calibration_count);
     case Split::test: break;
     }
-    return all;
+    throw Error("the test split is not part of the training file; load it with Split::test");
+}
+
+Dataset load_fashion_mnist(const std::string& dir, Split split, int64_t calibration_count) {
+    if (split == Split::test) return load_idx_pair(dir, "t10k");
+    return fashion_mnist_split(load_idx_pair(dir, "train"), split, calibration_count);
+}
+
+Dataset load_fashion_mnist_training_file(const std::string& dir) {
+    return load_idx_pair(dir, "train");
 }
 
 Dataset read_cifar10_batch(const std::string& path) {

@@ -47,6 +47,12 @@ IdxArray read_idx(const std::string& path);
 // {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. `calibration_count` applies to
 // Split::calibration only.
 Dataset load_fashion_mnist(const std::string& dir, Split split, int64_t calibration_count = 1000);
+// The whole training file (60,000 images) and one split of it (train, validation or calibration):
+// what a caller needing several of those splits reads once instead of decompressing the file
+// for each.
+Dataset load_fashion_mnist_training_file(const std::string& dir);
+Dataset fashion_mnist_split(const Dataset& training_file, Split split,
+                            int64_t calibration_count = 1000);
 
 // One CIFAR-10 binary batch file (records of 1 label byte + 3072 pixel bytes, CHW), normalized
 // per channel with CIFAR-10's mean and standard deviation.

@@ -21,8 +21,10 @@
 namespace mps {
 
 EvaluationData load_evaluation_data(const std::string& dir, int64_t calibration_images) {
-    return {load_fashion_mnist(dir, Split::calibration, calibration_images),
-            load_fashion_mnist(dir, Split::validation), load_fashion_mnist(dir, Split::test)};
+    const Dataset training_file = load_fashion_mnist_training_file(dir); // decompressed once
+    return {fashion_mnist_split(training_file, Split::calibration, calibration_images),
+            fashion_mnist_split(training_file, Split::validation),
+            load_fashion_mnist(dir, Split::test)};
 }
 
 namespace {
