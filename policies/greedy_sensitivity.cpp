@@ -17,7 +17,10 @@
 //            the cost are skipped; the descent ends when no move is left (on the BitOPs axis:
 //            every group at its lowest candidate; on the weight-bytes axis activation moves never
 //            reduce the cost, so activations stay at the top). Every committed step is a scored
-//            point of the curve.
+//            point of the curve, except when the run's max_evaluations cannot cover the rest of
+//            the descent: then steps that still break a cost constraint are committed on their
+//            estimate, unscored (they could not be picked), keeping evaluations for the points
+//            near and under the budget.
 //   refine   kernel granularity only (below).
 //
 // Decisions where the spec is silent:
@@ -242,6 +245,9 @@ private:
     std::optional<Proposal> phase1_proposal(int64_t limit);
     void estimate_from_probes();
     std::optional<Proposal> descent_proposal(int64_t limit);
+    bool skip_scoring(const Move& top) const;
+    void commit(const Move& move);
+    double known_metric(const BitPolicy& point) const;
     std::vector<Move> ranked_moves() const;
     void commit_best_move();
     bool start_refine();
@@ -266,6 +272,7 @@ private:
     bool separable_;
     bool auto_phase1_;
     int64_t max_evaluations_;
+    int64_t evaluations_ = 0; // candidates scored so far (every proposal is new)
     bool refine_;
     int64_t refine_rounds_;
     bool weight_bytes_axis_;
@@ -406,6 +413,7 @@ void GreedySensitivityPolicy::observe(std::span<const Evaluation> scored) {
                         " is for another policy than the one proposed; keep the proposal's order");
         book_.add(scored[i]);
     }
+    evaluations_ += static_cast<int64_t>(scored.size());
     pending_.clear();
     if (stage_ == Stage::start && book_.find(start_)) stage_ = Stage::phase1;
 }
@@ -455,6 +463,10 @@ std::optional<Proposal> GreedySensitivityPolicy::descent_proposal(int64_t limit)
         if (!lookahead_moves_.empty()) commit_best_move(); // the last batch scored them
         std::vector<Move> moves = ranked_moves();
         if (moves.empty()) return std::nullopt;
+        if (skip_scoring(moves.front())) {
+            commit(moves.front());
+            continue;
+        }
         const auto k = static_cast<size_t>(std::min(lookahead_, limit));
         moves.resize(std::min(moves.size(), k));
         lookahead_moves_ = moves;
@@ -465,6 +477,20 @@ std::optional<Proposal> GreedySensitivityPolicy::descent_proposal(int64_t limit)
         }
         if (!batch.empty()) return emit(std::move(batch), "descent");
     }
+}
+
+// When the run's evaluations cannot cover the rest of the descent, steps that still break a cost
+// constraint are committed on their estimate alone, unscored: such points cannot be picked, and
+// the evaluations are kept for the points near and under the budget.
+bool GreedySensitivityPolicy::skip_scoring(const Move& top) const {
+    if (max_evaluations_ <= 0 || !space_.constraints.has_cost_constraint()) return false;
+    int64_t steps_left = 0;
+    for (const GroupBits& bits : at_)
+        steps_left += static_cast<int64_t>(space_.weight_bits.size() - 1 - bits.w) +
+                      static_cast<int64_t>(space_.activation_bits.size() - 1 - bits.a);
+    if (steps_left <= max_evaluations_ - evaluations_) return false;
+    const BitPolicy next = with_group(descent_point_, top.group, top.to);
+    return !meets_cost_constraints(space_.constraints, compute_costs(graph_, next));
 }
 
 // Every move that lowers the cost, best (smallest estimated delta metric per cost saved) first;
@@ -491,7 +517,7 @@ std::vector<Move> GreedySensitivityPolicy::ranked_moves() const {
 // Among the scored moves of this step, the one with the smallest real delta metric per cost
 // saved becomes the new descent point.
 void GreedySensitivityPolicy::commit_best_move() {
-    const double now = metric_of(descent_point_);
+    const double now = known_metric(descent_point_);
     const Move* best = nullptr;
     double best_ratio = 0.0;
     for (const Move& move : lookahead_moves_) {
@@ -502,10 +528,22 @@ void GreedySensitivityPolicy::commit_best_move() {
             best_ratio = ratio;
         }
     }
-    at_[best->group] = best->to;
-    descent_point_ = with_group(descent_point_, best->group, best->to);
+    commit(*best);
     lookahead_moves_.clear();
+}
+
+void GreedySensitivityPolicy::commit(const Move& move) {
+    at_[move.group] = move.to;
+    descent_point_ = with_group(descent_point_, move.group, move.to);
     ++steps_;
+}
+
+// The point's measured metric, or (a descent point committed unscored) the additive estimate.
+double GreedySensitivityPolicy::known_metric(const BitPolicy& point) const {
+    if (book_.find(point)) return metric_of(point);
+    double metric = metric_of(start_);
+    for (size_t g = 0; g < groups_.size(); ++g) metric += estimate_[g][at_[g].w][at_[g].a];
+    return metric;
 }
 
 // --- Phase 3 ---------------------------------------------------------------------------------

@@ -227,6 +227,37 @@ TEST_CASE("greedy_sensitivity: phase1 auto probes the grid only when it fits the
     }
 }
 
+TEST_CASE("greedy_sensitivity: with too few evaluations for the whole curve, steps over the budget "
+          "are committed unscored") {
+    const Graph graph = small_graph();
+    SearchSpace space = layer_space();
+    space.constraints.max_relative_bitops =
+        compute_costs(graph, space.lowest(graph)).relative_bitops() * 1.05; // near the bottom
+    const Metric metric = layer_metric({1.0, 2.0, 0.5, 1.5});
+    const auto groups = static_cast<int64_t>(quantizable_layers(graph).size());
+    const int64_t evaluations = 1 + groups * (3 * 3 - 1) + 4; // start, grid, 4 descent points
+    auto feasible_within_budget = [&](const Run& run) {
+        for (size_t i = 0; i < std::min(run.scored.size(), static_cast<size_t>(evaluations)); ++i)
+            if (meets_cost_constraints(space.constraints, run.scored[i].score.costs)) return true;
+        return false;
+    };
+    const PolicyContext unlimited =
+        make_context(graph, space, {{"phase1", "grid"}, {"refine", "false"}});
+    const Run every_step = run_policy(unlimited, synthetic_scorer(graph, metric));
+    CHECK_FALSE(feasible_within_budget(every_step)); // scoring every step: the budget is too far
+    PolicyContext limited = unlimited;
+    limited.max_evaluations = evaluations;
+    const Run skipping = run_policy(limited, synthetic_scorer(graph, metric));
+    CHECK(feasible_within_budget(skipping));
+    CHECK(skipping.stage("descent").size() < every_step.stage("descent").size());
+    CHECK(skipping.scored.back().policy == space.lowest(graph)); // the descent still ends there
+    for (const Evaluation& e : skipping.scored) { // it only leaves points out, adds none
+        const bool known = std::any_of(every_step.scored.begin(), every_step.scored.end(),
+                                       [&](const Evaluation& f) { return f.policy == e.policy; });
+        if (!known) FAIL_CHECK("a point the full descent never scored: " << e.policy.to_string());
+    }
+}
+
 TEST_CASE("greedy_sensitivity: the descent lowers the least sensitive layer first and ends at "
           "the lowest point") {
     const Graph graph = small_graph();
