@@ -74,6 +74,10 @@ UniformBits parse_uniform_bits(const std::string& text) {
     return {w, a};
 }
 
+std::string uniform_bits_name(const UniformBits& bits) {
+    return "W" + std::to_string(bits.weight_bits) + "A" + std::to_string(bits.activation_bits);
+}
+
 BitPolicy BitPolicy::uniform(const Graph& graph, int weight_bits, int activation_bits) {
     const auto layers = quantizable_layers(graph);
     return per_layer(graph, std::vector<UniformBits>(layers.size(), {weight_bits, activation_bits}));
@@ -182,9 +186,7 @@ std::string BitPolicy::to_string() const {
                 l.weight_bits[0] == first.weight_bits[0]);
     });
     if (all_same && !first.weight_bits.empty())
-        return std::string("W").append(std::to_string(first.weight_bits[0]))
-            .append("A")
-            .append(std::to_string(first.activation_bits));
+        return uniform_bits_name({first.weight_bits[0], first.activation_bits});
     std::ostringstream out;
     for (size_t i = 0; i < layers.size(); ++i) {
         const LayerBits& l = layers[i];

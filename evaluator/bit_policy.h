@@ -48,6 +48,8 @@ struct UniformBits {
     int activation_bits = float_bits;
 };
 UniformBits parse_uniform_bits(const std::string& text);
+// {4, 8} -> "W4A8": the form parse_uniform_bits reads.
+std::string uniform_bits_name(const UniformBits& bits);
 
 struct BitPolicy {
     std::vector<LayerBits> layers; // quantizable layers, graph order

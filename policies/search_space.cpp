@@ -19,10 +19,6 @@ bool contains(const std::vector<int>& bits, int b) {
     return std::find(bits.begin(), bits.end(), b) != bits.end();
 }
 
-std::string uniform_name(UniformBits bits) {
-    return "W" + std::to_string(bits.weight_bits) + "A" + std::to_string(bits.activation_bits);
-}
-
 // One (weight, activation) pair per quantizable layer: the pins, `unpinned` everywhere else.
 BitPolicy with_pins(const SearchSpace& space, const Graph& graph, UniformBits unpinned) {
     std::vector<UniformBits> bits;
@@ -140,7 +136,7 @@ std::string SearchSpace::violation(const Graph& graph, const BitPolicy& policy) 
                                std::all_of(layer.weight_bits.begin(), layer.weight_bits.end(),
                                            [&](int b) { return b == bits.weight_bits; });
             if (!exact)
-                return "layer '" + layer.name + "' is pinned to " + uniform_name(bits) +
+                return "layer '" + layer.name + "' is pinned to " + uniform_bits_name(bits) +
                        " but the policy gives it other bits; keep pinned layers at their pins";
             continue;
         }

@@ -33,8 +33,8 @@ void print_outcome(const RunResult& result, const std::string& dir) {
         std::printf("chosen: none (no evaluated policy met the constraints)\n");
     }
     for (const BaselineResult& b : result.baselines)
-        std::printf("uniform W%dA%d: validation %.2f %%, test %.2f %%, relative BitOPs %.5f\n",
-                    b.bits.weight_bits, b.bits.activation_bits, b.validation.accuracy_percent,
+        std::printf("uniform %s: validation %.2f %%, test %.2f %%, relative BitOPs %.5f\n",
+                    uniform_bits_name(b.bits).c_str(), b.validation.accuracy_percent,
                     b.test.accuracy_percent, b.validation.costs.relative_bitops());
     std::printf("report: %s/report.md\n", dir.c_str());
 }

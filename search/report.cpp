@@ -83,10 +83,6 @@ int64_t unpruned_macs(const Costs& costs) { return costs.flops / 2; } // flops =
 
 const Costs& costs_of(const ArchiveRecord& record) { return record.evaluation.score.costs; }
 
-std::string uniform_bits_text(const UniformBits& bits) {
-    return "W" + std::to_string(bits.weight_bits) + "A" + std::to_string(bits.activation_bits);
-}
-
 // RFC 4180: a field holding a comma, a double quote or a line break is quoted, quotes doubled.
 std::string csv_field(std::string_view text) {
     if (text.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(text);
@@ -198,7 +194,7 @@ std::string pareto_plot_script(const RunResult& result, const Fronts& fronts,
     for (const FrontPoint& p : fronts.bitops) front.push_back(point_of(result.records[p.record]));
     for (const BaselineResult& b : result.baselines)
         baselines.push_back({b.validation.costs.relative_bitops(), b.validation.accuracy_percent,
-                             uniform_bits_text(b.bits)});
+                             uniform_bits_name(b.bits)});
     if (const ArchiveRecord* c = chosen_record(result)) chosen.push_back(point_of(*c));
 
     Range x, y;
@@ -381,7 +377,7 @@ std::string summary_json(const RunResult& result, const Fronts& fronts) {
 
     Json baselines = Json::array();
     for (const BaselineResult& b : result.baselines)
-        baselines.push_back({{"bits", uniform_bits_text(b.bits)},
+        baselines.push_back({{"bits", uniform_bits_name(b.bits)},
                              {"validation_accuracy", b.validation.accuracy_percent},
                              {"test_accuracy", b.test.accuracy_percent},
                              {"relative_bitops", b.validation.costs.relative_bitops()},
@@ -493,7 +489,7 @@ void report_constraints(std::ostream& md, const RunConfig& config) {
        << "- activation bits: " << join_bits(space.activation_bits) << "\n";
     if (!space.pinned.empty()) {
         md << "- pinned:";
-        for (const auto& [layer, bits] : space.pinned) md << ' ' << layer << ' ' << uniform_bits_text(bits);
+        for (const auto& [layer, bits] : space.pinned) md << ' ' << layer << ' ' << uniform_bits_name(bits);
         md << "\n";
     }
     if (!k.max_relative_bitops && !k.max_weight_bytes && !k.max_macs && !k.max_accuracy_drop)
@@ -561,7 +557,7 @@ void report_chosen(std::ostream& md, const RunResult& result) {
     };
     if (baseline) {
         const Costs& b = baseline->validation.costs;
-        columns.push_back({"uniform " + uniform_bits_text(baseline->bits),
+        columns.push_back({"uniform " + uniform_bits_name(baseline->bits),
                            accuracy_text(baseline->validation.accuracy_percent),
                            accuracy_text(baseline->test.accuracy_percent),
                            ratio_text(b.relative_bitops()), number(b.weight_bytes()),
@@ -585,7 +581,7 @@ void report_chosen(std::ostream& md, const RunResult& result) {
     row("MACs of unpruned kernels", &Column::macs);
     const char* axis = on_bytes ? "weight bytes" : "relative BitOPs";
     if (baseline)
-        md << "\n" << uniform_bits_text(baseline->bits) << " is the uniform baseline with the "
+        md << "\n" << uniform_bits_name(baseline->bits) << " is the uniform baseline with the "
            << "highest " << axis << " not above the chosen policy's.\n\n";
     else
         md << "\nNo uniform baseline has " << axis << " as low as the chosen policy's.\n\n";
@@ -619,7 +615,7 @@ void report_baselines(std::ostream& md, const RunResult& result) {
     md << "| bits | relative BitOPs | weight bytes | validation accuracy (%) | test accuracy (%) |\n"
        << "|---|---:|---:|---:|---:|\n";
     for (const BaselineResult& b : result.baselines)
-        md << "| " << uniform_bits_text(b.bits) << " | " << ratio_text(b.validation.costs.relative_bitops())
+        md << "| " << uniform_bits_name(b.bits) << " | " << ratio_text(b.validation.costs.relative_bitops())
            << " | " << number(b.validation.costs.weight_bytes()) << " | "
            << accuracy_text(b.validation.accuracy_percent) << " | "
            << accuracy_text(b.test.accuracy_percent) << " |\n";

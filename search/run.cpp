@@ -69,10 +69,6 @@ void prepare_directory(const RunConfig& config, bool resume) {
     write_file_atomically((dir / config_copy_name).string(), config.source_text);
 }
 
-std::string uniform_name(const UniformBits& bits) {
-    return "W" + std::to_string(bits.weight_bits) + "A" + std::to_string(bits.activation_bits);
-}
-
 // One search run: the evaluator, the archive (earlier contents and the writer), the progress.
 class SearchRun {
 public:
@@ -279,7 +275,7 @@ private:
             std::vector<size_t> where;
             for (size_t i = 0; i < result_.baselines.size(); ++i) {
                 BaselineResult& b = result_.baselines[i];
-                const std::string key = uniform_name(b.bits) + "/" + split_name(split);
+                const std::string key = uniform_bits_name(b.bits) + "/" + split_name(split);
                 if (auto it = previous_.baselines.find(key); it != previous_.baselines.end()) {
                     (split == Split::test ? b.test : b.validation) = it->second;
                 } else {
@@ -292,7 +288,7 @@ private:
             for (size_t k = 0; k < scores.size(); ++k) {
                 BaselineResult& b = result_.baselines[where[k]];
                 (split == Split::test ? b.test : b.validation) = scores[k];
-                writer_.baseline(uniform_name(b.bits), b.policy, scores[k]);
+                writer_.baseline(uniform_bits_name(b.bits), b.policy, scores[k]);
             }
         }
     }

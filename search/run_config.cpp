@@ -119,10 +119,6 @@ std::string short_text(double v) {
     return text;
 }
 
-std::string uniform_text(const UniformBits& bits) {
-    return "W" + std::to_string(bits.weight_bits) + "A" + std::to_string(bits.activation_bits);
-}
-
 // The whole of `text` as a number of type T (a leading '+' allowed, as YAML allows it).
 template <typename T>
 bool parse_number(const std::string& text, T& value) {
@@ -862,8 +858,8 @@ private:
                                 item.Mark()};
             auto bits = uniform_bits(element);
             if (!bits) continue;
-            if (auto [it, fresh] = seen.emplace(uniform_text(*bits), element.path); !fresh) {
-                problem(element, uniform_text(*bits) + " appears twice (also " + it->second +
+            if (auto [it, fresh] = seen.emplace(uniform_bits_name(*bits), element.path); !fresh) {
+                problem(element, uniform_bits_name(*bits) + " appears twice (also " + it->second +
                                      "); list each once");
                 continue;
             }

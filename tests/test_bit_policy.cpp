@@ -47,6 +47,16 @@ TEST_CASE("bit_policy: uniform policy covers every quantizable layer and kernel"
     CHECK(BitPolicy::uniform(g, "W32A32") == BitPolicy::uniform(g, 32, 32));
 }
 
+TEST_CASE("bit_policy: uniform_bits_name writes what parse_uniform_bits reads") {
+    CHECK(uniform_bits_name({4, 8}) == "W4A8");
+    for (int w : {0, 1, 2, 8, 16, 32})
+        for (int a : {1, 3, 8, 16, 32}) {
+            const UniformBits back = parse_uniform_bits(uniform_bits_name({w, a}));
+            CHECK(back.weight_bits == w);
+            CHECK(back.activation_bits == a);
+        }
+}
+
 TEST_CASE("bit_policy: parse_uniform_bits accepts W<w>A<a> and rejects the rest") {
     CHECK(parse_uniform_bits("W4A8").weight_bits == 4);
     CHECK(parse_uniform_bits("W4A8").activation_bits == 8);
