@@ -2,41 +2,24 @@
 // search must beat at the same number of evaluations.
 //
 // Candidates come one after another from one generator, so the i-th candidate is the same
-// whatever the batch sizes. The draws are our own (bounded integers by rejection, reals from the
-// top 53 bits) rather than std distributions, whose output differs between standard libraries:
-// the same seed gives the same candidates on every platform.
+// whatever the batch sizes. The draws are RandomDraws (evaluator/train_random.h) rather than std
+// distributions, whose output differs between standard libraries: the same seed gives the same
+// candidates on every platform.
 #include "policies/policy.h"
+
+#include "evaluator/train_random.h"
 
 #include <algorithm>
 #include <optional>
-#include <random>
 
 namespace mps {
 
 namespace {
 
-class Draws {
-public:
-    explicit Draws(uint64_t seed) : engine_(seed) {}
-
-    // Uniform in [0, n), n >= 1, without modulo bias.
-    size_t below(size_t n) {
-        const uint64_t bound = n;
-        const uint64_t threshold = (0 - bound) % bound; // 2^64 mod n: the biased low values
-        for (;;) {
-            const uint64_t x = engine_();
-            if (x >= threshold) return static_cast<size_t>(x % bound);
-        }
-    }
-
-    // Uniform in [0, 1).
-    double unit() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
-
-    int one_of(const std::vector<int>& values) { return values[below(values.size())]; }
-
-private:
-    std::mt19937_64 engine_;
-};
+// One of `values`, uniformly.
+int one_of(RandomDraws& draws, const std::vector<int>& values) {
+    return values[draws.below(values.size())];
+}
 
 // One step down that fit_budget may take: the activation bits of `layer`, or the weight bits of
 // kernel `kernel` of `layer` (`all_kernels`: every kernel of it); at network granularity a step
@@ -100,15 +83,15 @@ private:
         BitPolicy policy = start_; // pinned layers keep their pins
         switch (space_.granularity) {
         case Granularity::network: {
-            const int w = draws_.one_of(space_.weight_bits);
-            const int a = draws_.one_of(space_.activation_bits);
+            const int w = one_of(draws_, space_.weight_bits);
+            const int a = one_of(draws_, space_.activation_bits);
             for (size_t l : unpinned_) set_layer(policy.layers[l], w, a);
             break;
         }
         case Granularity::layer:
             for (size_t l : unpinned_) {
-                const int w = draws_.one_of(space_.weight_bits);
-                set_layer(policy.layers[l], w, draws_.one_of(space_.activation_bits));
+                const int w = one_of(draws_, space_.weight_bits);
+                set_layer(policy.layers[l], w, one_of(draws_, space_.activation_bits));
             }
             break;
         case Granularity::kernel:
@@ -125,17 +108,17 @@ private:
 
     void sample_kernels(LayerBits& layer) {
         const bool pruning = kernel_bits_.back() == 0;
-        layer.activation_bits = draws_.one_of(space_.activation_bits);
+        layer.activation_bits = one_of(draws_, space_.activation_bits);
         bool any_kept = false;
         for (int& bits : layer.weight_bits) {
             bits = pruning && draws_.unit() < prune_probability_ ? 0
-                                                                 : draws_.one_of(space_.weight_bits);
+                                                                 : one_of(draws_, space_.weight_bits);
             any_kept = any_kept || bits != 0;
         }
         // A fully pruned layer would cut the network: give one kernel back its bits.
         if (!any_kept && !layer.weight_bits.empty())
             layer.weight_bits[draws_.below(layer.weight_bits.size())] =
-                draws_.one_of(space_.weight_bits);
+                one_of(draws_, space_.weight_bits);
     }
 
     // Lowers randomly chosen elements one allowed step at a time until `policy` meets the cost
@@ -225,7 +208,7 @@ private:
 
     const Graph& graph_;
     SearchSpace space_;
-    Draws draws_;
+    RandomDraws draws_;
     bool fit_budget_;
     double prune_probability_;
     std::vector<int> kernel_bits_;  // allowed bits of one kernel (0 last when pruning is allowed)

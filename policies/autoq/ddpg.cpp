@@ -15,32 +15,6 @@
 
 namespace mps::autoq {
 
-// --- Draws -----------------------------------------------------------------------------------
-
-double Draws::unit() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
-
-uint64_t Draws::below(uint64_t n) {
-    const uint64_t threshold = (0 - n) % n; // 2^64 mod n: the biased low values
-    for (;;) {
-        const uint64_t x = engine_();
-        if (x >= threshold) return x % n;
-    }
-}
-
-double Draws::normal() {
-    const double u1 = 1.0 - unit(); // (0, 1]: log stays finite
-    const double u2 = unit();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * 3.14159265358979323846 * u2);
-}
-
-double Draws::truncated_normal(double mean, double sigma, double lo, double hi) {
-    for (int attempt = 0; attempt < 64; ++attempt) {
-        const double x = mean + sigma * normal();
-        if (x >= lo && x <= hi) return x;
-    }
-    return std::clamp(mean, lo, hi);
-}
-
 // --- ReplayBuffer ----------------------------------------------------------------------------
 
 void ReplayBuffer::add(Transition t) {

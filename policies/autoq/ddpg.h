@@ -23,6 +23,7 @@
 // thread with subnormals flushed to zero (ddpg.cpp, AgentScope): the same seed and transitions
 // give bit-identical networks whatever the machine's thread count.
 #include "evaluator/graph.h"
+#include "evaluator/train_random.h"
 
 #include <cstdint>
 #include <memory>
@@ -33,19 +34,7 @@
 namespace mps::autoq {
 
 // Random draws identical with every standard library.
-class Draws {
-public:
-    explicit Draws(uint64_t seed) : engine_(seed) {}
-    double unit();                     // uniform in [0, 1)
-    uint64_t below(uint64_t n);        // uniform in [0, n), n >= 1
-    double normal();                   // standard normal (Box-Muller from two draws)
-    // Normal(mean, sigma) truncated to [lo, hi] by rejection (HAQ's exploration noise); after 64
-    // rejections the mean clamped into [lo, hi] (only for a sigma far below the distance).
-    double truncated_normal(double mean, double sigma, double lo, double hi);
-
-private:
-    std::mt19937_64 engine_;
-};
+using Draws = RandomDraws;
 
 struct Transition {
     std::vector<float> state;
