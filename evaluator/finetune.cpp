@@ -240,8 +240,7 @@ FinetuneResult finetune(Graph& folded, const BitPolicy& policy, const FinetuneDa
                             std::to_string(epoch) + "; lower the learning rate");
             loss_sum += loss;
             net.backward(diff.data());
-            const double progress = static_cast<double>(step) / static_cast<double>(total_steps);
-            lr = o.cosine ? 0.5 * o.lr * (1.0 + std::cos(3.14159265358979323846 * progress)) : o.lr;
+            lr = scheduled_learning_rate(o.lr, o.cosine, step, total_steps, 0);
             optimizer.step(lr);
             net.after_update();
             if (o.recalibrate_steps > 0 && (step + 1) % o.recalibrate_steps == 0)

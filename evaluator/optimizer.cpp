@@ -66,4 +66,11 @@ void Optimizer::adam(const TrainParameter& p, Slot& s, double lr) const {
     }
 }
 
+double scheduled_learning_rate(double peak, bool cosine, int64_t t, int64_t total, int64_t warmup) {
+    if (t < warmup) return peak * static_cast<double>(t + 1) / static_cast<double>(warmup);
+    if (!cosine || total <= warmup) return peak;
+    const double progress = static_cast<double>(t - warmup) / static_cast<double>(total - warmup);
+    return 0.5 * peak * (1.0 + std::cos(3.14159265358979323846 * progress));
+}
+
 } // namespace mps

@@ -48,4 +48,9 @@ private:
     int64_t steps_ = 0;
 };
 
+// The learning rate of step `t` (0-based) out of `total`: a linear warm-up from peak / warmup to
+// `peak` over the first `warmup` steps, then cosine decay towards 0 at step `total` (or constant
+// `peak` when `cosine` is false).
+double scheduled_learning_rate(double peak, bool cosine, int64_t t, int64_t total, int64_t warmup);
+
 } // namespace mps

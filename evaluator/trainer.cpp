@@ -33,14 +33,6 @@ void check_data(const Graph& graph, const Dataset& data, const char* what) {
                     "x...; use a data set that matches the model");
 }
 
-// The learning rate of step `t` (0-based) out of `total`.
-double learning_rate(const TrainOptions& o, int64_t t, int64_t total, int64_t warmup) {
-    if (t < warmup) return o.lr * static_cast<double>(t + 1) / static_cast<double>(warmup);
-    if (!o.cosine || total <= warmup) return o.lr;
-    const double progress = static_cast<double>(t - warmup) / static_cast<double>(total - warmup);
-    return 0.5 * o.lr * (1.0 + std::cos(3.14159265358979323846 * progress));
-}
-
 // Fashion-MNIST's normalized black: what a shifted image shows where it has no pixels.
 constexpr float background = (0.0f - 0.2860f) / 0.3530f;
 
@@ -141,7 +133,7 @@ void train(Graph& graph, const Dataset& train, const Dataset& validation,
                             std::to_string(epoch) + "; lower the learning rate");
             loss_sum += loss;
             net.backward(diff.data());
-            lr = learning_rate(o, step, total_steps, warmup);
+            lr = scheduled_learning_rate(o.lr, o.cosine, step, total_steps, warmup);
             optimizer.step(lr);
         }
         const double train_seconds = seconds_since(start);
