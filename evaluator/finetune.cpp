@@ -51,25 +51,12 @@ void check_images(const Graph& graph, const Dataset& data, const char* what) {
         throw Error(std::string("finetune: no ") + what + " images; give at least one");
 }
 
-// Top-1 accuracy (percent) of `net` on the first `limit` images of `data` (0 = all); the last
-// partial batch is padded with zeros whose predictions are not counted.
+// Top-1 accuracy (percent) of `net` on the first `limit` images of `data` (0 = all).
 double accuracy(QatNetwork& net, const Dataset& data, int64_t limit) {
-    const int64_t count = limit > 0 ? std::min(limit, data.count) : data.count;
-    const int64_t batch = net.batch(), classes = net.num_classes(), size = data.image_size();
-    std::vector<float> images(static_cast<size_t>(batch * size), 0.0f);
-    int64_t correct = 0;
-    for (int64_t first = 0; first < count; first += batch) {
-        const int64_t n = std::min(batch, count - first);
-        std::copy(data.image(first), data.image(first) + n * size, images.begin());
-        std::fill(images.begin() + n * size, images.end(), 0.0f);
-        net.forward(images.data());
-        for (int64_t i = 0; i < n; ++i) {
-            const float* z = net.output() + i * classes;
-            const int64_t predicted = std::max_element(z, z + classes) - z;
-            correct += predicted == data.labels[static_cast<size_t>(first + i)];
-        }
-    }
-    return 100.0 * static_cast<double>(correct) / static_cast<double>(count);
+    return batched_accuracy(data, limit, net.batch(), net.num_classes(), [&](const float* images) {
+        net.forward(images);
+        return net.output();
+    });
 }
 
 } // namespace

@@ -67,6 +67,7 @@ const std::vector<std::pair<std::string, Factory>>& registry() {
         {"uniform_asymmetric", make_uniform_asymmetric_quantizer},
         {"ls", make_ls_quantizer},
         {"kmeans", make_kmeans_quantizer},
+        {"bayesian_bits", make_bayesian_bits_quantizer},
     };
     return table;
 }

@@ -29,6 +29,15 @@
 //                      max, refined by Lloyd iterations (argument iterations, default 100) until
 //                      no assignment changes; each weight becomes its nearest centroid.
 //                      A kernel with at most 2^b distinct values is kept exactly (zero error).
+//   bayesian_bits      the grid of the Bayesian Bits nested residual quantizer
+//                      (residual_quantizer.h) on the kernel's symmetric range x_max = max|w|,
+//                      x_min = -x_max: 2^b levels {x_min + i * s, i = 0 .. 2^b - 1},
+//                      s = (x_max - x_min) / (2^b - 1), w_q = x_min + s * round_half_even(
+//                      (clamp(w) - x_min) / s). For b in {2, 4, 8, 16} it is
+//                      ResidualQuantizer::symmetric(max|w|).level(w, b), bit for bit (its steps
+//                      come from the recursion s_{2b} = s_b / (2^b + 1)); for b in {1, 3, 5, 6, 7}
+//                      the same formula with s by one division. 0 is not a level (the zero point
+//                      is -(2^b - 1) / 2), so this quantizer is fake-quant only.
 // Only `uniform` at 1..8 bits has an integer form (uniform_codes) for the integer path.
 #include "evaluator/tensor.h"
 
@@ -99,5 +108,6 @@ std::unique_ptr<WeightQuantizer> make_uniform_quantizer(const QuantizerArgs& arg
 std::unique_ptr<WeightQuantizer> make_uniform_asymmetric_quantizer(const QuantizerArgs& args);
 std::unique_ptr<WeightQuantizer> make_ls_quantizer(const QuantizerArgs& args);
 std::unique_ptr<WeightQuantizer> make_kmeans_quantizer(const QuantizerArgs& args);
+std::unique_ptr<WeightQuantizer> make_bayesian_bits_quantizer(const QuantizerArgs& args);
 
 } // namespace mps

@@ -34,6 +34,16 @@ size_t channel_size(size_t values, size_t channels, const char* what) {
     return values / channels;
 }
 
+// The telescoped weights P_b - P_{2b} in double (gates already checked), for the range gradient.
+std::array<double, residual_gate_count> level_weights(const ResidualGates& z) {
+    std::array<double, residual_gate_count + 2> chain{};
+    chain[0] = 1.0;
+    for (size_t k = 0; k < residual_gate_count; ++k) chain[k + 1] = chain[k] * double(z[k]);
+    std::array<double, residual_gate_count> weight{};
+    for (size_t k = 0; k < residual_gate_count; ++k) weight[k] = chain[k + 1] - chain[k + 2];
+    return weight;
+}
+
 } // namespace
 
 // Gates checked once per call, with the telescoped weight of each level: x_q = sum w_k * Q_k.
@@ -146,6 +156,34 @@ std::array<double, residual_gate_count> ResidualQuantizer::gate_gradient(
     return grad;
 }
 
+float ResidualQuantizer::grad_range(float x, const ResidualGates& z) const {
+    check_gates(z);
+    return static_cast<float>(range_gradient(x, level_weights(z)));
+}
+
+double ResidualQuantizer::range_gradient(
+    float x, const std::array<double, residual_gate_count>& weight) const {
+    const double lo_slope = is_symmetric() ? -1.0 : 0.0; // d x_min / d x_max
+    double grad = 0.0;
+    for (size_t k = 0; k < residual_gate_count; ++k) {
+        if (weight[k] == 0.0) continue; // the level is not in x_q, as in the forward
+        double slope; // d Q_b / d x_max
+        if (x > x_max_) {
+            slope = 1.0;
+        } else if (x < x_min_) {
+            slope = lo_slope;
+        } else {
+            const float s = steps_[k];
+            const float t = x - x_min_;             // clamp(x) - x_min, as in level_at
+            const double q = std::nearbyint(t / s); // the forward's code
+            const double v = double(t) / double(s); // v without float rounding
+            slope = (1.0 - lo_slope) / (std::ldexp(1.0, residual_bits[k]) - 1.0) * (q - v);
+        }
+        grad += weight[k] * slope;
+    }
+    return grad;
+}
+
 void ResidualQuantizer::quantize(std::span<const float> x, const ResidualGates& z,
                                  std::span<float> out) const {
     quantize_per_channel(x, std::span<const ResidualGates>(&z, 1), out);
@@ -167,7 +205,8 @@ void ResidualQuantizer::quantize_per_channel(std::span<const float> x,
 
 void ResidualQuantizer::backward_per_channel(
     std::span<const float> x, std::span<const ResidualGates> gates, std::span<const float> grad_out,
-    std::span<float> grad_x, std::span<std::array<double, residual_gate_count>> grad_gates) const {
+    std::span<float> grad_x, std::span<std::array<double, residual_gate_count>> grad_gates,
+    std::span<double> grad_range) const {
     if (grad_out.size() != x.size() || grad_x.size() != x.size() ||
         grad_gates.size() != gates.size())
         throw Error("residual quantizer: backward_per_channel: grad_out (" +
@@ -175,17 +214,77 @@ void ResidualQuantizer::backward_per_channel(
                     std::to_string(grad_x.size()) + ") must have x's " + std::to_string(x.size()) +
                     " values and grad_gates (" + std::to_string(grad_gates.size()) +
                     ") one entry per gate vector (" + std::to_string(gates.size()) + ")");
+    if (!grad_range.empty() && grad_range.size() != gates.size())
+        throw Error("residual quantizer: backward_per_channel: grad_range has " +
+                    std::to_string(grad_range.size()) + " entries for " +
+                    std::to_string(gates.size()) +
+                    " gate vectors; pass one per gate vector, or an empty span for no range "
+                    "gradient");
     const size_t per_channel = channel_size(x.size(), gates.size(), "backward_per_channel");
     for (size_t c = 0; c < gates.size(); ++c) {
         const ResidualGates& z = gates[c];
         check_gates(z);
+        const std::array<double, residual_gate_count> weight = level_weights(z);
+        const size_t levels = levels_needed(z);
+        double range_sum = 0.0;
         for (size_t i = c * per_channel; i < (c + 1) * per_channel; ++i) {
             const float g = grad_out[i]; // read before grad_x[i], which may alias it
-            const std::array<double, residual_gate_count> dz = gate_gradient(x[i], z);
+            std::array<double, residual_gate_count> dz{};
+            const double dr = element_gradients(x[i], z, weight, levels, dz);
             for (size_t k = 0; k < residual_gate_count; ++k) grad_gates[c][k] += double(g) * dz[k];
+            range_sum += double(g) * dr;
             grad_x[i] = x[i] >= x_min_ && x[i] <= x_max_ ? g * z[0] : 0.0f;
         }
+        if (!grad_range.empty()) grad_range[c] += range_sum;
     }
+}
+
+size_t ResidualQuantizer::levels_needed(const ResidualGates& z) {
+    // Level k matters while the prefix z_2 ... z_{b_{k-1}} is non-zero (d/dz_k = prefix * inner_k)
+    // and, above the last such level, while the gates stay open into the inner brackets.
+    size_t top = 0;
+    while (top + 1 < residual_gate_count && z[top] != 0.0f) ++top;
+    while (top + 1 < residual_gate_count && z[top + 1] != 0.0f) ++top;
+    return top + 1;
+}
+
+double ResidualQuantizer::element_gradients(float x, const ResidualGates& z,
+                                            const std::array<double, residual_gate_count>& weight,
+                                            size_t levels,
+                                            std::array<double, residual_gate_count>& dz) const {
+    // One pass over the levels that matter: the same codes as the forward, the residuals of
+    // gate_gradient() and the slopes of range_gradient(); the derivatives of the levels above
+    // `levels` are exactly 0 (a zero gate below them).
+    const double lo_slope = is_symmetric() ? -1.0 : 0.0;
+    const float t = std::clamp(x, x_min_, x_max_) - x_min_;
+    std::array<float, residual_gate_count> e{};
+    double range = 0.0;
+    float previous = 0.0f;
+    for (size_t k = 0; k < levels; ++k) {
+        const float s = steps_[k];
+        const float code = std::nearbyint(t / s);
+        const float q = x_min_ + s * code; // level_at(x, k)
+        e[k] = q - previous;
+        previous = q;
+        if (weight[k] == 0.0) continue;
+        double slope;
+        if (x > x_max_) slope = 1.0;
+        else if (x < x_min_) slope = lo_slope;
+        else
+            slope = (1.0 - lo_slope) / (std::ldexp(1.0, residual_bits[k]) - 1.0) *
+                    (double(code) - double(t) / double(s));
+        range += weight[k] * slope;
+    }
+    double inner = 0.0;
+    for (size_t k = levels; k-- > 0;)
+        inner = double(e[k]) + (k + 1 < levels ? double(z[k + 1]) * inner : 0.0),
+        dz[k] = inner;
+    double outer = 1.0;
+    for (size_t k = 0; k < levels; ++k) {
+        dz[k] *= outer;
+        outer *= double(z[k]);
+    }
+    return range;
 }
 
 } // namespace mps

@@ -36,7 +36,23 @@
 //                   d/dz_16 = z_2 z_4 z_8 * inner_16,       inner_16 = e_16 + z_32 * e_32
 //                   d/dz_32 = z_2 z_4 z_8 z_16 * e_32
 //                   evaluated in double from the float residuals.
-// Gradients with respect to the range (x_min, x_max) are not part of this file.
+//   d x_q / d x_max  (grad_range; the range is learned through x_max alone): when the quantizer
+//                   is symmetric (x_min == -x_max) x_min = -x_max moves with x_max, otherwise
+//                   x_min stays fixed (unsigned activations: x_min = 0). With lo = x_min,
+//                   lo' = d lo / d x_max (-1 symmetric, 0 otherwise), R = x_max - lo,
+//                   s_b = R / (2^b - 1), s_b' = d s_b / d x_max = (1 - lo') / (2^b - 1),
+//                   t = clamp(x) - lo, v = t / s_b, q = round(v), Q_b = lo + s_b * q, the STE
+//                   (d q / d v := 1) gives d Q_b / d x_max = lo' + t' + s_b' * (q - v), so
+//                     x_min <= x <= x_max (both ends inside, as for d/dx): t' = -lo',
+//                                            d Q_b / d x_max = s_b' * (q - v)
+//                     x > x_max: Q_b = x_max (q = v = 2^b - 1),  d Q_b / d x_max = 1
+//                     x < x_min: Q_b = lo    (q = v = 0),        d Q_b / d x_max = lo'
+//                   and through the telescoped form  d x_q / d x_max = sum_b (P_b - P_{2b}) *
+//                   d Q_b / d x_max  (0 when z_2 = 0). q is the forward's code (the one float
+//                   division t / s_b); q - v is taken in double with v = double(t) / double(s_b),
+//                   so that the rounding error of v does not swamp the small residual q - v
+//                   at 16 and 32 bits. The step recursion has the same derivative:
+//                   3 * 5 * 17 * ... * (2^(b/2) + 1) = 2^b - 1.
 #include <array>
 #include <cstddef>
 #include <span>
@@ -85,6 +101,12 @@ public:
     float grad_x(float x, const ResidualGates& z) const;
     // d x_q / d z_b for every gate.
     std::array<double, residual_gate_count> grad_gates(float x, const ResidualGates& z) const;
+    // d x_q / d x_max under the straight-through estimator (d round(v)/dv := 1). The range moves
+    // as Bayesian Bits learns it: when the quantizer is symmetric (x_min == -x_max) x_min = -x_max
+    // moves with it; otherwise x_min stays fixed (unsigned activations: x_min = 0).
+    float grad_range(float x, const ResidualGates& z) const;
+    // Whether x_min == -x_max, i.e. whether x_min follows x_max in grad_range.
+    bool is_symmetric() const { return x_min_ == -x_max_; }
 
     // A whole tensor under one gate vector (per-tensor / layer granularity). `out` has x.size()
     // values and may alias x.
@@ -97,10 +119,14 @@ public:
 
     // Backward of quantize_per_channel (and of quantize, with one gate vector): given
     // grad_out = dL/dx_q, writes grad_x = dL/dx (may alias grad_out) and ADDS dL/dz of channel c
-    // to grad_gates[c] (so several batches can accumulate). Same shape checks as above.
+    // to grad_gates[c] (so several batches can accumulate). When grad_range is not empty it must
+    // have one entry per gate vector, and entry c gets dL/dx_max of channel c ADDED:
+    // sum over channel c of grad_out[i] * d x_q[i] / d x_max, accumulated in double (a per-tensor
+    // range sums the entries). Same shape checks as above; mps::Error on any mismatch.
     void backward_per_channel(std::span<const float> x, std::span<const ResidualGates> gates,
                               std::span<const float> grad_out, std::span<float> grad_x,
-                              std::span<std::array<double, residual_gate_count>> grad_gates) const;
+                              std::span<std::array<double, residual_gate_count>> grad_gates,
+                              std::span<double> grad_range = {}) const;
 
 private:
     struct Prepared; // the telescoped weights P_b - P_{2b} of checked gates
@@ -108,6 +134,14 @@ private:
     float quantize_prepared(float x, const Prepared& p) const;
     float level_at(float x, size_t k) const; // Q of residual_bits[k]
     std::array<double, residual_gate_count> gate_gradient(float x, const ResidualGates& z) const;
+    // Levels backward_per_channel computes for gates z (the others have zero derivatives).
+    static size_t levels_needed(const ResidualGates& z);
+    // d x_q / d z into dz and d x_q / d x_max as the result, in one pass over the levels.
+    double element_gradients(float x, const ResidualGates& z,
+                             const std::array<double, residual_gate_count>& weight, size_t levels,
+                             std::array<double, residual_gate_count>& dz) const;
+    // d x_q / d x_max given the telescoped weights P_b - P_{2b} in double.
+    double range_gradient(float x, const std::array<double, residual_gate_count>& weight) const;
 
     float x_min_, x_max_;
     std::array<float, residual_gate_count> steps_;

@@ -459,14 +459,61 @@ std::shared_ptr<std::vector<uint8_t>> logical_elements(const TrainBuild& b,
 
 constexpr int64_t fake_quant_chunk = 16384; // elements per parallel task
 
+// The memories of a fake-quant layer from `in` to `out`: its input, its new output (same
+// layout), their element count with padding and, for a padded layout, the logical elements.
+struct FakeQuantMemories {
+    memory::desc md;
+    memory src, dst;
+    int64_t n = 0;
+    std::shared_ptr<std::vector<uint8_t>> logical;
+};
+
+FakeQuantMemories fake_quant_memories(TrainBuild& b, const std::string& in, const std::string& out) {
+    FakeQuantMemories m;
+    m.md = b.desc(in);
+    const std::vector<int64_t> dims = b.at(in).dims;
+    m.src = b.value(in);
+    m.dst = b.define(out, m.md, dims);
+    m.n = static_cast<int64_t>(m.md.get_size() / sizeof(float));
+    m.logical = logical_elements(b, m.md, dims);
+    return m;
+}
+
+// The gradient memories of the layer's output and of its input slot (same layout as the value).
+std::pair<memory, memory> fake_quant_diffs(TrainBuild& b, const std::string& in,
+                                           const std::string& out, const memory::desc& md) {
+    const memory diff_dst = b.diff(out);
+    const memory diff_src = b.diff_slot(in);
+    if (diff_src.get_desc() != md) fail_value(in, "its gradient has another layout than its value");
+    return {diff_dst, diff_src};
+}
+
+// A fake-quant layer whose elementwise work is the caller's ActivationHook.
+void build_hooked_fake_quant(TrainBuild& b, const std::string& in, const std::string& out,
+                             std::shared_ptr<ActivationHook> hook, TrainLayer& layer) {
+    const FakeQuantMemories m = fake_quant_memories(b, in, out);
+    const uint8_t* inside = m.logical ? m.logical->data() : nullptr;
+    layer.host_forward = [=] {
+        hook->forward(static_cast<const float*>(m.src.get_data_handle()),
+                      static_cast<float*>(m.dst.get_data_handle()), m.n, inside);
+    };
+    // Backward runs even when `in` needs no gradient (the images): the hook learns from it. Its
+    // dx then goes to scratch memory.
+    if (!b.training()) return;
+    const auto [diff_dst, diff_src] = fake_quant_diffs(b, in, out, m.md);
+    layer.host_backward = [=] {
+        hook->backward(static_cast<const float*>(m.src.get_data_handle()),
+                       static_cast<const float*>(diff_dst.get_data_handle()),
+                       static_cast<float*>(diff_src.get_data_handle()), m.n, inside);
+    };
+}
+
 void build_fake_quant(TrainBuild& b, const std::string& in, const std::string& out,
                       std::shared_ptr<const ActivationQuantizer> quantizer, TrainLayer& layer) {
-    const memory::desc md = b.desc(in);
-    const std::vector<int64_t> dims = b.at(in).dims;
-    const memory src = b.value(in);
-    const memory dst = b.define(out, md, dims);
-    const int64_t n = static_cast<int64_t>(md.get_size() / sizeof(float));
-    const auto logical = logical_elements(b, md, dims);
+    const FakeQuantMemories m = fake_quant_memories(b, in, out);
+    const memory src = m.src, dst = m.dst;
+    const int64_t n = m.n;
+    const auto logical = m.logical;
     // passes[i]: the quantizer did not clip element i, so the straight-through gradient flows.
     auto passes = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(n), 0);
     const bool binary = quantizer->is_signed && quantizer->bits == 1;
@@ -495,9 +542,7 @@ void build_fake_quant(TrainBuild& b, const std::string& in, const std::string& o
         }
     };
     if (!b.training() || !b.at(in).needs_grad) return;
-    const memory diff_dst = b.diff(out);
-    const memory diff_src = b.diff_slot(in);
-    if (diff_src.get_desc() != md) fail_value(in, "its gradient has another layout than its value");
+    const auto [diff_dst, diff_src] = fake_quant_diffs(b, in, out, m.md);
     layer.host_backward = [=] {
         const float* dy = static_cast<const float*>(diff_dst.get_data_handle());
         float* dx = static_cast<float*>(diff_src.get_data_handle());
@@ -591,7 +636,10 @@ TrainLayer build_fake_quant_layer(TrainBuild& b, const std::string& in, const st
     layer.node = out;
     layer.output = out;
     try {
-        build_fake_quant(b, in, out, std::move(quantizer), layer);
+        if (quantizer->hook)
+            build_hooked_fake_quant(b, in, out, quantizer->hook, layer);
+        else
+            build_fake_quant(b, in, out, std::move(quantizer), layer);
     } catch (const dnnl::error& e) {
         fail_value(in, std::string("oneDNN cannot build it: ") + e.what());
     }

@@ -88,7 +88,8 @@ TrainLayer build_train_layer(TrainBuild& build, const Node& node,
 // elsewhere (and where s = 0, which maps everything to 0). The padding of a blocked layout stays
 // 0 forward and backward.
 // The layer reads `quantizer` at every pass, so a new range set through it (re-calibration while
-// fine-tuning) takes effect from the next forward on.
+// fine-tuning) takes effect from the next forward on. With a hook (ActivationQuantizer::hook) the
+// layer calls it forward and backward instead, the backward also when `in` needs no gradient.
 TrainLayer build_fake_quant_layer(TrainBuild& build, const std::string& in, const std::string& out,
                                   std::shared_ptr<const ActivationQuantizer> quantizer);
 

@@ -45,7 +45,7 @@ std::vector<FakeQuantInsert> plan_fake_quant(Graph& graph,
         std::string& in = node->inputs.at(0);
         auto same = std::find_if(inserts.begin(), inserts.end(), [&](const FakeQuantInsert& f) {
             return f.in == in && f.quantizer.bits == q.bits && f.quantizer.range == q.range &&
-                   f.quantizer.is_signed == q.is_signed;
+                   f.quantizer.is_signed == q.is_signed && f.quantizer.hook == q.hook;
         });
         const size_t index = static_cast<size_t>(node - graph.nodes.begin());
         if (same == inserts.end()) {

@@ -64,13 +64,32 @@ struct TrainParameter {
     size_t size() const { return value.get_desc().get_size() / sizeof(float); }
 };
 
+// A fake-quant layer's elementwise work supplied by the caller instead of the fixed uniform
+// fake quantization: Bayesian Bits' gated residual quantizer (evaluator/gated_network.h), whose
+// gates and range are learned. Called on the host once the stream has finished everything before,
+// with the whole tensor in its (possibly blocked) layout; `inside` marks the logical elements
+// (nullptr: all are), the others are layout padding, whose y and dx must be 0 and which must not
+// enter any statistics or gradient.
+class ActivationHook {
+public:
+    virtual ~ActivationHook() = default;
+    virtual void forward(const float* x, float* y, int64_t n, const uint8_t* inside) = 0;
+    // dx = dL/dx from dy = dL/dy at the x of the last forward; may accumulate the hook's own
+    // parameter gradients.
+    virtual void backward(const float* x, const float* dy, float* dx, int64_t n,
+                          const uint8_t* inside) = 0;
+};
+
 // The input of conv / fully connected node `layer` fake-quantized per tensor at `bits` (1..8, 16;
 // 32 = float, nothing inserted) with the calibrated `range` (max, or max|x| when signed).
+// With a `hook`, the layer runs the hook instead (bits must then be below 32; range unused);
+// layers share a fake-quant layer only when they read one value through the same hook.
 struct ActivationQuantizer {
     std::string layer;
     int bits = float_bits;
     float range = 0.0f;
     bool is_signed = true;
+    std::shared_ptr<ActivationHook> hook;
 };
 
 class TrainLayer;

@@ -152,4 +152,24 @@ void train(Graph& graph, const Dataset& train, const Dataset& validation,
     }
 }
 
+double batched_accuracy(const Dataset& data, int64_t limit, int64_t batch, int64_t classes,
+                        const std::function<const float*(const float*)>& forward) {
+    const int64_t count = limit > 0 ? std::min(limit, data.count) : data.count;
+    const int64_t size = data.image_size();
+    std::vector<float> images(static_cast<size_t>(batch * size), 0.0f);
+    int64_t correct = 0;
+    for (int64_t first = 0; first < count; first += batch) {
+        const int64_t n = std::min(batch, count - first);
+        std::copy(data.image(first), data.image(first) + n * size, images.begin());
+        std::fill(images.begin() + n * size, images.end(), 0.0f);
+        const float* logits = forward(images.data());
+        for (int64_t i = 0; i < n; ++i) {
+            const float* z = logits + i * classes;
+            const int64_t predicted = std::max_element(z, z + classes) - z;
+            correct += predicted == data.labels[static_cast<size_t>(first + i)];
+        }
+    }
+    return count > 0 ? 100.0 * static_cast<double>(correct) / static_cast<double>(count) : 0.0;
+}
+
 } // namespace mps

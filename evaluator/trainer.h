@@ -63,4 +63,11 @@ void train(Graph& graph, const Dataset& train, const Dataset& validation,
 double softmax_cross_entropy(const float* logits, const uint8_t* labels, int64_t n,
                              int64_t classes, float* diff);
 
+// Top-1 accuracy (percent; argmax, first index on ties) of a network with a fixed batch size on
+// the first `limit` images of `data` (0 = all). `forward` runs `batch` images (NCHW; the last
+// batch padded with zero images, whose predictions are not counted) and returns their logits,
+// batch x classes.
+double batched_accuracy(const Dataset& data, int64_t limit, int64_t batch, int64_t classes,
+                        const std::function<const float*(const float*)>& forward);
+
 } // namespace mps

@@ -11,7 +11,9 @@
 //
 // Adding a policy: one file in policies/ defining `PolicyInfo <name>_policy_info()` and one line
 // in policies/registry.cpp.
+#include "evaluator/dataset.h"
 #include "evaluator/graph.h"
+#include "evaluator/quantized_network.h"
 #include "evaluator/policy_file.h"
 #include "policies/search_space.h"
 
@@ -83,6 +85,11 @@ struct PolicyContext {
     QuantizerSpec weight_quantizer{default_weight_quantizer, {}}; // what the evaluator uses
     int64_t max_evaluations = 0;    // the run's evaluation budget (policies may plan with it)
     int workers = 1;                // batches of at least this many keep every worker busy
+    // Data for policies that learn by gradient (PolicyInfo::trains), else null; all outlive the
+    // policy. The validation images are the ones the run scores candidates on.
+    const Dataset* train_images = nullptr;
+    const Dataset* validation_images = nullptr;
+    const Calibration* calibration = nullptr; // the evaluator's, of `graph`
 };
 
 // A batch of candidates and the stage that produced them ("phase1", "descent", "refine",
@@ -107,6 +114,11 @@ public:
     virtual std::vector<double> rewards() const { return {}; }
     // Short progress text for the progress line ("phase 1: 40/96"); may be empty.
     virtual std::string status() const { return {}; }
+    // The policy's own accuracy (percent, validation split) of each candidate of the last
+    // observed batch, in order, when it measures one besides the evaluator's: bayesian_bits
+    // scores its thresholded gates with the learned ranges on the Bayesian Bits grid. The archive
+    // and the report record it next to the evaluator's figure. Empty otherwise.
+    virtual std::vector<double> own_accuracy() const { return {}; }
 };
 
 struct PolicyInfo {
@@ -114,6 +126,7 @@ struct PolicyInfo {
     std::string summary;             // one line
     std::vector<ParamSpec> params;   // everything policy: accepts besides `name`
     std::unique_ptr<SearchPolicy> (*make)(const PolicyContext& context) = nullptr;
+    bool trains = false;             // needs the context's training data (train split)
 };
 
 // Every registered policy, in registry order.

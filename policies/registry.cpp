@@ -11,6 +11,7 @@ PolicyInfo uniform_policy_info();
 PolicyInfo random_policy_info();
 PolicyInfo greedy_sensitivity_policy_info();
 PolicyInfo autoq_policy_info();
+PolicyInfo bayesian_bits_policy_info();
 // >>> Declarations of further policies go here (e.g. PolicyInfo greedy_sensitivity_policy_info();).
 
 std::span<const PolicyInfo> registered_policies() {
@@ -19,6 +20,7 @@ std::span<const PolicyInfo> registered_policies() {
         random_policy_info(),
         greedy_sensitivity_policy_info(),
         autoq_policy_info(),
+        bayesian_bits_policy_info(),
         // >>> Further policies go here, one line each (e.g. greedy_sensitivity_policy_info(),).
     };
     return table;

@@ -112,6 +112,7 @@ void add_line(ArchiveContents& contents, const Line& line, const Graph& graph) {
         r.evaluation.policy = policy_from_json(j.at("policy"), graph);
         r.evaluation.score = score_from_json(j.at("score"), graph, r.evaluation.policy);
         if (j.contains("reward")) r.reward = j.at("reward").get<double>();
+        if (j.contains("own_accuracy")) r.own_accuracy = j.at("own_accuracy").get<double>();
         if (r.id != static_cast<int64_t>(contents.records.size()))
             throw Error("search record id " + std::to_string(r.id) + " is out of order (expected " +
                         std::to_string(contents.records.size()) + ")");
@@ -240,6 +241,7 @@ void ArchiveWriter::batch(const std::vector<ArchiveRecord>& records) {
                   {"policy", policy_json(r.evaluation.policy)},
                   {"score", score_json(r.evaluation.score)}};
         if (r.reward) line["reward"] = *r.reward;
+        if (r.own_accuracy) line["own_accuracy"] = *r.own_accuracy;
         text += line.dump() + "\n";
     }
     append(text);

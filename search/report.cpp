@@ -635,6 +635,27 @@ void report_stages(std::ostream& md, const RunResult& result) {
     md << "| total | " << result.records.size() << " |\n\n";
 }
 
+// Every candidate the policy scored itself too (bayesian_bits: learned ranges on its own grid),
+// next to the evaluator's figure with the run's quantizers.
+void report_own_accuracy(std::ostream& md, const RunResult& result) {
+    if (std::none_of(result.records.begin(), result.records.end(),
+                     [](const ArchiveRecord& r) { return r.own_accuracy.has_value(); }))
+        return;
+    md << "## The policy's own accuracy\n\n"
+       << "Validation accuracy of each candidate as the policy measured it (`bayesian_bits`: the "
+          "thresholded gates with the learned ranges on the Bayesian Bits grid) and as the "
+          "evaluator measured it with the run's quantizers.\n\n"
+       << "| id | stage | relative BitOPs | policy's own (%) | evaluator (%) |\n"
+       << "|---:|---|---:|---:|---:|\n";
+    for (const ArchiveRecord& r : result.records) {
+        if (!r.own_accuracy) continue;
+        md << "| " << r.id << " | " << md_cell(r.stage) << " | "
+           << ratio_text(costs_of(r).relative_bitops()) << " | " << accuracy_text(*r.own_accuracy)
+           << " | " << accuracy_text(r.evaluation.score.accuracy_percent) << " |\n";
+    }
+    md << "\n";
+}
+
 std::string report_md(const RunResult& result, const Fronts& fronts, bool svg_written,
                       bool reward_svg_written) {
     const RunConfig& config = config_of(result);
@@ -645,6 +666,7 @@ std::string report_md(const RunResult& result, const Fronts& fronts, bool svg_wr
     report_chosen(md, result);
     report_front(md, result, fronts);
     if (svg_written) md << "![Pareto front](pareto.svg)\n\n";
+    report_own_accuracy(md, result);
     report_baselines(md, result);
     report_stages(md, result);
     if (reward_svg_written) md << "## Reward per evaluation\n\n![Reward per evaluation](reward.svg)\n\n";

@@ -117,7 +117,7 @@ private:
         return score;
     }
 
-    PolicyContext context() const {
+    PolicyContext context() {
         PolicyContext c;
         c.graph = &config_.graph;
         c.space = config_.space;
@@ -128,6 +128,15 @@ private:
         c.weight_quantizer = config_.weight_quantizer;
         c.max_evaluations = config_.max_evaluations;
         c.workers = config_.workers;
+        if (const PolicyInfo* info = find_policy(config_.policy_name); info && info->trains) {
+            if (train_images_.count == 0) {
+                progress_.message("loading the train split for " + config_.policy_name);
+                train_images_ = load_fashion_mnist(config_.data_dir, Split::train);
+            }
+            c.train_images = &train_images_;
+            c.validation_images = &evaluator_.data(Split::validation);
+            c.calibration = &evaluator_.calibration();
+        }
         return c;
     }
 
@@ -160,6 +169,9 @@ private:
             const std::vector<double> rewards = policy->rewards();
             if (rewards.size() == records.size())
                 for (size_t i = 0; i < records.size(); ++i) records[i].reward = rewards[i];
+            const std::vector<double> own = policy->own_accuracy();
+            if (own.size() == records.size())
+                for (size_t i = 0; i < records.size(); ++i) records[i].own_accuracy = own[i];
             if (fresh) writer_.batch(records);
             result_.records.insert(result_.records.end(), records.begin(), records.end());
             report_progress(policy->status());
@@ -300,6 +312,7 @@ private:
     ArchiveWriter writer_;
     Progress progress_;
     Evaluator evaluator_;
+    Dataset train_images_; // loaded for policies that train (PolicyInfo::trains)
     RunResult result_;
     double elapsed_offset_ = 0.0;
 };

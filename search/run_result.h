@@ -21,6 +21,7 @@ struct ArchiveRecord {
     Evaluation evaluation;        // policy and validation score (costs included)
     double elapsed_seconds = 0.0; // run time when its batch finished (including resumed time)
     std::optional<double> reward; // SearchPolicy::rewards(), for policies that give one
+    std::optional<double> own_accuracy; // SearchPolicy::own_accuracy(), for policies that give one
 };
 
 // A uniform (weight, activation) baseline scored on both splits.

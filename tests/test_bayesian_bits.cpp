@@ -380,3 +380,162 @@ TEST_CASE("hard concrete: thresholding and initial logits, by hand") {
     CHECK_THROWS_AS(initial_log_alpha(0), Error);
     CHECK_THROWS_AS(initial_log_alpha(5), Error);
 }
+
+namespace {
+
+// The straight-through surrogate of x_q as a function of x_max' around the quantizer's x_max, from
+// the spec in double: every level's rounding is frozen at its base-point code q0 and replaced by
+// the identity, Q_b(x_max') = lo' + s_b' * (q0 + v' - v0) with lo' = -x_max' (symmetric) or the
+// fixed x_min, s_b' = (x_max' - lo') / (2^b - 1), v' = (clamp(x, lo', x_max') - lo') / s_b', and
+// v0 = v' at the base point; x_q = sum_b (P_b - P_{2b}) Q_b.
+double range_surrogate(const ResidualQuantizer& q, float x, const ResidualGates& z, double x_max) {
+    const bool symmetric = q.x_min() == -q.x_max();
+    const auto grid = [&](double top, int bits) {
+        const double lo = symmetric ? -top : double(q.x_min());
+        const double step = (top - lo) / (std::pow(2.0, bits) - 1.0);
+        const double v = (std::min(std::max(double(x), lo), top) - lo) / step;
+        return std::array<double, 3>{lo, step, v};
+    };
+    double sum = 0.0, chain = 1.0;
+    for (size_t k = 0; k < residual_gate_count; ++k) {
+        const double weight = chain * z[k] * (1.0 - (k + 1 < residual_gate_count ? z[k + 1] : 0.0));
+        chain *= z[k];
+        const int bits = residual_bits[k];
+        // The forward's code: one float division of clamp(x) - x_min by the float step.
+        const float t = std::min(std::max(x, q.x_min()), q.x_max()) - q.x_min();
+        const double q0 = round_half_even(t / q.step(bits));
+        const double v0 = grid(q.x_max(), bits)[2];
+        const auto [lo, step, v] = grid(x_max, bits);
+        sum += weight * (lo + step * (q0 + v - v0));
+    }
+    return sum;
+}
+
+} // namespace
+
+TEST_CASE("residual quantizer: range gradient against finite differences of the STE surrogate") {
+    test::Rng rng(21);
+    // Gate patterns: every hard one, relaxed ones in (0, 1), relaxed ones with a hard gate mixed in.
+    std::vector<ResidualGates> patterns;
+    for (unsigned pattern = 0; pattern < (1u << residual_gate_count); ++pattern)
+        patterns.push_back(hard_pattern(pattern));
+    for (int i = 0; i < 16; ++i) {
+        ResidualGates z{};
+        for (float& g : z) g = rng.uniform(0.02f, 0.98f);
+        if (i % 2 == 1)
+            z[static_cast<size_t>(i / 2) % residual_gate_count] = i % 4 == 1 ? 1.0f : 0.0f;
+        patterns.push_back(z);
+    }
+    // Symmetric (x_min follows x_max), unsigned (x_min = 0 fixed), and a fixed asymmetric x_min.
+    for (const Range& r : std::vector<Range>{{-1.3f, 1.3f}, {0.0f, 2.5f}, {-0.37f, 1.91f}}) {
+        const ResidualQuantizer q(r.x_min, r.x_max);
+        const float width = r.x_max - r.x_min;
+        const double h = 1e-3 * width;
+        int regions[3] = {0, 0, 0}; // below, inside, above
+        for (int i = 0; i < 60; ++i) {
+            const int region = i % 3;
+            // At least 1 % of the range from either end, so the clamp does not switch within +-h.
+            const float near = 0.01f * width, far = 0.5f * width;
+            const float x = region == 0   ? rng.uniform(r.x_min - far, r.x_min - near)
+                            : region == 1 ? rng.uniform(r.x_min + near, r.x_max - near)
+                                          : rng.uniform(r.x_max + near, r.x_max + far);
+            ++regions[region];
+            for (size_t p = 0; p < patterns.size(); ++p) {
+                const ResidualGates& z = patterns[p];
+                CAPTURE(r.x_min);
+                CAPTURE(x);
+                CAPTURE(p);
+                const auto f = [&](double top) { return range_surrogate(q, x, z, top); };
+                const double fd = central_difference(f, r.x_max, h);
+                // Float steps and codes against the double surrogate: v differs by a few 1e-7
+                // relative, which moves s_b' * (q - v) by about 1e-6 at any b.
+                CHECK(std::fabs(q.grad_range(x, z) - fd) < 3e-6 + 1e-5 * std::fabs(fd));
+            }
+        }
+        CHECK(regions[0] + regions[1] + regions[2] == 60);
+    }
+}
+
+TEST_CASE("residual quantizer: range gradient by hand at and beyond the ends") {
+    const ResidualQuantizer sym = ResidualQuantizer::symmetric(1.0f), unsig(0.0f, 2.0f);
+    CHECK(sym.is_symmetric());
+    CHECK_FALSE(unsig.is_symmetric());
+    CHECK_FALSE(ResidualQuantizer(-1.0f, 2.0f).is_symmetric());
+    const ResidualGates relaxed{0.6f, 0.3f, 0.9f, 0.0f, 1.0f};
+    for (int bits : {2, 4, 8, 16, 32}) {
+        const ResidualGates z = gates_for_bits(bits);
+        // Clipped above: x_q = x_max. Below: x_q = x_min, which moves only when symmetric.
+        CHECK(sym.grad_range(1.5f, z) == 1.0f);
+        CHECK(sym.grad_range(-1.5f, z) == -1.0f);
+        CHECK(unsig.grad_range(2.5f, z) == 1.0f);
+        CHECK(unsig.grad_range(-0.5f, z) == 0.0f);
+        // The ends count as inside (like d/dx); there the code equals v, so the slope is ~0.
+        CHECK(std::fabs(sym.grad_range(1.0f, z)) < 1e-6);
+        CHECK(std::fabs(sym.grad_range(-1.0f, z)) < 1e-6);
+    }
+    // Relaxed gates: the telescoped weights sum to z_2.
+    CHECK(sym.grad_range(3.0f, relaxed) == doctest::Approx(0.6).epsilon(1e-6));
+    CHECK(sym.grad_range(-3.0f, relaxed) == doctest::Approx(-0.6).epsilon(1e-6));
+    CHECK(sym.grad_range(3.0f, gates_for_bits(0)) == 0.0f); // pruned
+    CHECK(sym.grad_range(0.2f, gates_for_bits(0)) == 0.0f);
+    // By hand at 2 bits on [-1, 1]: s_2 = 2/3, x = 0.25: t = 1.25, v = 1.875, q = 2,
+    // s_2' = 2/3 (both ends move), d Q_2 / d x_max = (2/3) * 0.125 = 1/12. Unsigned [0, 2]:
+    // x = 0.25: v = 0.375, q = 0, s_2' = 1/3, slope = -0.125.
+    CHECK(sym.grad_range(0.25f, gates_for_bits(2)) == doctest::Approx(1.0 / 12.0).epsilon(1e-6));
+    CHECK(unsig.grad_range(0.25f, gates_for_bits(2)) == doctest::Approx(-0.125).epsilon(1e-6));
+    CHECK_THROWS_AS(sym.grad_range(0.1f, {1.0f, 1.2f, 0.0f, 0.0f, 0.0f}), Error);
+}
+
+TEST_CASE("residual quantizer: backward_per_channel accumulates the range gradient per channel") {
+    test::Rng rng(23);
+    for (const Range& r : std::vector<Range>{{-1.0f, 1.0f}, {0.0f, 1.5f}}) {
+        const ResidualQuantizer q(r.x_min, r.x_max);
+        const std::vector<ResidualGates> gates{{1.0f, 0.7f, 0.2f, 0.0f, 0.0f},
+                                               {0.4f, 1.0f, 1.0f, 0.9f, 0.1f},
+                                               gates_for_bits(4)};
+        const size_t per_channel = 13;
+        std::vector<float> x(gates.size() * per_channel), grad_out(x.size());
+        for (float& v : x) v = rng.uniform(r.x_min - 0.4f, r.x_max + 0.4f);
+        for (float& v : grad_out) v = rng.uniform(-1.0f, 1.0f);
+        std::vector<float> grad_x(x.size()), grad_x_plain(x.size());
+        using GateGrad = std::array<double, residual_gate_count>;
+        std::vector<GateGrad> grad_z(gates.size()), grad_z_plain(gates.size());
+        std::vector<double> grad_range{0.5, -0.25, 2.0}; // accumulates onto these
+        q.backward_per_channel(x, gates, grad_out, grad_x, grad_z, grad_range);
+        q.backward_per_channel(x, gates, grad_out, grad_x_plain, grad_z_plain);
+        CHECK(bitwise_equal(grad_x, grad_x_plain)); // the range gradient changes nothing else
+        CHECK(grad_z == grad_z_plain);
+        const std::vector<double> start{0.5, -0.25, 2.0};
+        for (size_t c = 0; c < gates.size(); ++c) {
+            double want = 0.0;
+            for (size_t i = c * per_channel; i < (c + 1) * per_channel; ++i)
+                want += double(grad_out[i]) * double(q.grad_range(x[i], gates[c]));
+            CAPTURE(c);
+            CHECK(grad_range[c] - start[c] == doctest::Approx(want).epsilon(1e-6).scale(1e-6));
+        }
+        // Several channels, one per-tensor call: the sum of a whole-tensor call.
+        std::vector<double> total{0.0};
+        std::vector<GateGrad> one(1, GateGrad{});
+        q.backward_per_channel(x, std::span<const ResidualGates>(gates).first(1), grad_out, grad_x,
+                               one, total);
+        double want = 0.0;
+        for (size_t i = 0; i < x.size(); ++i)
+            want += double(grad_out[i]) * double(q.grad_range(x[i], gates[0]));
+        CHECK(total[0] == doctest::Approx(want).epsilon(1e-6).scale(1e-6));
+    }
+}
+
+TEST_CASE("residual quantizer: backward_per_channel rejects a grad_range of the wrong size") {
+    const ResidualQuantizer q(-1.0f, 1.0f);
+    const std::vector<ResidualGates> gates{gates_for_bits(8), gates_for_bits(2)};
+    std::vector<float> x(8, 0.3f), grad_out(8, 1.0f), grad_x(8);
+    std::vector<std::array<double, residual_gate_count>> grad_z(2);
+    std::vector<double> wrong(3, 0.0), right(2, 0.0);
+    CHECK_THROWS_WITH_AS(q.backward_per_channel(x, gates, grad_out, grad_x, grad_z, wrong),
+                         doctest::Contains("grad_range has 3 entries for 2 gate vectors"), Error);
+    CHECK(wrong == std::vector<double>(3, 0.0)); // nothing written before the check
+    std::vector<double> one(1, 0.0);
+    CHECK_THROWS_AS(q.backward_per_channel(x, gates, grad_out, grad_x, grad_z, one), Error);
+    CHECK_NOTHROW(q.backward_per_channel(x, gates, grad_out, grad_x, grad_z, right));
+    CHECK_NOTHROW(q.backward_per_channel(x, gates, grad_out, grad_x, grad_z));
+}

@@ -108,8 +108,8 @@ TEST_CASE("finetune: STE gradients through fake-quantized activations and weight
     policy.layers[0].weight_bits[2] = 0;
     policy.layers[0].weight_bits[4] = 32;
     // Ranges small enough that the quantizers clip part of the values.
-    const std::vector<ActivationQuantizer> activations{{fc1.name, 4, 0.8f, true},
-                                                       {fc2.name, 3, 0.5f, false}};
+    const std::vector<ActivationQuantizer> activations{{fc1.name, 4, 0.8f, true, nullptr},
+                                                       {fc2.name, 3, 0.5f, false, nullptr}};
     const int64_t N = 5, I = 8, H = 6, O = 4;
     test::Rng rng(9);
     const Tensor x = test::random_tensor({N, I}, rng, -1.5f, 1.5f);
@@ -192,7 +192,7 @@ TEST_CASE("finetune: the STE gradient is the float network's gradient at the qua
     float max_abs = 0;
     for (float v : images.images) max_abs = std::max(max_abs, std::abs(v));
     const float range = 0.6f * max_abs; // clips the largest inputs
-    const std::vector<ActivationQuantizer> activations{{g.nodes[0].name, 4, range, true}};
+    const std::vector<ActivationQuantizer> activations{{g.nodes[0].name, 4, range, true, nullptr}};
     test::Rng rng(4);
     const Tensor r = test::random_tensor({N, 10}, rng);
 
@@ -392,8 +392,8 @@ TEST_CASE("finetune: bad input is an error that says what to fix") {
     CHECK_THROWS_WITH_AS(finetune(with_bn, BitPolicy::uniform(with_bn, 4, 4), data, o),
                          doctest::Contains("fold batch norm first"), Error);
     // The training engine refuses activation quantizers that do not fit the graph.
-    CHECK_THROWS_WITH_AS(TrainNetwork(g, 2, NetworkMode::training, {{"relu1", 4, 1.0f, false}}),
+    CHECK_THROWS_WITH_AS(TrainNetwork(g, 2, NetworkMode::training, {{"relu1", 4, 1.0f, false, nullptr}}),
                          doctest::Contains("not a conv or fully connected"), Error);
-    CHECK_THROWS_WITH_AS(TrainNetwork(g, 2, NetworkMode::training, {{g.nodes[0].name, 9, 1.0f, true}}),
+    CHECK_THROWS_WITH_AS(TrainNetwork(g, 2, NetworkMode::training, {{g.nodes[0].name, 9, 1.0f, true, nullptr}}),
                          doctest::Contains("out of range"), Error);
 }

@@ -1,0 +1,119 @@
+#pragma once
+// GatedNetwork: Bayesian Bits training of a BN-folded model (../shared/specs/bayesian-bits.md;
+// van Baalen et al., NeurIPS 2020). Every learned quantizable layer has
+//   - weights: the nested residual quantizer (residual_quantizer.h) on a learned symmetric range
+//     [-a, a], with one gate vector z_2 .. z_32 and one range per gated unit: per output channel
+//     (kernel granularity, ours) or per layer (the paper's granularity, no pruning);
+//   - input activations: one residual quantizer per layer on a learned range ([0, a] when the
+//     value is non-negative by construction, else [-a, a]); z_2 is never learned (no pruning).
+// Pinned layers keep fixed bits: weights through the run's weight quantizer, activations through
+// the ordinary calibrated fake quantization, both with the straight-through estimator.
+//
+// A training step (step()):
+//   1. samples every learned gate from its hard-concrete distribution (hard_concrete.h) with the
+//      network's own std::mt19937_64(seed);
+//   2. quantizes the master weights per unit and runs the TrainNetwork forward (the activation
+//      quantizers are ActivationHooks of the fake-quant layers);
+//   3. loss = softmax cross-entropy + mu * sum over learned quantizers of R_q, with
+//      c_b = (MACs_l / MACs_max) * b (bit_regularizer);
+//   4. backward: dL/dz from the residual quantizers, times dz/dlog_alpha of the sample, plus
+//      mu * dR/dlog_alpha; dL/da of every range (STE); in train_weights mode dL/dw of the master
+//      weights and biases (STE: d x_q / d w = z_2 inside the range, 0 outside);
+//   5. one Adam step (optimizer.h) for the gate logits (gate_lr), the ranges (lr) and, when
+//      training weights, the master weights and biases (weight_lr). Ranges stay above a floor.
+// Gates whose level cannot be chosen (GateState::open / closed) are fixed and not learned.
+// After fix_gates() every gate is its thresholded value (q(z = 0) < 0.34, chains closed above the
+// first closed gate) and steps train only ranges and weights: the finetune mode's second phase.
+//
+// Deterministic: the same graph, data order, options and OpenMP thread count give the same
+// result; the host-side reductions sum fixed chunks in a fixed order.
+#include "evaluator/activation_range.h"
+#include "evaluator/bit_policy.h"
+#include "evaluator/dataset.h"
+#include "evaluator/graph.h"
+#include "evaluator/hard_concrete.h"
+#include "evaluator/policy_file.h"
+#include "evaluator/quantized_network.h"
+#include "evaluator/quantizer.h"
+#include "evaluator/residual_quantizer.h"
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace mps {
+
+// What happens to one residual gate of a quantizer.
+enum class GateState : uint8_t { open, learned, closed };
+using GateStates = std::array<GateState, residual_gate_count>;
+
+// The gates for a quantizer whose bit-width must come from `allowed` (descending, distinct; a 0
+// means pruning is allowed): levels above the largest allowed bit-width are closed; levels up to
+// the smallest level >= the smallest non-zero allowed bit-width are open, except z_2 when 0 is
+// allowed (then learned); the levels between are learned. Throws mps::Error when `allowed` has no
+// non-zero entry.
+GateStates gate_states(std::span<const int> allowed);
+// The bits of `learned` (a gate chain's effective bits, 0 .. 32) as the allowed bit-width to use:
+// `learned` itself when allowed, else the smallest allowed one above it, else the largest allowed.
+int nearest_allowed_bits(int learned, std::span<const int> allowed);
+
+struct GatedLayer {
+    std::string name;          // a conv / fully connected node of the graph
+    bool learned = true;       // false: pinned at `fixed`
+    UniformBits fixed;         // the pinned bits (when not learned)
+    GateStates weight_gates{}; // when learned
+    GateStates activation_gates{};
+};
+
+struct GatedOptions {
+    bool per_kernel = true;      // gates and ranges per output channel, else per layer
+    bool train_weights = false;  // finetune mode: weights and biases trained too
+    int64_t batch = 64;
+    double lr = 1e-3;            // Adam, ranges
+    double gate_lr = 1e-3;       // Adam, gate logits
+    double weight_lr = 1e-3;     // Adam, weights and biases (train_weights)
+    uint64_t seed = 1;           // gate samples
+    QuantizerSpec weight_quantizer{default_weight_quantizer, {}}; // pinned layers
+};
+
+struct GatedStepLoss {
+    double cross_entropy = 0.0;
+    double regularizer = 0.0; // sum of R_q (before mu)
+};
+
+class GatedNetwork {
+public:
+    // `folded`: BN-folded, shapes inferred. `layers`: one entry per quantizable layer, in graph
+    // order. `calibration`: of this graph; it gives the initial activation ranges (max rule) and
+    // the pinned layers' ranges. Throws mps::Error for a mismatch.
+    GatedNetwork(const Graph& folded, std::vector<GatedLayer> layers,
+                 const Calibration& calibration, const GatedOptions& options);
+    ~GatedNetwork();
+    GatedNetwork(const GatedNetwork&) = delete;
+    GatedNetwork& operator=(const GatedNetwork&) = delete;
+
+    int64_t batch() const;
+    // One training step on batch() images (NCHW) and labels. Throws mps::Error when the loss is
+    // not finite.
+    GatedStepLoss step(const float* images, const uint8_t* labels, double mu);
+    // Thresholds every learned gate and keeps it fixed from now on.
+    void fix_gates();
+
+    // The thresholded bits: learned layers with their effective bits in {0, 2, 4, 8, 16, 32},
+    // pinned layers at their pins. Not yet mapped into a search space.
+    BitPolicy thresholded_policy() const;
+    // Top-1 accuracy (percent) of the thresholded gates with the learned ranges on the first
+    // `limit` images of `data` (0: all): the Bayesian Bits grid's own figure.
+    double accuracy(const Dataset& data, int64_t limit = 0);
+    // The graph with the current master weights (changed only with train_weights).
+    const Graph& master() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+} // namespace mps
