@@ -492,8 +492,10 @@ std::pair<memory, memory> fake_quant_diffs(TrainBuild& b, const std::string& in,
 void build_hooked_fake_quant(TrainBuild& b, const std::string& in, const std::string& out,
                              std::shared_ptr<ActivationHook> hook, TrainLayer& layer) {
     const FakeQuantMemories m = fake_quant_memories(b, in, out);
-    const uint8_t* inside = m.logical ? m.logical->data() : nullptr;
+    // The lambdas hold `m`, and with it the shared mask behind `inside`: a raw pointer alone
+    // would outlive the mask.
     layer.host_forward = [=] {
+        const uint8_t* inside = m.logical ? m.logical->data() : nullptr;
         hook->forward(static_cast<const float*>(m.src.get_data_handle()),
                       static_cast<float*>(m.dst.get_data_handle()), m.n, inside);
     };
@@ -502,6 +504,7 @@ void build_hooked_fake_quant(TrainBuild& b, const std::string& in, const std::st
     if (!b.training()) return;
     const auto [diff_dst, diff_src] = fake_quant_diffs(b, in, out, m.md);
     layer.host_backward = [=] {
+        const uint8_t* inside = m.logical ? m.logical->data() : nullptr;
         hook->backward(static_cast<const float*>(m.src.get_data_handle()),
                        static_cast<const float*>(diff_dst.get_data_handle()),
                        static_cast<float*>(diff_src.get_data_handle()), m.n, inside);
