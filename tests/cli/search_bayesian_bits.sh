@@ -1,0 +1,74 @@
+# mpsearch search with policy bayesian_bits end to end on real data with small limits: a mu sweep
+# gives one candidate per mu with cost falling as mu grows, each with the policy's own accuracy
+# in the archive and the report; a bisection step follows under the budget; 1 and 2 workers give
+# identical results; a finished run resumed evaluates nothing new; the finetune mode runs; bad
+# parameters are refused with a message that names them.
+source "$(dirname "$0")/common.bash"
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+config() { # config <policy block> <output dir> [granularity]
+  cat <<YAML
+model: $ROOT/models/lenet5.onnx
+data: {calibration_images: 200, validation_images: 400}
+granularity: ${3:-kernel}
+bits: {weights: [8, 4, 2], activations: [8, 4, 2]}
+pinned: {last: W8A8}
+constraints: {max_relative_bitops: W4A4}
+baselines: [W4A4]
+policy: $1
+budget: {max_evaluations: 20}
+seed: 3
+workers: 2
+output: $2
+YAML
+}
+
+sweep="{name: bayesian_bits, mu_min: 0.01, mu_max: 1, mu_count: 4, bisect_steps: 1, steps: 60, gate_lr: 0.15, batch: 32}"
+config "$sweep" "$WORK/bb" >"$WORK/bb.yaml"
+"$MPSEARCH" search --config "$WORK/bb.yaml" --quiet >"$WORK/bb.out" 2>&1 ||
+  { fail "post_training run failed"; cat "$WORK/bb.out"; }
+for file in archive.jsonl policy.yaml pareto.csv summary.json report.md; do
+  [[ -s $WORK/bb/$file ]] || fail "$file missing"
+done
+grep -q "## The policy's own accuracy" "$WORK/bb/report.md" || fail "report.md has no own-accuracy table"
+
+# One record per mu, each with own_accuracy; the sweep's BitOPs never rise with mu and do fall.
+python3 - "$WORK/bb/archive.jsonl" <<'PY' || fail "archive check: see above"
+import json, sys
+records = [json.loads(l) for l in open(sys.argv[1]) if '"kind":"search"' in l]
+sweep = [r for r in records if r["stage"] == "mu sweep"]
+bisect = [r for r in records if r["stage"] == "mu bisection"]
+assert len(sweep) == 4, f"{len(sweep)} sweep records, expected 4"
+assert len(bisect) <= 1, f"{len(bisect)} bisection records, expected at most 1"
+assert all(0 <= r["own_accuracy"] <= 100 for r in records), "own_accuracy missing or out of range"
+cost = [r["score"]["relative_bitops"] for r in sweep]
+assert all(b <= a for a, b in zip(cost, cost[1:])), f"sweep BitOPs rise with mu: {cost}"
+assert cost[-1] < cost[0], f"mu changed nothing: {cost}"
+PY
+
+# one worker: identical results (the policy's training does not depend on the evaluator's workers)
+"$MPSEARCH" search --config "$WORK/bb.yaml" --output "$WORK/bb-one" --workers 1 --quiet \
+  >/dev/null 2>&1 || fail "1-worker run failed"
+cmp -s "$WORK/bb/pareto.csv" "$WORK/bb-one/pareto.csv" || fail "1 and 2 workers: Pareto fronts differ"
+
+# resuming a finished run retrains (deterministic) and evaluates nothing new
+lines=$(wc -l <"$WORK/bb/archive.jsonl")
+"$MPSEARCH" search --resume "$WORK/bb" --quiet >"$WORK/again.out" 2>&1 ||
+  { fail "resuming a finished run failed"; cat "$WORK/again.out"; }
+[[ $(wc -l <"$WORK/bb/archive.jsonl") == "$lines" ]] || fail "resume re-evaluated"
+
+# finetune mode, layer granularity (the paper's)
+config "{name: bayesian_bits, mode: finetune, mu_count: 1, steps: 20, finetune_steps: 10, batch: 32}" \
+  "$WORK/ft" layer >"$WORK/ft.yaml"
+"$MPSEARCH" search --config "$WORK/ft.yaml" --quiet >"$WORK/ft.out" 2>&1 ||
+  { fail "finetune mode failed"; cat "$WORK/ft.out"; }
+grep -q '"own_accuracy"' "$WORK/ft/archive.jsonl" || fail "finetune mode: no own_accuracy"
+
+# bad input
+config "{name: bayesian_bits, mode: sometimes}" "$WORK/bad1" >"$WORK/bad1.yaml"
+expect_failure "mode" search --config "$WORK/bad1.yaml" --quiet
+config "{name: bayesian_bits, mu_min: 1, mu_max: 0.1}" "$WORK/bad2" >"$WORK/bad2.yaml"
+expect_failure "mu_max must not be below mu_min" search --config "$WORK/bad2.yaml" --quiet
+config "{name: bayesian_bits}" "$WORK/bad3" network >"$WORK/bad3.yaml"
+expect_failure "granularity \`network\`" search --config "$WORK/bad3.yaml" --quiet
+finish
