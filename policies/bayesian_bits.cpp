@@ -51,13 +51,14 @@ public:
         }
     }
 
-    Proposal propose(int64_t limit) override {
+    Proposal propose(int64_t) override {
         own_.clear();
         proposed_.clear();
+        // One mu per batch (the limit is at least 1): trainings run one after the other anyway,
+        // and each finished one reaches the archive (and the progress line) at once.
         if (next_ < mus_.size()) {
             Proposal proposal{{}, "mu sweep"};
-            while (next_ < mus_.size() && static_cast<int64_t>(proposal.candidates.size()) < limit)
-                add(proposal, mus_[next_++]);
+            add(proposal, mus_[next_++]);
             return proposal;
         }
         Proposal proposal{{}, "mu bisection"};

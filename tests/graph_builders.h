@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,27 @@ inline Dataset random_images(const std::vector<int64_t>& shape, int64_t count, u
 }
 
 // Largest |a - b| divided by max(1, largest |b|): the relative tolerance the parity tests use.
+// A learnable task: the label is the band of rows (of 10) that is brighter.
+inline Dataset banded_images(int64_t count, int64_t side, uint64_t seed) {
+    Dataset d;
+    d.count = count;
+    d.channels = 1;
+    d.height = d.width = side;
+    std::mt19937_64 rng(seed);
+    d.images.resize(size_t(count * side * side));
+    d.labels.resize(size_t(count));
+    for (int64_t i = 0; i < count; ++i) {
+        const int label = int(rng() % 10);
+        d.labels[size_t(i)] = uint8_t(label);
+        for (int64_t p = 0; p < side * side; ++p) {
+            const int64_t band = (p / side) * 10 / side;
+            const double noise = double(rng() >> 11) * 0x1p-53 - 0.5;
+            d.images[size_t(i * side * side + p)] = float(noise + (band == label ? 1.0 : 0.0));
+        }
+    }
+    return d;
+}
+
 inline double relative_max_diff(const float* a, const Tensor& b) {
     double diff = 0.0, scale = 1.0;
     for (int64_t i = 0; i < b.numel(); ++i) {

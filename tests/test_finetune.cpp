@@ -52,27 +52,6 @@ Quantized spec_quantize(float x, float range, int bits, bool is_signed) {
     return {s * std::clamp(std::nearbyint(code), qmin, qmax), code >= qmin && code <= qmax};
 }
 
-// A learnable task: the label is the band of rows (of 10) that is brighter.
-Dataset banded_images(int64_t count, int64_t side, uint64_t seed) {
-    Dataset d;
-    d.count = count;
-    d.channels = 1;
-    d.height = d.width = side;
-    std::mt19937_64 rng(seed);
-    d.images.resize(size_t(count * side * side));
-    d.labels.resize(size_t(count));
-    for (int64_t i = 0; i < count; ++i) {
-        const int label = int(rng() % 10);
-        d.labels[size_t(i)] = uint8_t(label);
-        for (int64_t p = 0; p < side * side; ++p) {
-            const int64_t band = (p / side) * 10 / side;
-            const double noise = double(rng() >> 11) * 0x1p-53 - 0.5;
-            d.images[size_t(i * side * side + p)] = float(noise + (band == label ? 1.0 : 0.0));
-        }
-    }
-    return d;
-}
-
 Graph small_cnn(uint64_t seed) {
     test::GraphBuilder b({1, 10, 10}, seed);
     test::ConvSpec spec;
@@ -290,9 +269,9 @@ TEST_CASE("finetune: new activation ranges take effect as if the network had bee
 TEST_CASE("finetune: a few epochs lower the quantized loss; pruned kernels keep their weights") {
     const Graph start = small_cnn(8);
     FinetuneData data;
-    data.train = banded_images(256, 10, 1);
+    data.train = test::banded_images(256, 10, 1);
     data.calibration = data.train.slice(0, 64);
-    data.validation = banded_images(128, 10, 2);
+    data.validation = test::banded_images(128, 10, 2);
     BitPolicy policy = BitPolicy::uniform(start, 4, 4);
     policy.layers[1].weight_bits[3] = 0;
     const auto quantizer = uniform_quantizer();
@@ -331,9 +310,9 @@ TEST_CASE("finetune: a few epochs lower the quantized loss; pruned kernels keep 
 TEST_CASE("finetune: a 32-bit policy is plain training, bit for bit") {
     const Graph start = small_cnn(12);
     FinetuneData data;
-    data.train = banded_images(96, 10, 5);
+    data.train = test::banded_images(96, 10, 5);
     data.calibration = data.train.slice(0, 16);
-    data.validation = banded_images(32, 10, 6);
+    data.validation = test::banded_images(32, 10, 6);
     for (const char* optimizer : {"sgd", "adam"}) {
         CAPTURE(optimizer);
         Graph tuned = start;
@@ -369,7 +348,7 @@ TEST_CASE("finetune: a 32-bit policy is plain training, bit for bit") {
 TEST_CASE("finetune: bad input is an error that says what to fix") {
     Graph g = small_cnn(2);
     FinetuneData data;
-    data.train = banded_images(32, 10, 1);
+    data.train = test::banded_images(32, 10, 1);
     data.calibration = data.train;
     data.validation = data.train;
     const BitPolicy policy = BitPolicy::uniform(g, 4, 4);

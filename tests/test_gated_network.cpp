@@ -198,27 +198,6 @@ std::vector<GatedLayer> gated_layers(const Graph& g, const std::vector<int>& all
     return layers;
 }
 
-// A learnable task: the label is the band of rows (of 10) that is brighter.
-Dataset banded_images(int64_t count, int64_t side, uint64_t seed) {
-    Dataset d;
-    d.count = count;
-    d.channels = 1;
-    d.height = d.width = side;
-    std::mt19937_64 rng(seed);
-    d.images.resize(size_t(count * side * side));
-    d.labels.resize(size_t(count));
-    for (int64_t i = 0; i < count; ++i) {
-        const int label = int(rng() % 10);
-        d.labels[size_t(i)] = uint8_t(label);
-        for (int64_t p = 0; p < side * side; ++p) {
-            const int64_t band = (p / side) * 10 / side;
-            const double noise = double(rng() >> 11) * 0x1p-53 - 0.5;
-            d.images[size_t(i * side * side + p)] = float(noise + (band == label ? 1.0 : 0.0));
-        }
-    }
-    return d;
-}
-
 Graph small_cnn(uint64_t seed) {
     test::GraphBuilder b({1, 10, 10}, seed);
     std::string x = b.max_pool(b.relu(b.conv(b.input(), 4)));
@@ -241,7 +220,7 @@ int64_t bitops(const Graph& g, const BitPolicy& p) { return compute_costs(g, p).
 
 struct TrainingSetup {
     Graph graph = small_cnn(21);
-    Dataset data = banded_images(64, 10, 3);
+    Dataset data = test::banded_images(64, 10, 3);
     Calibration calibration = calibrate(graph, data.slice(0, 32), CalibrationMethod{});
     std::vector<GatedLayer> layers = gated_layers(graph, {8, 4, 2});
     GatedOptions options;
@@ -407,7 +386,7 @@ TEST_CASE("gated: the untrained network is the affine b-bit grid on kernel max a
 TEST_CASE("gated: the layer setups must match the graph") {
     const Graph g = small_cnn(4);
     const Calibration calibration =
-        calibrate(g, banded_images(8, 10, 1), CalibrationMethod{});
+        calibrate(g, test::banded_images(8, 10, 1), CalibrationMethod{});
     std::vector<GatedLayer> layers = gated_layers(g, {8, 4, 2});
     layers.pop_back();
     CHECK_THROWS_AS(GatedNetwork(g, layers, calibration, GatedOptions{}), Error);
