@@ -502,6 +502,18 @@ void GatedNetwork::fix_gates() {
 
 BitPolicy GatedNetwork::thresholded_policy() const { return impl_->thresholded_policy(); }
 
+std::vector<std::vector<double>> GatedNetwork::keep_probabilities() const {
+    std::vector<std::vector<double>> result;
+    for (const Impl::Layer& l : impl_->layers) {
+        std::vector<double> p;
+        if (l.weights)
+            for (size_t u = 0; u < l.weights->units; ++u)
+                p.push_back(probability_on(l.weights->logits[u * gate_count]));
+        result.push_back(std::move(p));
+    }
+    return result;
+}
+
 double GatedNetwork::accuracy(const Dataset& data, int64_t limit) {
     return impl_->accuracy(data, limit);
 }

@@ -105,6 +105,9 @@ public:
     // The thresholded bits: learned layers with their effective bits in {0, 2, 4, 8, 16, 32},
     // pinned layers at their pins. Not yet mapped into a search space.
     BitPolicy thresholded_policy() const;
+    // q(z_2 > 0) of every weight unit of every layer (empty for pinned layers): how strongly
+    // each kernel (or layer) is kept rather than pruned.
+    std::vector<std::vector<double>> keep_probabilities() const;
     // Top-1 accuracy (percent) of the thresholded gates with the learned ranges on the first
     // `limit` images of `data` (0: all): the Bayesian Bits grid's own figure.
     double accuracy(const Dataset& data, int64_t limit = 0);

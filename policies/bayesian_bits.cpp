@@ -23,7 +23,9 @@
 #include "evaluator/train_random.h"
 #include "policies/policy.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <numeric>
 #include <optional>
@@ -56,17 +58,15 @@ public:
         proposed_.clear();
         // One mu per batch (the limit is at least 1): trainings run one after the other anyway,
         // and each finished one reaches the archive (and the progress line) at once.
+        Proposal proposal;
         if (next_ < mus_.size()) {
-            Proposal proposal{{}, "mu sweep"};
-            add(proposal, mus_[next_++]);
-            return proposal;
-        }
-        Proposal proposal{{}, "mu bisection"};
-        if (bisections_ < context_.params.integer("bisect_steps"))
+            add(proposal, "sweep", mus_[next_++]);
+        } else if (bisections_ < context_.params.integer("bisect_steps")) {
             if (const std::optional<double> mu = bisection_mu()) {
                 ++bisections_;
-                add(proposal, *mu);
+                add(proposal, "bisection", *mu);
             }
+        }
         return proposal;
     }
 
@@ -90,7 +90,12 @@ private:
         bool fits; // its candidate met the cost constraints
     };
 
-    void add(Proposal& proposal, double mu) {
+    // The candidate of one mu; its stage names the mu ("sweep mu=0.04472"), which the archive
+    // and the report then show.
+    void add(Proposal& proposal, const std::string& kind, double mu) {
+        char name[64];
+        std::snprintf(name, sizeof name, "%s mu=%.4g", kind.c_str(), mu);
+        proposal.stage = name;
         auto [policy, accuracy] = train(mu);
         proposal.candidates.push_back(std::move(policy));
         own_.push_back(accuracy);
@@ -156,17 +161,25 @@ private:
             net.step(batches.images.data(), batches.labels.data(), s < steps ? mu : 0.0);
         }
         const double accuracy = net.accuracy(*context_.validation_images);
-        return {into_space(net.thresholded_policy()), accuracy};
+        return {into_space(net.thresholded_policy(), net.keep_probabilities()), accuracy};
     }
 
-    // Learned bits (0, 2, 4, ..., 32) as the nearest allowed ones of the space.
-    BitPolicy into_space(BitPolicy policy) const {
+    // Learned bits (0, 2, 4, ..., 32) as the nearest allowed ones of the space. A layer whose
+    // every kernel was pruned would cut the network: its most probable kernel (highest
+    // q(z_2 > 0)) is kept, at the narrowest allowed bit-width.
+    BitPolicy into_space(BitPolicy policy, const std::vector<std::vector<double>>& keep) const {
         const SearchSpace& space = context_.space;
         const std::vector<int> kernel_bits = space.kernel_weight_bits();
-        for (LayerBits& layer : policy.layers) {
+        for (size_t l = 0; l < policy.layers.size(); ++l) {
+            LayerBits& layer = policy.layers[l];
             if (space.is_pinned(layer.name)) continue;
             for (int& b : layer.weight_bits) b = nearest_allowed_bits(b, kernel_bits);
             layer.activation_bits = nearest_allowed_bits(layer.activation_bits, space.activation_bits);
+            std::vector<int>& w = layer.weight_bits;
+            if (!w.empty() && std::all_of(w.begin(), w.end(), [](int b) { return b == 0; })) {
+                const auto best = std::max_element(keep[l].begin(), keep[l].end());
+                w[static_cast<size_t>(best - keep[l].begin())] = space.weight_bits.back();
+            }
         }
         return policy;
     }
@@ -235,12 +248,12 @@ PolicyInfo bayesian_bits_policy_info() {
                 integer_param("bisect_steps", "2", 0, 100,
                               "after the sweep: values of mu bisected (geometric mean) between "
                               "the largest one over the cost budget and the next one within it"),
-                integer_param("steps", "150", 1, 10000000, "training steps per mu"),
+                integer_param("steps", "300", 1, 10000000, "training steps per mu"),
                 integer_param("finetune_steps", "200", 0, 10000000,
                               "finetune mode: steps with the gates fixed"),
                 integer_param("batch", "64", 1, 65536, "images per step"),
                 real_param("lr", "0.001", 1e-9, 10, "Adam learning rate of the ranges"),
-                real_param("gate_lr", "0.06", 1e-9, 10, "Adam learning rate of the gate logits"),
+                real_param("gate_lr", "0.03", 1e-9, 10, "Adam learning rate of the gate logits"),
                 real_param("weight_lr", "0.0001", 1e-9, 10,
                            "finetune mode: Adam learning rate of the weights"),
             },

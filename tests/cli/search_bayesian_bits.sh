@@ -6,12 +6,12 @@
 source "$(dirname "$0")/common.bash"
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-config() { # config <policy block> <output dir> [granularity]
+config() { # config <policy block> <output dir> [granularity] [pruning]
   cat <<YAML
 model: $ROOT/models/lenet5.onnx
 data: {calibration_images: 200, validation_images: 400}
 granularity: ${3:-kernel}
-bits: {weights: [8, 4, 2], activations: [8, 4, 2]}
+bits: {weights: [8, 4, 2], activations: [8, 4, 2], pruning: ${4:-false}}
 pinned: {last: W8A8}
 constraints: {max_relative_bitops: W4A4}
 baselines: [W4A4]
@@ -36,8 +36,8 @@ grep -q "## The policy's own accuracy" "$WORK/bb/report.md" || fail "report.md h
 python3 - "$WORK/bb/archive.jsonl" <<'PY' || fail "archive check: see above"
 import json, sys
 records = [json.loads(l) for l in open(sys.argv[1]) if '"kind":"search"' in l]
-sweep = [r for r in records if r["stage"] == "mu sweep"]
-bisect = [r for r in records if r["stage"] == "mu bisection"]
+sweep = [r for r in records if r["stage"].startswith("sweep mu=")]
+bisect = [r for r in records if r["stage"].startswith("bisection mu=")]
 assert len(sweep) == 4, f"{len(sweep)} sweep records, expected 4"
 assert len(bisect) <= 1, f"{len(bisect)} bisection records, expected at most 1"
 assert all(0 <= r["own_accuracy"] <= 100 for r in records), "own_accuracy missing or out of range"
@@ -63,6 +63,18 @@ config "{name: bayesian_bits, mode: finetune, mu_count: 1, steps: 20, finetune_s
 "$MPSEARCH" search --config "$WORK/ft.yaml" --quiet >"$WORK/ft.out" 2>&1 ||
   { fail "finetune mode failed"; cat "$WORK/ft.out"; }
 grep -q '"own_accuracy"' "$WORK/ft/archive.jsonl" || fail "finetune mode: no own_accuracy"
+
+# pruning: z_2 of every kernel is learned; a strong mu prunes kernels (0 bits) of some layer
+config "{name: bayesian_bits, mu_min: 5, mu_max: 5, mu_count: 1, bisect_steps: 0, steps: 60, gate_lr: 0.2, batch: 32}" \
+  "$WORK/prune" kernel true >"$WORK/prune.yaml"
+"$MPSEARCH" search --config "$WORK/prune.yaml" --quiet >"$WORK/prune.out" 2>&1 ||
+  { fail "pruning run failed"; cat "$WORK/prune.out"; }
+python3 - "$WORK/prune/archive.jsonl" <<'PY' || fail "pruning check: see above"
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1]) if '"kind":"search"' in l][0]
+bits = [b for layer in r["policy"] for b in (layer["w"] if isinstance(layer["w"], list) else [layer["w"]])]
+assert 0 in bits, f"mu = 5 pruned no kernel: {sorted(set(bits))}"
+PY
 
 # bad input
 config "{name: bayesian_bits, mode: sometimes}" "$WORK/bad1" >"$WORK/bad1.yaml"
