@@ -44,7 +44,11 @@ std::string fixed(double value, int digits) {
 
 nlohmann::json results_header(int argc, char** argv, const std::string& program) {
     std::string command = "build/bench/" + program;
-    for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
+    for (int i = 1; i < argc; ++i) { // quoted where a shell would split it, so it can be re-run
+        const std::string arg = argv[i];
+        const bool plain = arg.find_first_of(" \t'\"$`\\;&|<>(){}*?") == std::string::npos;
+        command += plain ? " " + arg : " '" + arg + "'";
+    }
     return {{"machine", describe_machine()}, {"date", utc_timestamp()}, {"command", command}};
 }
 

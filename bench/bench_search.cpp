@@ -3,7 +3,7 @@
 //
 //   build/bench/mpsearch_bench_search --models lenet5,resnet8 --budgets W8A8,W4A8,W4A4,W3A3
 //       --policies uniform,random,greedy_sensitivity,autoq,bayesian_bits --evaluations 300
-//       [--validation-images 2000] [--seeds 1] --out bench/results/<date>
+//       [--validation-images 2000] [--seeds 1] [--policy-args NAME="key: value, ..."] --out bench/results/<date>
 //
 // Per (model, budget, policy, seed) one search run with the same config template: kernel
 // granularity, bits {8, 6, 4, 3, 2} for weights and activations, the last layer pinned at W8A8
@@ -52,6 +52,7 @@ struct Plan {
     int64_t evaluations = 300;
     int64_t validation_images = 2000;
     std::string out;
+    std::map<std::string, std::string> policy_args; // policy -> "key: value, ..." for its block
 };
 
 // The first layer of these models is cheap enough to keep at 8 bits under every budget.
@@ -67,7 +68,10 @@ std::string config_text(const Plan& plan, const std::string& model, const std::s
       << "pinned: {" << (pin_first(model) ? "first: W8A8, " : "") << "last: W8A8}\n"
       << "constraints: {max_relative_bitops: " << budget << "}\n"
       << "baselines: [" << budget << "]\n"
-      << "policy: {name: " << policy << "}\n"
+      << "policy: {name: " << policy;
+    if (auto args = plan.policy_args.find(policy); args != plan.policy_args.end())
+        y << ", " << args->second;
+    y << "}\n"
       << "budget: {max_evaluations: " << plan.evaluations << "}\n"
       << "seed: " << seed << "\nworkers: 2\n"
       << "output: " << output << "\n";
@@ -266,6 +270,7 @@ int main(int argc, char** argv) {
     Plan plan;
     std::string models = "lenet5,resnet8,vgg_small,mobilenet_tiny", budgets = "W8A8,W4A8,W4A4,W3A3",
                 policies = "uniform,random,greedy_sensitivity,autoq,bayesian_bits", seeds = "1";
+    std::vector<std::string> policy_args;
     po::options_description options("options");
     options.add_options()("help,h", "print this help")(
         "models", po::value(&models)->default_value(models), "zoo models, comma-separated")(
@@ -276,11 +281,20 @@ int main(int argc, char** argv) {
         "max_evaluations of every run")(
         "validation-images", po::value(&plan.validation_images)->default_value(plan.validation_images),
         "validation images each candidate is scored on")(
-        "out", po::value(&plan.out)->required(), "output directory");
+        "out", po::value(&plan.out)->required(), "output directory")(
+        "policy-args", po::value(&policy_args)->composing(),
+        "parameters of one policy for every run, as NAME=\"key: value, ...\" (repeatable), e.g. "
+        "bayesian_bits=\"steps: 100\"");
     try {
         po::variables_map values;
         if (!mps::cli::parse_options(argc, argv, options, values, std::cout)) return 0;
         mps::cli::require_positive(plan.evaluations, "evaluations");
+        for (const std::string& a : policy_args) {
+            const size_t eq = a.find('=');
+            if (eq == std::string::npos || eq == 0)
+                throw mps::Error("--policy-args '" + a + "': write NAME=\"key: value, ...\"");
+            plan.policy_args[a.substr(0, eq)] = a.substr(eq + 1);
+        }
         plan.models = split_list(models);
         plan.budgets = split_list(budgets);
         for (const std::string& s : split_list(seeds)) plan.seeds.push_back(std::stoull(s));

@@ -5,7 +5,7 @@
 // The sweep: `mu_count` values from `mu_min` to `mu_max`, evenly spaced in log(mu), the smallest
 // first; then, with a cost constraint, `bisect_steps` values of mu bisected (geometric means)
 // between the largest mu whose candidate exceeds the budget and the next one that fits, to land
-// close under the budget. Every value trains from the same start (the model's weights, gates open up to the
+// close under the budget (while none fits: one sweep step beyond the largest mu). Every value trains from the same start (the model's weights, gates open up to the
 // space's widest bits, ranges from calibration) with the same seed, so points differ only by mu.
 // Training images are the train split, shuffled once per pass with std::mt19937_64(seed).
 //   post_training: `steps` steps of gates and ranges, weights frozen.
@@ -103,7 +103,8 @@ private:
     }
 
     // Cost falls as mu grows: the geometric mean of the largest mu whose candidate is over the
-    // budget and the smallest mu above it that fits, when both exist (no cost constraint: none).
+    // budget and the smallest mu above it that fits; when nothing above it fits, one sweep step
+    // beyond it (x4 for a one-value sweep). No cost constraint, or every candidate fits: none.
     std::optional<double> bisection_mu() const {
         if (!context_.space.constraints.has_cost_constraint()) return std::nullopt;
         std::optional<double> over, fits;
@@ -112,7 +113,7 @@ private:
         if (!over) return std::nullopt;
         for (const Tried& t : tried_)
             if (t.fits && t.mu > *over && (!fits || t.mu < *fits)) fits = t.mu;
-        if (!fits) return std::nullopt;
+        if (!fits) return *over * (mus_.size() > 1 ? mus_[1] / mus_[0] : 4.0);
         return std::sqrt(*over * *fits);
     }
 
@@ -247,7 +248,8 @@ PolicyInfo bayesian_bits_policy_info() {
                 integer_param("mu_count", "5", 1, 1000, "values of mu (one candidate each)"),
                 integer_param("bisect_steps", "2", 0, 100,
                               "after the sweep: values of mu bisected (geometric mean) between "
-                              "the largest one over the cost budget and the next one within it"),
+                              "the largest one over the cost budget and the next one within it, "
+                              "or one sweep step further while none is within it"),
                 integer_param("steps", "300", 1, 10000000, "training steps per mu"),
                 integer_param("finetune_steps", "200", 0, 10000000,
                               "finetune mode: steps with the gates fixed"),
