@@ -239,12 +239,19 @@ private:
         state.max_seconds = config_.max_seconds;
         state.elapsed_seconds = elapsed();
         state.status = status;
-        // Best feasible accuracy, whatever the objective: what a user watches for.
-        const std::vector<Evaluation> all = evaluations();
-        if (auto best = pick(all, config_.space.constraints, Objective::accuracy,
-                             result_.fp32_validation.accuracy_percent)) {
-            state.best_accuracy = all[*best].score.accuracy_percent;
-            state.best_relative_bitops = all[*best].score.costs.relative_bitops();
+        // Best feasible accuracy, whatever the objective: what a user watches for. Kept up to
+        // date from the records since the last report (the earlier best first, so ties still go
+        // to the earliest point), not recomputed over the whole run at every batch.
+        std::vector<Evaluation> candidates = progress_best_;
+        for (size_t i = progress_reported_; i < result_.records.size(); ++i)
+            candidates.push_back(result_.records[i].evaluation);
+        progress_reported_ = result_.records.size();
+        if (auto best = pick(candidates, config_.space.constraints, Objective::accuracy,
+                             result_.fp32_validation.accuracy_percent))
+            progress_best_ = {candidates[*best]};
+        if (!progress_best_.empty()) {
+            state.best_accuracy = progress_best_[0].score.accuracy_percent;
+            state.best_relative_bitops = progress_best_[0].score.costs.relative_bitops();
         }
         progress_.update(state);
     }
@@ -313,6 +320,8 @@ private:
     Progress progress_;
     Evaluator evaluator_;
     Dataset train_images_; // loaded for policies that train (PolicyInfo::trains)
+    std::vector<Evaluation> progress_best_; // the progress line's best point (0 or 1)
+    size_t progress_reported_ = 0;          // records already looked at for it
     RunResult result_;
     double elapsed_offset_ = 0.0;
 };
