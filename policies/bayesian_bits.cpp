@@ -51,6 +51,10 @@ public:
             const double t = count == 1 ? 0.0 : static_cast<double>(i) / (count - 1);
             mus_.push_back(std::exp(std::log(lo) + t * (std::log(hi) - std::log(lo))));
         }
+        if (!learns_any_gate()) { // mu changes nothing: one training gives the only point
+            mus_.resize(1);
+            bisect_ = false;
+        }
     }
 
     Proposal propose(int64_t) override {
@@ -61,7 +65,7 @@ public:
         Proposal proposal;
         if (next_ < mus_.size()) {
             add(proposal, "sweep", mus_[next_++]);
-        } else if (bisections_ < context_.params.integer("bisect_steps")) {
+        } else if (bisect_ && bisections_ < context_.params.integer("bisect_steps")) {
             if (const std::optional<double> mu = bisection_mu()) {
                 ++bisections_;
                 add(proposal, "bisection", *mu);
@@ -115,6 +119,15 @@ private:
             if (t.fits && t.mu > *over && (!fits || t.mu < *fits)) fits = t.mu;
         if (!fits) return *over * (mus_.size() > 1 ? mus_[1] / mus_[0] : 4.0);
         return std::sqrt(*over * *fits);
+    }
+
+    bool learns_any_gate() const {
+        for (const GatedLayer& layer : layer_setups())
+            for (const GateStates* states : {&layer.weight_gates, &layer.activation_gates})
+                if (layer.learned &&
+                    std::find(states->begin(), states->end(), GateState::learned) != states->end())
+                    return true;
+        return false;
     }
 
     std::vector<GatedLayer> layer_setups() const {
@@ -227,6 +240,7 @@ private:
     std::vector<double> proposed_;  // mu of each candidate of the last proposal
     std::vector<Tried> tried_;
     int64_t bisections_ = 0;
+    bool bisect_ = true; // false when no gate is learned: mu then changes nothing
 };
 
 std::unique_ptr<SearchPolicy> make_bayesian_bits(const PolicyContext& context) {

@@ -76,6 +76,15 @@ bits = [b for layer in r["policy"] for b in (layer["w"] if isinstance(layer["w"]
 assert 0 in bits, f"mu = 5 pruned no kernel: {sorted(set(bits))}"
 PY
 
+# a space with nothing to choose (bits [4] and [4]) trains once: mu would change nothing
+config "{name: bayesian_bits, mu_count: 3, steps: 20, batch: 32}" "$WORK/fixed" \
+  | sed 's/weights: \[8, 4, 2\], activations: \[8, 4, 2\]/weights: [4], activations: [4]/' \
+  | sed 's/max_relative_bitops: W4A4/max_relative_bitops: W8A8/' >"$WORK/fixed.yaml"
+"$MPSEARCH" search --config "$WORK/fixed.yaml" --quiet >"$WORK/fixed.out" 2>&1 ||
+  { fail "fixed-space run failed"; cat "$WORK/fixed.out"; }
+[[ $(grep -c '"kind":"search"' "$WORK/fixed/archive.jsonl") == 1 ]] ||
+  fail "a space without choices trained more than once"
+
 # bad input
 config "{name: bayesian_bits, mode: sometimes}" "$WORK/bad1" >"$WORK/bad1.yaml"
 expect_failure "mode" search --config "$WORK/bad1.yaml" --quiet
