@@ -5,8 +5,10 @@
 // The sweep: `mu_count` values from `mu_min` to `mu_max`, evenly spaced in log(mu), the smallest
 // first; then, with a cost constraint, `bisect_steps` values of mu bisected (geometric means)
 // between the largest mu whose candidate exceeds the budget and the next one that fits, to land
-// close under the budget (while none fits: one sweep step beyond the largest mu). Every value trains from the same start (the model's weights, gates open up to the
-// space's widest bits, ranges from calibration) with the same seed, so points differ only by mu.
+// close under the budget (while none fits: one sweep step beyond the largest mu). A space that
+// leaves no gate to learn trains once. Every value trains from the same start (the model's
+// weights, gates open up to the space's widest bits, ranges from calibration) with the same
+// seed, so points differ only by mu.
 // Training images are the train split, shuffled once per pass with std::mt19937_64(seed).
 //   post_training: `steps` steps of gates and ranges, weights frozen.
 //   finetune:      `steps` steps of gates, ranges and weights together, then the gates are
