@@ -26,7 +26,7 @@ fi
 # bayesian_bits trains once per mu: fewer, faster trainings than its defaults keep --quick under
 # 10 minutes and the full run under 90.
 plan+=(--policy-args "bayesian_bits=mu_count: 4, bisect_steps: 1, steps: 100, gate_lr: 0.09")
-for driver in mpsearch_bench_search mpsearch_bench_quantized; do
+for driver in mpsearch_bench_search mpsearch_bench_quantized mpsearch_bench_peak; do
   if [[ ! -x $BUILD/bench/$driver ]]; then
     echo "bench/run.sh: $BUILD/bench/$driver not found; run scripts/setup.sh first (or set BUILD=<build dir>)" >&2
     exit 2
@@ -37,4 +37,5 @@ start=$(date +%s)
 "$BUILD/bench/mpsearch_bench_search" "${plan[@]}" --out "$OUT"
 "$BUILD/bench/mpsearch_bench_quantized" --cases "$cases" --runs "$runs" \
   --measure images,candidates --out "$OUT/engine"
-echo "bench/run.sh: $(( $(date +%s) - start )) s; report $OUT/report.md, engine table $OUT/engine.md"
+"$BUILD/bench/mpsearch_bench_peak" --runs "$runs" --out "$OUT/peak"
+echo "bench/run.sh: $(( $(date +%s) - start )) s; report $OUT/report.md, engine tables $OUT/engine.md and $OUT/peak.md"
