@@ -4,7 +4,8 @@
 #   bench/run.sh           all four models, budgets W8A8 W4A8 W4A4 W3A3, 300 evaluations per run
 #   bench/run.sh --quick   lenet5 and resnet8, budgets W4A4 W3A3, 100 evaluations per run
 # Runs that exist are resumed, so a killed benchmark continues where it stopped. Needs the build
-# of scripts/setup.sh (build/) or BUILD=<dir>.
+# of scripts/setup.sh (build/) or BUILD=<dir>. OUT=<dir> writes elsewhere; COMPARE_WITH=<an
+# earlier results.json of the same mode> adds the report's reproduction section (bench/README.md).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" # paths below (and in the reports) are relative to the repository
@@ -26,6 +27,7 @@ fi
 # bayesian_bits trains once per mu: fewer, faster trainings than its defaults keep --quick under
 # 10 minutes and the full run under 90.
 plan+=(--policy-args "bayesian_bits=mu_count: 4, bisect_steps: 1, steps: 100, gate_lr: 0.09")
+[[ -n ${COMPARE_WITH:-} ]] && plan+=(--compare-with "$COMPARE_WITH")
 for driver in mpsearch_bench_search mpsearch_bench_quantized mpsearch_bench_peak; do
   if [[ ! -x $BUILD/bench/$driver ]]; then
     echo "bench/run.sh: $BUILD/bench/$driver not found; run scripts/setup.sh first (or set BUILD=<build dir>)" >&2
