@@ -1,6 +1,7 @@
 #include "evaluator/finetune.h"
 
 #include "evaluator/error.h"
+#include "evaluator/inference.h"
 #include "evaluator/optimizer.h"
 #include "evaluator/train_random.h"
 #include "evaluator/trainer.h"
@@ -179,6 +180,12 @@ FinetuneResult finetune(Graph& folded, const BitPolicy& policy, const FinetuneDa
         throw Error("finetune: batch " + std::to_string(o.batch) + " must be between 1 and the " +
                     std::to_string(data.train.count) + " training images");
     if (!(o.lr > 0)) throw Error("finetune: the learning rate must be positive");
+    if (!(o.distill_weight >= 0 && o.distill_weight <= 1))
+        throw Error("finetune: the distillation weight must be between 0 and 1, got " +
+                    std::to_string(o.distill_weight));
+    if (!(o.distill_temperature > 0))
+        throw Error("finetune: the distillation temperature must be positive, got " +
+                    std::to_string(o.distill_temperature));
     const std::shared_ptr<const WeightQuantizer> quantizer =
         make_weight_quantizer(o.weight_quantizer.name, o.weight_quantizer.args);
     const CalibrationMethod method =
@@ -193,6 +200,9 @@ FinetuneResult finetune(Graph& folded, const BitPolicy& policy, const FinetuneDa
     QatNetwork net(folded, policy, quantizer, activation_quantizers(folded, policy, calibration),
                    o.batch);
     Optimizer optimizer(optimizer_options, net.parameters());
+    // The teacher is the float model as it was before fine-tuning.
+    std::unique_ptr<InferenceEngine> teacher;
+    if (o.distill_weight > 0) teacher = std::make_unique<InferenceEngine>(folded, o.batch);
 
     const Dataset& train = data.train;
     const int64_t classes = net.num_classes();
@@ -221,7 +231,11 @@ FinetuneResult finetune(Graph& folded, const BitPolicy& policy, const FinetuneDa
             }
             net.forward(images.data());
             const double loss =
-                softmax_cross_entropy(net.output(), labels.data(), o.batch, classes, diff.data());
+                teacher ? distillation_loss(net.output(), teacher->run(images.data(), o.batch),
+                                            labels.data(), o.batch, classes, o.distill_weight,
+                                            o.distill_temperature, diff.data())
+                        : softmax_cross_entropy(net.output(), labels.data(), o.batch, classes,
+                                                diff.data());
             if (!std::isfinite(loss))
                 throw Error("finetune: the loss became " + std::to_string(loss) + " in epoch " +
                             std::to_string(epoch) + "; lower the learning rate");

@@ -23,7 +23,7 @@
 //     ordinary Evaluator does with the saved model, so the final figures are the evaluator's.
 //   - Loop: like train() (trainer.h) with warmup_epochs = 0 and no augmentation: per epoch a
 //     std::mt19937_64(seed) Fisher-Yates shuffle of the train set, full batches, softmax
-//     cross-entropy, one Optimizer (optimizer.h) step per batch, learning rate cosine-decayed
+//     cross-entropy (or the distillation loss against the float model), one Optimizer (optimizer.h) step per batch, learning rate cosine-decayed
 //     from lr to 0 over all steps (or constant). A policy of 32 bits everywhere therefore gives
 //     bit-identical weights to train() with the same options (tested).
 //   - The graph must be BN-folded (no batch_norm nodes): quantization applies to the folded
@@ -108,7 +108,7 @@ private:
 
 struct FinetuneEpoch {
     int epoch = 0;                  // 1-based
-    double train_loss = 0;          // mean cross-entropy over the epoch's batches
+    double train_loss = 0;          // mean loss over the epoch's batches (with distillation: its loss)
     double validation_accuracy = 0; // percent, QAT network with the ranges fixed at the start
     double images_per_second = 0;   // training throughput (forward + backward + update)
     double seconds = 0;             // wall time of the epoch including validation
@@ -131,6 +131,13 @@ struct FinetuneOptions {
     // Re-calibrate the activation ranges from the master weights every this many steps (0:
     // never), so that training sees the ranges the evaluator will calibrate for the final weights.
     int64_t recalibrate_steps = 100;
+    // Knowledge distillation from the float model it starts from (the teacher, run by the
+    // InferenceEngine on each batch): the loss is distillation_loss (trainer.h) with this weight
+    // of the soft term and temperature; weight 0 trains on the labels alone. On by default: on
+    // resnet8 W4A4 it gave +0.25 and +0.07 points of test accuracy over labels alone
+    // (docs/finetune.md).
+    double distill_weight = 1.0;
+    double distill_temperature = 1.0;
     std::function<void(const FinetuneEpoch&)> on_epoch;
 };
 
@@ -154,7 +161,8 @@ struct FinetuneResult {
 // Fine-tunes the master weights of `folded` (BN-folded, shapes inferred) in place under `policy`.
 // Throws mps::Error for bad input: batch_norm nodes ("fold batch norm first"), a policy that does
 // not match the graph, unknown quantizers, epochs < 1, a batch outside [1, train images], a
-// learning rate <= 0, images that do not match the model; and when the loss stops being finite.
+// learning rate <= 0, a distillation weight outside [0, 1] or temperature <= 0, images that do not
+// match the model; and when the loss stops being finite.
 FinetuneResult finetune(Graph& folded, const BitPolicy& policy, const FinetuneData& data,
                         const FinetuneOptions& options);
 

@@ -76,6 +76,41 @@ double softmax_cross_entropy(const float* logits, const uint8_t* labels, int64_t
     return loss / static_cast<double>(n);
 }
 
+namespace {
+
+// log softmax(z / temperature) of one row, in double (no underflow to log 0).
+void tempered_log_softmax(const float* z, int64_t classes, double temperature, double* log_p) {
+    const double zmax = *std::max_element(z, z + classes);
+    double sum = 0;
+    for (int64_t k = 0; k < classes; ++k) sum += std::exp((z[k] - zmax) / temperature);
+    const double log_sum = std::log(sum);
+    for (int64_t k = 0; k < classes; ++k) log_p[k] = (z[k] - zmax) / temperature - log_sum;
+}
+
+} // namespace
+
+double distillation_loss(const float* logits, const float* teacher_logits, const uint8_t* labels,
+                         int64_t n, int64_t classes, double weight, double temperature,
+                         float* diff) {
+    const double hard = softmax_cross_entropy(logits, labels, n, classes, diff);
+    if (weight == 0) return hard;
+    const double t = temperature;
+    std::vector<double> log_p(static_cast<size_t>(classes)), log_q(log_p);
+    double soft = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        tempered_log_softmax(logits + i * classes, classes, t, log_p.data());
+        tempered_log_softmax(teacher_logits + i * classes, classes, t, log_q.data());
+        float* d = diff + i * classes;
+        for (int64_t k = 0; k < classes; ++k) {
+            const double p = std::exp(log_p[k]), q = std::exp(log_q[k]);
+            soft += q * (log_q[k] - log_p[k]);
+            d[k] = static_cast<float>((1 - weight) * d[k] +
+                                      weight * t * (p - q) / static_cast<double>(n));
+        }
+    }
+    return (1 - weight) * hard + weight * t * t * soft / static_cast<double>(n);
+}
+
 void train(Graph& graph, const Dataset& train, const Dataset& validation,
            const TrainOptions& o) {
     check_data(graph, train, "training");

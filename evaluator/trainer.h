@@ -63,6 +63,16 @@ void train(Graph& graph, const Dataset& train, const Dataset& validation,
 double softmax_cross_entropy(const float* logits, const uint8_t* labels, int64_t n,
                              int64_t classes, float* diff);
 
+// Knowledge distillation (Hinton et al. 2015): the mean over `n` rows of
+//   (1 - weight) * CE(softmax(z), label) + weight * T^2 * KL(softmax(t / T) || softmax(z / T))
+// for student logits z, teacher logits t and temperature T > 0, weight in [0, 1]. The T^2 keeps
+// the soft term's gradient, weight * T * (softmax(z / T) - softmax(t / T)) / n, on the scale of
+// the hard term's. Writes the gradient with respect to z into `diff`; weight 0 is
+// softmax_cross_entropy exactly.
+double distillation_loss(const float* logits, const float* teacher_logits, const uint8_t* labels,
+                         int64_t n, int64_t classes, double weight, double temperature,
+                         float* diff);
+
 // Top-1 accuracy (percent; argmax, first index on ties) of a network with a fixed batch size on
 // the first `limit` images of `data` (0 = all). `forward` runs `batch` images (NCHW; the last
 // batch padded with zero images, whose predictions are not counted) and returns their logits,

@@ -29,7 +29,7 @@ struct FinetuneArgs {
     std::string optimizer = "adam";
     int epochs = 0;
     long long batch = 64, seed = 1, calibration = 1000, limit_train = 0, recalibrate = 100;
-    double lr = 1e-3;
+    double lr = 1e-3, distill = 1.0, temperature = 1.0;
 };
 
 bool parse_finetune_args(int argc, char** argv, FinetuneArgs& args) {
@@ -52,6 +52,10 @@ bool parse_finetune_args(int argc, char** argv, FinetuneArgs& args) {
         ("recalibrate-steps", po::value(&args.recalibrate)->default_value(args.recalibrate),
          "re-calibrate the activation ranges every N steps (0: never), so training sees the "
          "ranges eval will calibrate")
+        ("distill", po::value(&args.distill)->default_value(args.distill),
+         "weight in [0, 1] of knowledge distillation from the float model (0: labels only)")
+        ("distill-temperature", po::value(&args.temperature)->default_value(args.temperature),
+         "softmax temperature of the distillation term")
         ("limit-train", po::value(&args.limit_train),
          "train on the first N images of the train split only");
     po::variables_map values;
@@ -62,6 +66,9 @@ bool parse_finetune_args(int argc, char** argv, FinetuneArgs& args) {
     if (values.count("limit-train")) require_positive(args.limit_train, "limit-train");
     if (!(args.lr > 0)) throw Error("--lr must be positive");
     if (args.recalibrate < 0) throw Error("--recalibrate-steps must be 0 or more");
+    if (!(args.distill >= 0 && args.distill <= 1))
+        throw Error("--distill must be between 0 and 1, got " + std::to_string(args.distill));
+    if (!(args.temperature > 0)) throw Error("--distill-temperature must be positive");
     if (args.seed < 0) throw Error("--seed must not be negative");
     if (args.optimizer != "adam" && args.optimizer != "sgd")
         throw Error("--optimizer must be adam or sgd, got '" + args.optimizer + "'");
@@ -115,6 +122,8 @@ int run_finetune(int argc, char** argv) {
     options.lr = args.lr;
     options.seed = static_cast<uint64_t>(args.seed);
     options.recalibrate_steps = args.recalibrate;
+    options.distill_weight = args.distill;
+    options.distill_temperature = args.temperature;
     options.weight_quantizer = policy.weight_quantizer;
     options.calibration_method = policy.activation_calibration;
     options.on_epoch = [](const FinetuneEpoch& e) {
@@ -124,11 +133,13 @@ int run_finetune(int argc, char** argv) {
     };
 
     std::printf("fine-tuning %s under %s (weights %s, activations %s over %lld calibration "
-                "images): %d epochs, batch %lld, %s lr %g, seed %lld, %lld train images\n",
+                "images): %d epochs, batch %lld, %s lr %g, seed %lld, %lld train images, "
+                "distillation %g (T %g)\n",
                 args.model.c_str(), policy.policy.to_string().c_str(),
                 policy.weight_quantizer.name.c_str(), policy.activation_calibration.name.c_str(),
                 args.calibration, args.epochs, args.batch, args.optimizer.c_str(), args.lr,
-                args.seed, static_cast<long long>(data.train.count));
+                args.seed, static_cast<long long>(data.train.count), args.distill,
+                args.temperature);
     const Score before = score_on_test(graph, args.model, policy, scored, args.calibration);
     std::printf("before  test accuracy %.2f %% (%s path)\n", before.accuracy_percent,
                 execution_path_name(before.path));

@@ -4,6 +4,7 @@
 // fine-tuning lowering the loss, and a 32-bit policy being plain training bit for bit.
 #include "evaluator/error.h"
 #include "evaluator/finetune.h"
+#include "evaluator/inference.h"
 #include "evaluator/quantized_network.h"
 #include "evaluator/train_network.h"
 #include "evaluator/trainer.h"
@@ -289,6 +290,7 @@ TEST_CASE("finetune: a few epochs lower the quantized loss; pruned kernels keep 
         o.optimizer = optimizer;
         o.lr = std::string(optimizer) == "adam" ? 3e-3 : 0.03;
         o.weight_decay = 1e-3; // must not move the pruned kernel either
+        o.distill_weight = 0; // the labels' loss is what is checked
         std::vector<FinetuneEpoch> reports;
         o.on_epoch = [&](const FinetuneEpoch& e) { reports.push_back(e); };
         const FinetuneResult result = finetune(g, policy, data, o);
@@ -307,6 +309,57 @@ TEST_CASE("finetune: a few epochs lower the quantized loss; pruned kernels keep 
     }
 }
 
+TEST_CASE("finetune: distillation pulls the quantized network towards the float teacher") {
+    FinetuneData data;
+    data.train = test::banded_images(256, 10, 7);
+    data.calibration = data.train.slice(0, 64);
+    data.validation = test::banded_images(64, 10, 8);
+    // A teacher that has learned the task, so that 2-bit quantization moves its outputs.
+    Graph start = small_cnn(21);
+    TrainOptions t;
+    t.epochs = 4;
+    t.batch = 32;
+    t.lr = 3e-3;
+    t.warmup_epochs = 0;
+    t.augment = false;
+    train(start, data.train, data.validation, t);
+    const BitPolicy policy = BitPolicy::uniform(start, 2, 2);
+    InferenceEngine teacher(start, 32);
+    // Mean KL(teacher || student) over the train set, under the ranges the evaluator would use.
+    auto divergence = [&](const Graph& g) {
+        const Calibration c = calibrate(g, data.calibration, CalibrationMethod{});
+        QatNetwork net(g, policy, uniform_quantizer(), activation_quantizers(g, policy, c), 32);
+        std::vector<float> diff(32 * 10);
+        double sum = 0;
+        for (int64_t first = 0; first < data.train.count; first += 32) {
+            net.forward(data.train.image(first));
+            sum += distillation_loss(net.output(), teacher.run(data.train.image(first), 32),
+                                     data.train.labels.data() + first, 32, 10, 1.0, 1.0,
+                                     diff.data());
+        }
+        return sum / double(data.train.count / 32);
+    };
+    auto tuned = [&](double weight) {
+        Graph g = start;
+        FinetuneOptions o;
+        o.epochs = 3;
+        o.batch = 32;
+        o.lr = 3e-3;
+        o.distill_weight = weight;
+        o.distill_temperature = 2.0;
+        finetune(g, policy, data, o);
+        return g;
+    };
+    const Graph distilled = tuned(1.0), plain = tuned(0.0);
+    const double before = divergence(start), after = divergence(distilled);
+    CAPTURE(before);
+    CAPTURE(after);
+    CAPTURE(divergence(plain));
+    CHECK(after < 0.5 * before);
+    CHECK(after < 0.5 * divergence(plain));
+    CHECK(distilled.nodes[0].weight.data != plain.nodes[0].weight.data);
+}
+
 TEST_CASE("finetune: a 32-bit policy is plain training, bit for bit") {
     const Graph start = small_cnn(12);
     FinetuneData data;
@@ -323,6 +376,7 @@ TEST_CASE("finetune: a 32-bit policy is plain training, bit for bit") {
         f.lr = 0.01;
         f.weight_decay = 1e-3;
         f.seed = 3;
+        f.distill_weight = 0; // train() knows no teacher
         finetune(tuned, BitPolicy::uniform(start, 32, 32), data, f);
 
         Graph trained = start;
@@ -363,6 +417,13 @@ TEST_CASE("finetune: bad input is an error that says what to fix") {
     o.weight_quantizer = {"nonsense", {}};
     CHECK_THROWS_AS(finetune(g, policy, data, o), Error);
     o.weight_quantizer = {"uniform", {}};
+    o.distill_weight = 1.5;
+    CHECK_THROWS_WITH_AS(finetune(g, policy, data, o), doctest::Contains("between 0 and 1"), Error);
+    o.distill_weight = 1.0;
+    o.distill_temperature = 0.0;
+    CHECK_THROWS_WITH_AS(finetune(g, policy, data, o), doctest::Contains("temperature"), Error);
+    o.distill_weight = 0.0;
+    o.distill_temperature = 1.0;
     // A policy of another graph.
     CHECK_THROWS_AS(finetune(g, BitPolicy::uniform(test::resnet_like({1, 10, 10}, {4}), 4, 4),
                              data, o),

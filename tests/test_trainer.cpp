@@ -432,6 +432,57 @@ TEST_CASE("trainer: softmax cross-entropy and its gradient") {
     }
 }
 
+TEST_CASE("trainer: distillation loss against a naive reference and finite differences") {
+    const float logits[8] = {1.0f, -2.0f, 0.5f, 3.0f, 0.0f, 0.25f, -1.0f, 2.0f};
+    const float teacher[8] = {2.0f, -1.0f, 0.0f, 1.0f, -3.0f, 0.5f, 4.0f, 1.0f};
+    const uint8_t labels[2] = {3, 2};
+    // Naive reference: the definition, in long double with plain softmaxes.
+    const auto reference = [&](const float* z, double weight, double t) {
+        long double total = 0;
+        for (int i = 0; i < 2; ++i) {
+            long double zs = 0, ps = 0, qs = 0;
+            for (int k = 0; k < 4; ++k) {
+                zs += std::exp((long double)z[i * 4 + k]);
+                ps += std::exp((long double)z[i * 4 + k] / t);
+                qs += std::exp((long double)teacher[i * 4 + k] / t);
+            }
+            total += (1 - weight) * -std::log(std::exp((long double)z[i * 4 + labels[i]]) / zs);
+            for (int k = 0; k < 4; ++k) {
+                const long double p = std::exp((long double)z[i * 4 + k] / t) / ps;
+                const long double q = std::exp((long double)teacher[i * 4 + k] / t) / qs;
+                total += weight * t * t * q * std::log(q / p);
+            }
+        }
+        return double(total / 2);
+    };
+    for (const auto& [weight, t] : {std::pair{0.0, 1.0}, {0.5, 1.0}, {1.0, 1.0}, {0.7, 4.0}}) {
+        CAPTURE(weight);
+        CAPTURE(t);
+        float diff[8], scratch[8];
+        const double loss =
+            mps::distillation_loss(logits, teacher, labels, 2, 4, weight, t, diff);
+        CHECK(loss == doctest::Approx(reference(logits, weight, t)).epsilon(1e-9));
+        for (int k = 0; k < 8; ++k) {
+            float z[8];
+            std::copy(logits, logits + 8, z);
+            z[k] += 1e-3f;
+            const double up = mps::distillation_loss(z, teacher, labels, 2, 4, weight, t, scratch);
+            z[k] -= 2e-3f;
+            const double down = mps::distillation_loss(z, teacher, labels, 2, 4, weight, t, scratch);
+            CHECK(diff[k] == doctest::Approx((up - down) / 2e-3).epsilon(1e-3).scale(1e-3));
+        }
+    }
+    // Weight 0 is the plain cross-entropy, bit for bit; a student equal to its teacher has no
+    // soft loss and no soft gradient.
+    float a[8], b[8];
+    CHECK(mps::distillation_loss(logits, teacher, labels, 2, 4, 0.0, 2.0, a) ==
+          mps::softmax_cross_entropy(logits, labels, 2, 4, b));
+    CHECK(std::equal(a, a + 8, b));
+    CHECK(mps::distillation_loss(teacher, teacher, labels, 2, 4, 1.0, 3.0, a) ==
+          doctest::Approx(0.0).scale(1e-12));
+    for (float d : a) CHECK(d == doctest::Approx(0.0).scale(1e-7));
+}
+
 namespace {
 
 // 256 random 28x28 images whose label is the brightest of ten horizontal bands: learnable.

@@ -53,4 +53,8 @@ expect_bad_input "the policy was made for a model with SHA-256" \
   --model "$ROOT/models/resnet8.onnx" --policy "$WORK/w4a4.yaml" --epochs 1 --out "$WORK/x.onnx"
 expect_bad_input "--epochs must be positive" \
   --model "$MODEL" --policy "$WORK/w4a4.yaml" --epochs 0 --out "$WORK/x.onnx"
+expect_bad_input "--distill must be between 0 and 1" \
+  --model "$MODEL" --policy "$WORK/w4a4.yaml" --epochs 1 --distill 1.5 --out "$WORK/x.onnx"
+expect_bad_input "--distill-temperature must be positive" \
+  --model "$MODEL" --policy "$WORK/w4a4.yaml" --epochs 1 --distill-temperature 0 --out "$WORK/x.onnx"
 finish
