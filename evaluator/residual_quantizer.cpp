@@ -136,52 +136,15 @@ float ResidualQuantizer::grad_x(float x, const ResidualGates& z) const {
 std::array<double, residual_gate_count> ResidualQuantizer::grad_gates(float x,
                                                                       const ResidualGates& z) const {
     check_gates(z);
-    return gate_gradient(x, z);
-}
-
-std::array<double, residual_gate_count> ResidualQuantizer::gate_gradient(
-    float x, const ResidualGates& z) const {
-    const Residuals e = residuals(x);
-    // inner[k] = e_k + z_{k+1} * inner[k+1]: the bracket that gate k multiplies.
-    std::array<double, residual_gate_count> inner{};
-    inner[residual_gate_count - 1] = e[residual_gate_count - 1];
-    for (size_t k = residual_gate_count - 1; k-- > 0;)
-        inner[k] = double(e[k]) + double(z[k + 1]) * inner[k + 1];
-    std::array<double, residual_gate_count> grad{};
-    double outer = 1.0; // z_2 * ... * z_{b_{k-1}}
-    for (size_t k = 0; k < residual_gate_count; ++k) {
-        grad[k] = outer * inner[k];
-        outer *= double(z[k]);
-    }
-    return grad;
+    std::array<double, residual_gate_count> dz{};
+    element_gradients(x, z, level_weights(z), residual_gate_count, dz);
+    return dz;
 }
 
 float ResidualQuantizer::grad_range(float x, const ResidualGates& z) const {
     check_gates(z);
-    return static_cast<float>(range_gradient(x, level_weights(z)));
-}
-
-double ResidualQuantizer::range_gradient(
-    float x, const std::array<double, residual_gate_count>& weight) const {
-    const double lo_slope = is_symmetric() ? -1.0 : 0.0; // d x_min / d x_max
-    double grad = 0.0;
-    for (size_t k = 0; k < residual_gate_count; ++k) {
-        if (weight[k] == 0.0) continue; // the level is not in x_q, as in the forward
-        double slope; // d Q_b / d x_max
-        if (x > x_max_) {
-            slope = 1.0;
-        } else if (x < x_min_) {
-            slope = lo_slope;
-        } else {
-            const float s = steps_[k];
-            const float t = x - x_min_;             // clamp(x) - x_min, as in level_at
-            const double q = std::nearbyint(t / s); // the forward's code
-            const double v = double(t) / double(s); // v without float rounding
-            slope = (1.0 - lo_slope) / (std::ldexp(1.0, residual_bits[k]) - 1.0) * (q - v);
-        }
-        grad += weight[k] * slope;
-    }
-    return grad;
+    std::array<double, residual_gate_count> dz{};
+    return static_cast<float>(element_gradients(x, z, level_weights(z), levels_needed(z), dz));
 }
 
 void ResidualQuantizer::quantize(std::span<const float> x, const ResidualGates& z,
@@ -252,9 +215,10 @@ double ResidualQuantizer::element_gradients(float x, const ResidualGates& z,
                                             const std::array<double, residual_gate_count>& weight,
                                             size_t levels,
                                             std::array<double, residual_gate_count>& dz) const {
-    // One pass over the levels that matter: the same codes as the forward, the residuals of
-    // gate_gradient() and the slopes of range_gradient(); the derivatives of the levels above
-    // `levels` are exactly 0 (a zero gate below them).
+    // One pass over the levels that matter: the same codes as the forward, the residuals e_k,
+    // the brackets that each gate multiplies (inner_k = e_k + z_{k+1} inner_{k+1}) and each
+    // level's slope d Q_b / d x_max; the derivatives of the levels above `levels` are exactly 0
+    // (a zero gate below them).
     const double lo_slope = is_symmetric() ? -1.0 : 0.0;
     const float t = std::clamp(x, x_min_, x_max_) - x_min_;
     std::array<float, residual_gate_count> e{};

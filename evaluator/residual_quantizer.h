@@ -133,15 +133,12 @@ private:
     static Prepared prepare(const ResidualGates& z);
     float quantize_prepared(float x, const Prepared& p) const;
     float level_at(float x, size_t k) const; // Q of residual_bits[k]
-    std::array<double, residual_gate_count> gate_gradient(float x, const ResidualGates& z) const;
     // Levels backward_per_channel computes for gates z (the others have zero derivatives).
     static size_t levels_needed(const ResidualGates& z);
     // d x_q / d z into dz and d x_q / d x_max as the result, in one pass over the levels.
     double element_gradients(float x, const ResidualGates& z,
                              const std::array<double, residual_gate_count>& weight, size_t levels,
                              std::array<double, residual_gate_count>& dz) const;
-    // d x_q / d x_max given the telescoped weights P_b - P_{2b} in double.
-    double range_gradient(float x, const std::array<double, residual_gate_count>& weight) const;
 
     float x_min_, x_max_;
     std::array<float, residual_gate_count> steps_;
