@@ -4,6 +4,7 @@
 
 #include "evaluator/error.h"
 #include "tests/graph_builders.h"
+#include "tests/temp_dir.h"
 
 #include <doctest/doctest.h>
 
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 using namespace mps;
+using test::TempDir;
 
 namespace {
 
@@ -58,16 +60,6 @@ void check_same(const Score& a, const Score& b) {
     CHECK(a.costs.weight_bits == b.costs.weight_bits);
 }
 
-struct TempDir {
-    static inline int made = 0;
-    std::filesystem::path path = std::filesystem::temp_directory_path() /
-                                 ("mps_archive_" + std::to_string(::getpid()) + "_" +
-                                  std::to_string(made++));
-    TempDir() { std::filesystem::create_directories(path); }
-    ~TempDir() { std::filesystem::remove_all(path); }
-    std::string file() const { return (path / "archive.jsonl").string(); }
-};
-
 std::vector<ArchiveRecord> batch_of(const Graph& graph, int64_t first_id, int64_t batch, int n) {
     std::vector<ArchiveRecord> records;
     for (int i = 0; i < n; ++i) {
@@ -105,14 +97,14 @@ TEST_CASE("archive round trip: references, search batches, baselines and the cho
     Score chosen = some_score(graph, second[1].evaluation.policy, 88.0);
     chosen.split = Split::test;
     {
-        ArchiveWriter writer(dir.file(), {});
+        ArchiveWriter writer(dir.file("archive.jsonl"), {});
         writer.reference(reference);
         writer.batch(first);
         writer.batch(second);
         writer.baseline("W4A4", w4a4, baseline);
         writer.chosen(4, chosen);
     }
-    const ArchiveContents back = read_archive(dir.file(), graph);
+    const ArchiveContents back = read_archive(dir.file("archive.jsonl"), graph);
     CHECK(back.dropped_lines == 0);
     CHECK(back.lines.size() == 8);
     REQUIRE(back.references.count("validation") == 1);
@@ -136,22 +128,22 @@ TEST_CASE("archive round trip: references, search batches, baselines and the cho
 
     // Rewriting with the kept lines and appending continues the same file.
     {
-        ArchiveWriter writer(dir.file(), back.lines);
+        ArchiveWriter writer(dir.file("archive.jsonl"), back.lines);
         writer.batch(batch_of(graph, 5, 2, 1));
     }
-    CHECK(read_archive(dir.file(), graph).records.size() == 6);
+    CHECK(read_archive(dir.file("archive.jsonl"), graph).records.size() == 6);
 }
 
 TEST_CASE("archive drops a tail torn by a kill: a cut line or an incomplete batch") {
     const Graph graph = small_graph();
     TempDir dir;
     {
-        ArchiveWriter writer(dir.file(), {});
+        ArchiveWriter writer(dir.file("archive.jsonl"), {});
         writer.batch(batch_of(graph, 0, 0, 2));
     }
     SUBCASE("a last line without its newline") {
-        append_raw(dir.file(), "{\"kind\":\"search\",\"id\":2,\"ba");
-        const ArchiveContents back = read_archive(dir.file(), graph);
+        append_raw(dir.file("archive.jsonl"), "{\"kind\":\"search\",\"id\":2,\"ba");
+        const ArchiveContents back = read_archive(dir.file("archive.jsonl"), graph);
         CHECK(back.records.size() == 2);
         CHECK(back.dropped_lines == 1);
     }
@@ -159,13 +151,13 @@ TEST_CASE("archive drops a tail torn by a kill: a cut line or an incomplete batc
         std::string lines;
         { // write a complete batch of 3 elsewhere, keep its first two lines
             TempDir other;
-            { ArchiveWriter writer(other.file(), {}); writer.batch(batch_of(graph, 2, 1, 3)); }
-            std::ifstream in(other.file());
+            { ArchiveWriter writer(other.file("archive.jsonl"), {}); writer.batch(batch_of(graph, 2, 1, 3)); }
+            std::ifstream in(other.file("archive.jsonl"));
             std::string line;
             for (int i = 0; i < 2 && std::getline(in, line); ++i) lines += line + "\n";
         }
-        append_raw(dir.file(), lines);
-        const ArchiveContents back = read_archive(dir.file(), graph);
+        append_raw(dir.file("archive.jsonl"), lines);
+        const ArchiveContents back = read_archive(dir.file("archive.jsonl"), graph);
         CHECK(back.records.size() == 2);
         CHECK(back.dropped_lines == 2);
         CHECK(back.lines.size() == 2);
@@ -176,24 +168,24 @@ TEST_CASE("archive damage before the tail, or another model's archive, is an err
     const Graph graph = small_graph();
     TempDir dir;
     {
-        ArchiveWriter writer(dir.file(), {});
+        ArchiveWriter writer(dir.file("archive.jsonl"), {});
         writer.batch(batch_of(graph, 0, 0, 1));
     }
     SUBCASE("garbage in the middle") {
         std::string first_line;
-        std::getline(std::ifstream(dir.file()) >> std::ws, first_line);
-        append_raw(dir.file(), "not json\n" + first_line + "\n"); // damage, then a valid line
-        CHECK_THROWS_WITH_AS(read_archive(dir.file(), graph),
+        std::getline(std::ifstream(dir.file("archive.jsonl")) >> std::ws, first_line);
+        append_raw(dir.file("archive.jsonl"), "not json\n" + first_line + "\n"); // damage, then a valid line
+        CHECK_THROWS_WITH_AS(read_archive(dir.file("archive.jsonl"), graph),
                              doctest::Contains("archive.jsonl:2: not a JSON object"), Error);
     }
     SUBCASE("an archive of another model") {
         Graph other = test::resnet_like({1, 12, 12}, {4, 16}, 10, 3);
         fold_batch_norm(other);
-        CHECK_THROWS_WITH_AS(read_archive(dir.file(), other),
+        CHECK_THROWS_WITH_AS(read_archive(dir.file("archive.jsonl"), other),
                              doctest::Contains("archive.jsonl:1:"), Error);
     }
     SUBCASE("a missing file") {
-        CHECK_THROWS_WITH_AS(read_archive((dir.path / "none.jsonl").string(), graph),
+        CHECK_THROWS_WITH_AS(read_archive((dir.path() / "none.jsonl").string(), graph),
                              doctest::Contains("none.jsonl: cannot read the archive"), Error);
     }
 }

@@ -2,6 +2,7 @@
 // Fashion-MNIST splits and normalization on the installed data set.
 #include "evaluator/dataset.h"
 #include "evaluator/error.h"
+#include "tests/temp_dir.h"
 
 #include <doctest/doctest.h>
 #include <zlib.h>
@@ -14,21 +15,10 @@
 #include <vector>
 
 using namespace mps;
+using test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        path = fs::temp_directory_path() / ("mpsearch_test_" + std::to_string(::getpid()) + "_" +
-                                            std::to_string(counter()++));
-        fs::create_directories(path);
-    }
-    ~TempDir() { fs::remove_all(path); }
-    static int& counter() { static int c = 0; return c; }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
     std::ofstream(path, std::ios::binary)
@@ -111,7 +101,7 @@ TEST_CASE("Fashion-MNIST-style directory: splits, normalization and label checks
     }
     write_gzip(dir.file("t10k-images-idx3-ubyte.gz"), idx_bytes({n, 2, 2}, pixels));
     write_bytes(dir.file("t10k-labels-idx1-ubyte"), idx_bytes({n}, labels));
-    const Dataset test = load_fashion_mnist(dir.path.string(), Split::test);
+    const Dataset test = load_fashion_mnist(dir.path().string(), Split::test);
     CHECK(test.count == n);
     CHECK(test.image_size() == 4);
     CHECK(test.labels[13] == 3);
@@ -121,11 +111,11 @@ TEST_CASE("Fashion-MNIST-style directory: splits, normalization and label checks
     CHECK(part.count == 10);
     CHECK(part.labels[0] == 0);
 
-    CHECK(error_of([&] { load_fashion_mnist(dir.path.string(), Split::train); })
+    CHECK(error_of([&] { load_fashion_mnist(dir.path().string(), Split::train); })
               .find("no train-images-idx3-ubyte[.gz] here; point --data") != std::string::npos);
     labels[5] = 12;
     write_bytes(dir.file("t10k-labels-idx1-ubyte"), idx_bytes({n}, labels));
-    CHECK(error_of([&] { load_fashion_mnist(dir.path.string(), Split::test); })
+    CHECK(error_of([&] { load_fashion_mnist(dir.path().string(), Split::test); })
               .find("out of range") != std::string::npos);
 }
 

@@ -5,6 +5,7 @@
 #include "evaluator/graph.h"
 #include "evaluator/onnx_io.h"
 #include "tests/graph_builders.h"
+#include "tests/temp_dir.h"
 
 #include <onnx/onnx_pb.h>
 
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 using namespace mps;
+using test::TempDir;
 
 namespace {
 
@@ -247,17 +249,6 @@ OnnxBuilder conv_model(int64_t opset = 13) {
     return m;
 }
 
-struct TempDir {
-    std::filesystem::path path;
-    TempDir() {
-        path = std::filesystem::temp_directory_path() /
-               ("mpsearch_test_onnx_" + std::to_string(::getpid()));
-        std::filesystem::create_directories(path);
-    }
-    ~TempDir() { std::filesystem::remove_all(path); }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
 void write_file(const std::string& path, const std::string& bytes) {
     std::ofstream(path, std::ios::binary)
         .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -300,7 +291,7 @@ TEST_CASE("onnx: a ResNet-like graph survives a round trip through a file, writt
     // Overwriting keeps no temporary file behind.
     export_onnx(graph, path);
     int files = 0;
-    for (const auto& entry : std::filesystem::directory_iterator(dir.path))
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
         files += entry.is_regular_file();
     CHECK(files == 1);
     CHECK(contains(error_of([&] { export_onnx(graph, dir.file("no/such/dir/x.onnx")); }),

@@ -7,6 +7,7 @@
 #include "evaluator/sha256.h"
 #include "search/report.h"
 #include "tests/graph_builders.h"
+#include "tests/temp_dir.h"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -25,28 +26,10 @@
 #include <vector>
 
 using namespace mps;
+using test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static int counter = 0;
-        path = fs::temp_directory_path() /
-               ("mpsearch_report_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::create_directories(path);
-    }
-    ~TempDir() { fs::remove_all(path); }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    std::string file(const std::string& name) const { return (path / name).string(); }
-    std::set<std::string> entries() const {
-        std::set<std::string> names;
-        for (const auto& e : fs::directory_iterator(path)) names.insert(e.path().filename().string());
-        return names;
-    }
-};
 
 std::string read_text(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -304,7 +287,7 @@ TEST_CASE("report: pareto_front by hand keeps the earliest duplicate and drops e
 
 TEST_CASE("report: pareto.csv parses back to both fronts with round-tripping numbers") {
     RunFixture f;
-    write_run_outputs(f.dir.path.string(), f.result);
+    write_run_outputs(f.dir.path().string(), f.result);
     const auto rows = parse_csv(read_text(f.out("pareto.csv")));
     const std::vector<std::string> header{"front", "record", "stage", "relative_bitops",
                                           "weight_bytes", "relative_weight_bytes", "macs_unpruned",
@@ -339,7 +322,7 @@ TEST_CASE("report: pareto.csv parses back to both fronts with round-tripping num
 
 TEST_CASE("report: summary.json holds the run's figures") {
     RunFixture f;
-    write_run_outputs(f.dir.path.string(), f.result);
+    write_run_outputs(f.dir.path().string(), f.result);
     const nlohmann::json j = nlohmann::json::parse(read_text(f.out("summary.json")));
     CHECK(j["version"] == 1);
     CHECK(j["model"] == "tiny");
@@ -408,7 +391,7 @@ TEST_CASE("report: summary.json holds the run's figures") {
 
 TEST_CASE("report: report.md shows the chosen layers, the comparison, the baselines and the config") {
     RunFixture f;
-    write_run_outputs(f.dir.path.string(), f.result);
+    write_run_outputs(f.dir.path().string(), f.result);
     const std::string md = read_text(f.out("report.md"));
     // The first line holding `start` at or after `from`.
     auto line_of = [&](const std::string& start, size_t from = 0) {
@@ -481,7 +464,7 @@ TEST_CASE("report: report.md shows the chosen layers, the comparison, the baseli
 
 TEST_CASE("report: a run where nothing met the constraints says so and still shows the front") {
     RunFixture f(false);
-    write_run_outputs(f.dir.path.string(), f.result);
+    write_run_outputs(f.dir.path().string(), f.result);
     const std::string md = read_text(f.out("report.md"));
     CHECK(md.find("No evaluated policy met the constraints") != std::string::npos);
     CHECK(md.find("| weight bits histogram |") == std::string::npos);
@@ -499,7 +482,7 @@ TEST_CASE("report: pareto.svg is rendered by gnuplot and nothing temporary stays
         return;
     }
     RunFixture f;
-    const std::vector<std::string> warnings = write_run_outputs(f.dir.path.string(), f.result);
+    const std::vector<std::string> warnings = write_run_outputs(f.dir.path().string(), f.result);
     CHECK(warnings.empty());
     const std::string svg = read_text(f.out("pareto.svg"));
     CHECK((svg.starts_with("<?xml") || svg.starts_with("<svg")));
@@ -517,10 +500,10 @@ TEST_CASE("report: records with rewards get reward.svg and a section in report.m
     }
     RunFixture f;
     CHECK(read_text(f.out("report.md")).empty()); // nothing written yet
-    write_run_outputs(f.dir.path.string(), f.result);
+    write_run_outputs(f.dir.path().string(), f.result);
     CHECK(!fs::exists(f.out("reward.svg"))); // no rewards: no plot
     for (ArchiveRecord& r : f.result.records) r.reward = -0.01 * static_cast<double>(r.id);
-    CHECK(write_run_outputs(f.dir.path.string(), f.result).empty());
+    CHECK(write_run_outputs(f.dir.path().string(), f.result).empty());
     const std::string svg = read_text(f.out("reward.svg"));
     CHECK(svg.find("</svg>") != std::string::npos);
     CHECK(svg.find("moving average of 20") != std::string::npos);
@@ -534,8 +517,8 @@ TEST_CASE("report: without gnuplot there is a warning and no pareto.svg, not eve
     write_text(f.out("pareto.svg"), "<svg>a stale plot of an earlier write</svg>");
     std::vector<std::string> warnings;
     {
-        PathOverride path(empty_bin.path.string());
-        warnings = write_run_outputs(f.dir.path.string(), f.result);
+        PathOverride path(empty_bin.path().string());
+        warnings = write_run_outputs(f.dir.path().string(), f.result);
     }
     REQUIRE(warnings.size() == 1);
     CHECK(warnings[0].find("gnuplot not found") != std::string::npos);
@@ -557,8 +540,8 @@ TEST_CASE("report: a gnuplot that fails halfway leaves no half svg and no tempor
     fs::permissions(fake, fs::perms::owner_all);
     std::vector<std::string> warnings;
     {
-        PathOverride path(bin.path.string() + ":" + std::getenv("PATH")); // sed, printf
-        warnings = write_run_outputs(f.dir.path.string(), f.result);
+        PathOverride path(bin.path().string() + ":" + std::getenv("PATH")); // sed, printf
+        warnings = write_run_outputs(f.dir.path().string(), f.result);
     }
     REQUIRE(warnings.size() == 1);
     CHECK(warnings[0].find("exit status 3") != std::string::npos);
