@@ -154,13 +154,11 @@ public:
 #pragma omp parallel for schedule(static) if (tasks > 1)
         for (int64_t t = 0; t < tasks; ++t) {
             const int64_t begin = t * chunk, size = std::min(chunk, n - begin);
-            std::vector<float> masked;
             const float* grad = dy + begin;
             if (inside) { // padding must not reach the gate and range gradients
-                masked.assign(dy + begin, dy + begin + size);
-                for (int64_t i = 0; i < size; ++i)
-                    if (!inside[begin + i]) masked[static_cast<size_t>(i)] = 0.0f;
-                grad = masked.data();
+                // Masked into dx, which backward_per_channel lets alias its grad_out: no copy.
+                for (int64_t i = begin; i < begin + size; ++i) dx[i] = inside[i] ? dy[i] : 0.0f;
+                grad = dx + begin;
             }
             q.backward_per_channel(std::span(x + begin, size), std::span(&z, 1),
                                    std::span(grad, size), std::span(dx + begin, size),
