@@ -299,14 +299,18 @@ std::string joined(const std::vector<std::string>& items) {
     return text;
 }
 
+std::string seed_list(const Plan& plan) {
+    std::vector<std::string> seeds;
+    for (uint64_t s : plan.seeds) seeds.push_back(std::to_string(s));
+    return joined(seeds);
+}
+
 // ---- Search cost: the seconds of one run of each policy -------------------------------------
 
 // Per model and policy, over its runs (every budget and seed, each with the same evaluation
 // budget): how many, the median, min and max search seconds, the median evaluations and the
 // median seconds per evaluation.
 json search_cost(const Plan& plan, const json& runs) {
-    std::vector<std::string> seeds;
-    for (uint64_t s : plan.seeds) seeds.push_back(std::to_string(s));
     json rows = json::array();
     for (const std::string& model : plan.models)
         for (const std::string& policy : plan.policies) {
@@ -329,7 +333,7 @@ json search_cost(const Plan& plan, const json& runs) {
                              per_evaluation.empty() ? json(nullptr) : json(median(per_evaluation))}});
         }
     return {{"median_over", "the runs of one model and policy: one per budget (" +
-                                joined(plan.budgets) + ") and seed (" + joined(seeds) +
+                                joined(plan.budgets) + ") and seed (" + seed_list(plan) +
                                 "), each with the same evaluation budget (max_evaluations " +
                                 std::to_string(plan.evaluations) +
                                 "); search_seconds is a run's whole wall time"},
@@ -337,13 +341,11 @@ json search_cost(const Plan& plan, const json& runs) {
 }
 
 std::string search_cost_section(const Plan& plan, const json& cost) {
-    std::vector<std::string> seeds;
-    for (uint64_t s : plan.seeds) seeds.push_back(std::to_string(s));
     std::ostringstream md;
     md << "## Search cost\n\n"
        << "What one run of each policy costs. A row's median, min and max are over that model and "
           "policy's runs: one per budget ("
-       << joined(plan.budgets) << ") and seed (" << joined(seeds)
+       << joined(plan.budgets) << ") and seed (" << seed_list(plan)
        << "), that is the same search at different BitOPs budgets, each with the same evaluation "
           "budget ("
        << plan.evaluations << " evaluations at most).";

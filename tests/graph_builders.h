@@ -60,7 +60,6 @@ inline Dataset random_images(const std::vector<int64_t>& shape, int64_t count, u
     return d;
 }
 
-// Largest |a - b| divided by max(1, largest |b|): the relative tolerance the parity tests use.
 // A learnable task: the label is the band of rows (of 10) that is brighter.
 inline Dataset banded_images(int64_t count, int64_t side, uint64_t seed) {
     Dataset d;
@@ -82,6 +81,7 @@ inline Dataset banded_images(int64_t count, int64_t side, uint64_t seed) {
     return d;
 }
 
+// Largest |a - b| divided by max(1, largest |b|): the relative tolerance the parity tests use.
 inline double relative_max_diff(const float* a, const Tensor& b) {
     double diff = 0.0, scale = 1.0;
     for (int64_t i = 0; i < b.numel(); ++i) {

@@ -7,6 +7,7 @@
 #include "evaluator/train_network.h"
 #include "evaluator/trainer.h"
 #include "evaluator/zoo.h"
+#include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>
 
@@ -483,32 +484,8 @@ TEST_CASE("trainer: distillation loss against a naive reference and finite diffe
     for (float d : a) CHECK(d == doctest::Approx(0.0).scale(1e-7));
 }
 
-namespace {
-
-// 256 random 28x28 images whose label is the brightest of ten horizontal bands: learnable.
-mps::Dataset banded_dataset(int64_t count, uint64_t seed) {
-    mps::Dataset d;
-    d.count = count;
-    d.channels = 1;
-    d.height = d.width = 28;
-    std::mt19937_64 rng(seed);
-    d.images.resize(size_t(count * 784));
-    d.labels.resize(size_t(count));
-    for (int64_t i = 0; i < count; ++i) {
-        const int label = int(rng() % 10);
-        d.labels[size_t(i)] = uint8_t(label);
-        for (int64_t p = 0; p < 784; ++p) {
-            const int64_t band = (p / 28) * 10 / 28;
-            d.images[size_t(i * 784 + p)] = float(unit(rng) - 0.5 + (band == label ? 1.0 : 0.0));
-        }
-    }
-    return d;
-}
-
-} // namespace
-
 TEST_CASE("trainer: SGD and Adam reduce the loss and learn a learnable task") {
-    const mps::Dataset data = banded_dataset(512, 1);
+    const mps::Dataset data = mps::test::banded_images(512, 28, 1);
     for (const char* optimizer : {"sgd", "adam"}) {
         CAPTURE(optimizer);
         Graph g = mps::make_architecture("lenet5", 1);
@@ -531,7 +508,7 @@ TEST_CASE("trainer: SGD and Adam reduce the loss and learn a learnable task") {
 }
 
 TEST_CASE("trainer: the same seed gives bit-identical weights, another seed does not") {
-    const mps::Dataset data = banded_dataset(192, 2);
+    const mps::Dataset data = mps::test::banded_images(192, 28, 2);
     auto run = [&](uint64_t seed) {
         Graph g = mps::make_architecture("resnet8", 5);
         mps::TrainOptions o;
@@ -560,7 +537,7 @@ TEST_CASE("trainer: the same seed gives bit-identical weights, another seed does
 }
 
 TEST_CASE("trainer: bad options are errors that say what to fix") {
-    const mps::Dataset data = banded_dataset(16, 3);
+    const mps::Dataset data = mps::test::banded_images(16, 28, 3);
     Graph g = mps::make_architecture("lenet5", 1);
     mps::TrainOptions o;
     o.epochs = 1;
