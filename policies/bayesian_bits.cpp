@@ -124,11 +124,12 @@ private:
     }
 
     bool learns_any_gate() const {
-        for (const GatedLayer& layer : layer_setups())
+        for (const GatedLayer& layer : layer_setups()) {
+            if (!layer.learned) continue;
             for (const GateStates* states : {&layer.weight_gates, &layer.activation_gates})
-                if (layer.learned &&
-                    std::find(states->begin(), states->end(), GateState::learned) != states->end())
+                if (std::find(states->begin(), states->end(), GateState::learned) != states->end())
                     return true;
+        }
         return false;
     }
 
@@ -272,7 +273,7 @@ PolicyInfo bayesian_bits_policy_info() {
                 integer_param("batch", "64", 1, 65536, "images per step"),
                 real_param("lr", "0.001", 1e-9, 10, "Adam learning rate of the ranges"),
                 real_param("gate_lr", "0.03", 1e-9, 10, "Adam learning rate of the gate logits"),
-                real_param("weight_lr", "0.0001", 1e-9, 10,
+                real_param("weight_lr", "0.001", 1e-9, 10,
                            "finetune mode: Adam learning rate of the weights"),
             },
             make_bayesian_bits,
