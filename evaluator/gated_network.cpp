@@ -41,12 +41,13 @@ struct GateSet {
     std::vector<GateGradient> dz_dlogit;    // of the current sample
     std::vector<GateGradient> loss_dz;      // dL/dz accumulated by this step's backward
     std::vector<double> loss_drange;
+    std::vector<GateGradient> reg_grad;     // dR/dlog_alpha of this step
 
     GateSet(GateStates s, std::vector<float> initial_ranges, double ratio)
         : states(s), units(initial_ranges.size()), macs_ratio(ratio),
           logits(units * gate_count), logits_grad(units * gate_count, 0.0f),
           ranges(std::move(initial_ranges)), ranges_grad(units, 0.0f), gates(units),
-          dz_dlogit(units), loss_dz(units), loss_drange(units) {
+          dz_dlogit(units), loss_dz(units), loss_drange(units), reg_grad(units) {
         for (size_t u = 0; u < units; ++u)
             for (size_t k = 0; k < gate_count; ++k)
                 logits[u * gate_count + k] = static_cast<float>(
@@ -84,34 +85,42 @@ struct GateSet {
         }
         std::fill(loss_dz.begin(), loss_dz.end(), GateGradient{});
         std::fill(loss_drange.begin(), loss_drange.end(), 0.0);
+        std::fill(reg_grad.begin(), reg_grad.end(), GateGradient{});
     }
 
     void use_thresholded() {
         for (size_t u = 0; u < units; ++u) gates[u] = thresholded(u);
     }
 
-    // Writes the parameter gradients of this step (after backward) and returns R_q.
-    double finish_gradients(double mu) {
-        double value = 0.0;
-        std::vector<GateLogits> unit_logits_all;
-        const bool any_learned = std::any_of(states.begin(), states.end(), [&](GateState s) {
-            return s == GateState::learned;
-        });
-        BitRegularizer reg;
-        if (any_learned && !fixed) {
-            for (size_t u = 0; u < units; ++u) unit_logits_all.push_back(unit_logits(u));
-            reg = bit_regularizer(unit_logits_all, macs_ratio, prunable());
-            value = reg.value;
-        }
+    bool learns_any() const {
+        return !fixed && std::find(states.begin(), states.end(), GateState::learned) != states.end();
+    }
+
+    // The spec's R_q of this set, its gradient added to reg_grad.
+    double add_bit_regularizer() {
+        if (!learns_any()) return 0.0;
+        const BitRegularizer reg = bit_regularizer(all_logits(), macs_ratio, prunable());
+        for (size_t u = 0; u < units; ++u)
+            for (size_t k = 0; k < gate_count; ++k) reg_grad[u][k] += reg.grad[u][k];
+        return reg.value;
+    }
+
+    std::vector<GateLogits> all_logits() const {
+        std::vector<GateLogits> all;
+        for (size_t u = 0; u < units; ++u) all.push_back(unit_logits(u));
+        return all;
+    }
+
+    // Writes the parameter gradients of this step (after backward and the regularizer).
+    void finish_gradients(double mu) {
         for (size_t u = 0; u < units; ++u) {
             for (size_t k = 0; k < gate_count; ++k) {
                 double g = 0.0;
-                if (learns(k)) g = loss_dz[u][k] * dz_dlogit[u][k] + mu * reg.grad[u][k];
+                if (learns(k)) g = loss_dz[u][k] * dz_dlogit[u][k] + mu * reg_grad[u][k];
                 logits_grad[u * gate_count + k] = static_cast<float>(g);
             }
             ranges_grad[u] = static_cast<float>(loss_drange[u]);
         }
-        return value;
     }
 
     void clamp_ranges() {
@@ -174,6 +183,87 @@ public:
 private:
     GateSet& set_;
     bool is_signed_;
+};
+
+// GateGrid::run: the run's activation quantizer at every level (fake_quantize_activation with the
+// calibrated range of each bit-width), mixed by the gates in the telescoped form, so that a hard
+// gate pattern gives exactly the evaluator's fake quantization at its effective bits.
+class RunGridActivation final : public ActivationHook {
+public:
+    RunGridActivation(GateSet& set, bool is_signed, std::array<float, gate_count> ranges)
+        : set_(set), is_signed_(is_signed), ranges_(ranges) {}
+
+    void forward(const float* x, float* y, int64_t n, const uint8_t* inside) override {
+        const std::array<float, gate_count> weight = residual_level_weights(set_.gates[0]);
+        const int64_t tasks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (tasks > 1)
+        for (int64_t t = 0; t < tasks; ++t) {
+            const int64_t begin = t * chunk, size = std::min(chunk, n - begin);
+            std::vector<float> level(static_cast<size_t>(size));
+            std::fill(y + begin, y + begin + size, 0.0f);
+            for (size_t k = 0; k < gate_count; ++k) {
+                if (weight[k] == 0.0f) continue; // a hard pattern: exactly one level
+                quantize_level(k, x + begin, size, level.data());
+                for (int64_t i = 0; i < size; ++i) y[begin + i] += weight[k] * level[size_t(i)];
+            }
+            if (inside)
+                for (int64_t i = begin; i < begin + size; ++i)
+                    if (!inside[i]) y[i] = 0.0f;
+        }
+    }
+
+    void backward(const float* x, const float* dy, float* dx, int64_t n,
+                  const uint8_t* inside) override {
+        const ResidualGates z = set_.gates[0];
+        const std::array<float, gate_count> weight = residual_level_weights(z);
+        const size_t needed = residual_levels_needed(z); // levels above weigh 0 and move no gate
+        const int64_t tasks = (n + chunk - 1) / chunk;
+        std::vector<GateGradient> dz(static_cast<size_t>(tasks), GateGradient{});
+#pragma omp parallel for schedule(static) if (tasks > 1)
+        for (int64_t t = 0; t < tasks; ++t) {
+            const int64_t begin = t * chunk, size = std::min(chunk, n - begin);
+            std::vector<float> levels(static_cast<size_t>(size) * needed);
+            for (size_t k = 0; k < needed; ++k)
+                quantize_level(k, x + begin, size, levels.data() + k * size_t(size));
+            GateGradient& sum = dz[static_cast<size_t>(t)];
+            for (int64_t i = 0; i < size; ++i) {
+                const float g = inside && !inside[begin + i] ? 0.0f : dy[begin + i];
+                Residuals e{};
+                float previous = 0.0f, slope = 0.0f;
+                for (size_t k = 0; k < needed; ++k) {
+                    const float q = levels[k * size_t(size) + size_t(i)];
+                    e[k] = q - previous;
+                    previous = q;
+                    if (weight[k] != 0.0f && passes(k, x[begin + i])) slope += weight[k];
+                }
+                GateGradient element{};
+                residual_gate_gradients(e, z, needed, element);
+                for (size_t k = 0; k < gate_count; ++k) sum[k] += double(g) * element[k];
+                dx[begin + i] = g * slope;
+            }
+        }
+        for (const GateGradient& d : dz)
+            for (size_t k = 0; k < gate_count; ++k) set_.loss_dz[0][k] += d[k];
+    }
+
+private:
+    void quantize_level(size_t k, const float* x, int64_t n, float* out) const {
+        std::copy(x, x + n, out);
+        fake_quantize_activation(out, n, ranges_[k], residual_bits[k], is_signed_);
+    }
+
+    // The fake-quant layer's straight-through mask at level k: x / s within [qmin, qmax].
+    bool passes(size_t k, float x) const {
+        if (residual_bits[k] == float_bits) return true;
+        const float s = activation_scale(ranges_[k], residual_bits[k], is_signed_);
+        const float qmax = static_cast<float>(activation_qmax(residual_bits[k], is_signed_));
+        const float code = x / s;
+        return s != 0.0f && code >= (is_signed_ ? -qmax : 0.0f) && code <= qmax;
+    }
+
+    GateSet& set_;
+    bool is_signed_;
+    std::array<float, gate_count> ranges_; // per level; unused at 32 bits
 };
 
 float max_magnitude(std::span<const float> w) {
@@ -255,13 +345,14 @@ struct GatedNetwork::Impl {
         GatedLayer setup;
         std::unique_ptr<GateSet> weights;     // learned layers
         std::unique_ptr<GateSet> activations; // learned layers with a quantized input
+        std::vector<Tensor> weight_levels;    // GateGrid::run: the run's quantizer per level
     };
 
     GatedOptions options;
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     Graph master, staged;
     std::vector<Layer> layers;
-    std::shared_ptr<const WeightQuantizer> pinned_quantizer;
+    std::shared_ptr<const WeightQuantizer> run_quantizer; // pinned layers; GateGrid::run
     std::unique_ptr<TrainNetwork> network;
     std::mt19937_64 rng;
     std::vector<TrainParameter> logit_parameters, range_parameters, weight_parameters;
@@ -272,7 +363,7 @@ struct GatedNetwork::Impl {
     Impl(const Graph& folded, std::vector<GatedLayer> setups, const Calibration& calibration,
          const GatedOptions& o)
         : options(o), master(folded), staged(folded),
-          pinned_quantizer(make_weight_quantizer(o.weight_quantizer.name, o.weight_quantizer.args)),
+          run_quantizer(make_weight_quantizer(o.weight_quantizer.name, o.weight_quantizer.args)),
           rng(o.seed) {
         if (o.batch < 1) throw Error("bayesian_bits: the batch must be at least 1");
         build_layers(std::move(setups), calibration);
@@ -339,7 +430,15 @@ struct GatedNetwork::Impl {
             q.is_signed = !calibration.is_unsigned.at(input);
             if (l.activations) {
                 q.bits = 8; // any bit-width below 32 inserts the layer; the hook does the work
-                q.hook = std::make_shared<GatedActivation>(*l.activations, q.is_signed);
+                if (options.grid == GateGrid::run) {
+                    std::array<float, gate_count> ranges{};
+                    for (size_t k = 0; k < gate_count; ++k)
+                        if (residual_bits[k] != float_bits)
+                            ranges[k] = calibration.range(input, residual_bits[k]);
+                    q.hook = std::make_shared<RunGridActivation>(*l.activations, q.is_signed, ranges);
+                } else {
+                    q.hook = std::make_shared<GatedActivation>(*l.activations, q.is_signed);
+                }
             } else {
                 q.bits = l.setup.fixed.activation_bits;
                 q.range = q.bits == float_bits ? 0.0f : calibration.range(input, q.bits);
@@ -368,24 +467,72 @@ struct GatedNetwork::Impl {
 
     // The master weights of every layer quantized with the current gates into the network.
     void stage_weights() {
-        for (const Layer& l : layers) {
+        for (Layer& l : layers) {
             const Node& m = node_named(master, l.setup.name);
             Node& s = node_named(staged, l.setup.name);
             s.bias = m.bias;
             if (!l.weights) {
                 const std::vector<int> bits(static_cast<size_t>(kernel_count(m)),
                                             l.setup.fixed.weight_bits);
-                s.weight = quantize_weights(*pinned_quantizer, m.weight, bits);
+                s.weight = quantize_weights(*run_quantizer, m.weight, bits);
                 continue;
             }
             const GateSet& g = *l.weights;
             const size_t size = m.weight.data.size() / g.units;
+            if (options.grid == GateGrid::run) {
+                stage_run_levels(l, g, size, s.weight.data);
+                continue;
+            }
             for (size_t u = 0; u < g.units; ++u)
                 weight_quantizer(g.ranges[u])
                     .quantize(std::span(m.weight.data).subspan(u * size, size), g.gates[u],
                               std::span(s.weight.data).subspan(u * size, size));
         }
         network->load(staged);
+    }
+
+    // GateGrid::run: the run's quantizer at every level (requantized while weights train), mixed
+    // per unit by its gates.
+    void stage_run_levels(Layer& l, const GateSet& g, size_t size, std::vector<float>& out) {
+        if (l.weight_levels.empty() || options.train_weights) {
+            const Node& m = node_named(master, l.setup.name);
+            l.weight_levels.clear();
+            for (int b : residual_bits) {
+                const std::vector<int> bits(static_cast<size_t>(kernel_count(m)), b);
+                l.weight_levels.push_back(quantize_weights(*run_quantizer, m.weight, bits));
+            }
+        }
+        for (size_t u = 0; u < g.units; ++u) {
+            const std::array<float, gate_count> weight = residual_level_weights(g.gates[u]);
+            for (size_t i = u * size; i < (u + 1) * size; ++i) {
+                float sum = 0.0f;
+                for (size_t k = 0; k < gate_count; ++k)
+                    if (weight[k] != 0.0f) sum += weight[k] * l.weight_levels[k].data[i];
+                out[i] = sum;
+            }
+        }
+    }
+
+    // GateGrid::run backward of one layer's weights: dL/dz from the levels' residuals, and the
+    // straight-through gradient z_2 * dL/dw_q (the run's weight quantizers clip nothing: their
+    // range is the kernel's own).
+    static void run_levels_backward(const Layer& l, GateSet& g, size_t size,
+                                    std::span<const float> grad, std::span<float> master_grad) {
+        for (size_t u = 0; u < g.units; ++u) {
+            const ResidualGates& z = g.gates[u];
+            for (size_t i = u * size; i < (u + 1) * size; ++i) {
+                Residuals e{};
+                float previous = 0.0f;
+                for (size_t k = 0; k < gate_count; ++k) {
+                    e[k] = l.weight_levels[k].data[i] - previous;
+                    previous = l.weight_levels[k].data[i];
+                }
+                GateGradient dz{};
+                residual_gate_gradients(e, z, gate_count, dz);
+                for (size_t k = 0; k < gate_count; ++k) g.loss_dz[u][k] += double(grad[i]) * dz[k];
+                master_grad[i] = grad[i] * z[0];
+            }
+        }
     }
 
     // dL/dz and dL/da of the weight gates and, when training weights, the master gradients.
@@ -396,7 +543,10 @@ struct GatedNetwork::Impl {
             const Node& m = node_named(master, l.setup.name);
             const Tensor grad = network->gradient(l.setup.name, &Node::weight);
             std::vector<float> master_grad(grad.data.begin(), grad.data.end()); // STE for pins
-            if (l.weights) {
+            if (l.weights && options.grid == GateGrid::run) {
+                run_levels_backward(l, *l.weights, m.weight.data.size() / l.weights->units,
+                                    grad.data, master_grad);
+            } else if (l.weights) {
                 GateSet& g = *l.weights;
                 const size_t size = m.weight.data.size() / g.units;
                 for (size_t u = 0; u < g.units; ++u)
@@ -433,16 +583,42 @@ struct GatedNetwork::Impl {
             softmax_cross_entropy(network->output(), labels, options.batch, classes, diff.data());
         network->backward(diff.data());
         weight_backward();
-        for_each_set([&](GateSet& s) { loss.regularizer += s.finish_gradients(mu); });
+        loss.regularizer = regularize();
+        for_each_set([&](GateSet& s) { s.finish_gradients(mu); });
         if (!std::isfinite(loss.cross_entropy + loss.regularizer))
             throw Error("bayesian_bits: the loss became " +
                         std::to_string(loss.cross_entropy + mu * loss.regularizer) +
                         "; lower the learning rate");
         logit_optimizer->step(options.gate_lr);
-        range_optimizer->step(options.lr);
+        if (options.grid == GateGrid::bayesian_bits) range_optimizer->step(options.lr);
         for_each_set([](GateSet& s) { s.clamp_ranges(); });
         if (weight_optimizer) weight_optimizer->step(options.weight_lr);
         return loss;
+    }
+
+    // The regularizer of the current logits (before mu), its gradient into every set's reg_grad.
+    double regularize() {
+        double value = 0.0;
+        for (Layer& l : layers) {
+            if (!l.weights) continue;
+            if (options.regularizer == GateRegularizer::bits) {
+                value += l.weights->add_bit_regularizer() + l.activations->add_bit_regularizer();
+                continue;
+            }
+            value += add_bitops_regularizer(*l.weights, *l.activations);
+        }
+        return value;
+    }
+
+    // The layer's expected BitOPs (bitops_regularizer), its gradient into both sets' reg_grad.
+    static double add_bitops_regularizer(GateSet& weights, GateSet& activations) {
+        if (!weights.learns_any() && !activations.learns_any()) return 0.0;
+        const LayerBitops r = bitops_regularizer(weights.all_logits(), weights.prunable(),
+                                                 activations.unit_logits(0), weights.macs_ratio);
+        for (size_t u = 0; u < weights.units; ++u)
+            for (size_t k = 0; k < gate_count; ++k) weights.reg_grad[u][k] += r.weight_grad[u][k];
+        for (size_t k = 0; k < gate_count; ++k) activations.reg_grad[0][k] += r.activation_grad[k];
+        return r.value;
     }
 
     BitPolicy thresholded_policy() const {

@@ -14,11 +14,14 @@
 //      network's own std::mt19937_64(seed);
 //   2. quantizes the master weights per unit and runs the TrainNetwork forward (the activation
 //      quantizers are ActivationHooks of the fake-quant layers);
-//   3. loss = softmax cross-entropy + mu * sum over learned quantizers of R_q, with
-//      c_b = (MACs_l / MACs_max) * b (bit_regularizer);
+//   3. loss = softmax cross-entropy + mu * R, R the spec's sum over learned quantizers of R_q,
+//      with c_b = (MACs_l / MACs_max) * b (bit_regularizer), or the expected BitOPs
+//      (GateRegularizer);
 //   4. backward: dL/dz from the residual quantizers, times dz/dlog_alpha of the sample, plus
 //      mu * dR/dlog_alpha; dL/da of every range (STE); in train_weights mode dL/dw of the master
-//      weights and biases (STE: d x_q / d w = z_2 inside the range, 0 outside);
+//      weights and biases (STE: d x_q / d w = z_2 inside the range, 0 outside). With GateGrid::run
+//      the levels are the run's quantizers (dL/dz from their residuals, the same nested form),
+//      ranges are not learned, and d x_q / d x = sum_k weight_k * (x not clipped at level k);
 //   5. one Adam step (optimizer.h) for the gate logits (gate_lr), the ranges (lr) and, when
 //      training weights, the master weights and biases (weight_lr). Ranges stay above a floor.
 // Gates whose level cannot be chosen (GateState::open / closed) are fixed and not learned.
@@ -68,6 +71,24 @@ struct GatedLayer {
     GateStates activation_gates{};
 };
 
+// The cost the gates are regularized with:
+//   bits:   the spec's R_q = sum over quantizers of (MACs_l / MACs_max) * sum_k b_k P_k, weight
+//           and activation quantizers added (bit_regularizer);
+//   bitops: sum over learned layers of (MACs_l / MACs_max) * W_l * A_l / 8, the expected BitOPs
+//           (W_l: mean expected weight bits over the layer's units, A_l: expected activation
+//           bits; expected_bits). Weight bits are then as dear as the activation bits they meet.
+enum class GateRegularizer : uint8_t { bits, bitops };
+
+// The levels the gates choose between:
+//   bayesian_bits: the spec's nested residual quantizer on learned ranges (max|w| per unit and the
+//                  calibrated activation max to start);
+//   run:           the run's own quantizers at each level, ranges not learned: the weight
+//                  quantizer of `weight_quantizer` at 2, 4, 8 and 16 bits (32: float) and the
+//                  calibration's activation range at each bit-width (fake_quantize_activation),
+//                  in the same telescoped form. Thresholded, the network is then the one the
+//                  evaluator's fake-quant path scores for the thresholded policy.
+enum class GateGrid : uint8_t { bayesian_bits, run };
+
 struct GatedOptions {
     bool per_kernel = true;      // gates and ranges per output channel, else per layer
     bool train_weights = false;  // finetune mode: weights and biases trained too
@@ -76,12 +97,14 @@ struct GatedOptions {
     double gate_lr = 1e-3;       // Adam, gate logits
     double weight_lr = 1e-3;     // Adam, weights and biases (train_weights)
     uint64_t seed = 1;           // gate samples
-    QuantizerSpec weight_quantizer{default_weight_quantizer, {}}; // pinned layers
+    GateRegularizer regularizer = GateRegularizer::bits;
+    GateGrid grid = GateGrid::bayesian_bits;
+    QuantizerSpec weight_quantizer{default_weight_quantizer, {}}; // pinned layers; grid `run`
 };
 
 struct GatedStepLoss {
     double cross_entropy = 0.0;
-    double regularizer = 0.0; // sum of R_q (before mu)
+    double regularizer = 0.0; // R (before mu)
 };
 
 class GatedNetwork {

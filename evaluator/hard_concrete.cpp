@@ -3,6 +3,7 @@
 
 #include "evaluator/error.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -76,35 +77,83 @@ GateLogits initial_log_alpha(int start_bits) {
     return log_alpha;
 }
 
+ChainCost chain_cost(const GateLogits& log_alpha, bool prunable,
+                     const std::array<double, residual_gate_count>& level_cost) {
+    std::array<double, residual_gate_count> p{}, dp{}; // p_k and dp_k / dlog_alpha_k
+    for (size_t k = 0; k < residual_gate_count; ++k) {
+        const bool learned = k > 0 || prunable;
+        p[k] = learned ? probability_on(log_alpha[k]) : 1.0;
+        dp[k] = learned ? probability_on_derivative(log_alpha[k]) : 0.0;
+    }
+    // suffix[k] = S_k = c_k + p_{k+1} S_{k+1}; the chain's cost is p_0 S_0.
+    std::array<double, residual_gate_count> suffix{};
+    suffix[residual_gate_count - 1] = level_cost[residual_gate_count - 1];
+    for (size_t k = residual_gate_count - 1; k-- > 0;)
+        suffix[k] = level_cost[k] + p[k + 1] * suffix[k + 1];
+    ChainCost c;
+    c.value = p[0] * suffix[0];
+    double prefix = 1.0; // P_{k-1}
+    for (size_t k = 0; k < residual_gate_count; ++k) {
+        c.grad[k] = prefix * suffix[k] * dp[k];
+        prefix *= p[k];
+    }
+    return c;
+}
+
+ChainCost expected_bits(const GateLogits& log_alpha, bool prunable) {
+    std::array<double, residual_gate_count> increment{};
+    for (size_t k = 0; k < residual_gate_count; ++k)
+        increment[k] = residual_bits[k] - (k == 0 ? 0 : residual_bits[k - 1]);
+    return chain_cost(log_alpha, prunable, increment);
+}
+
+namespace {
+
+void check_regularizer_args(const char* what, size_t units, double macs_ratio) {
+    if (units == 0)
+        throw Error(std::string(what) + ": a quantizer with no gated units; pass at least one");
+    if (!std::isfinite(macs_ratio) || !(macs_ratio > 0.0))
+        throw Error(std::string(what) + ": MACs ratio " + std::to_string(macs_ratio) +
+                    " must be finite and positive (MACs of the layer / largest layer MACs)");
+}
+
+} // namespace
+
 BitRegularizer bit_regularizer(std::span<const GateLogits> units, double macs_ratio,
                                bool prunable) {
-    if (units.empty())
-        throw Error("bit_regularizer: a quantizer with no gated units; pass at least one");
-    if (!std::isfinite(macs_ratio) || !(macs_ratio > 0.0))
-        throw Error("bit_regularizer: MACs ratio " + std::to_string(macs_ratio) +
-                    " must be finite and positive (MACs of the layer / largest layer MACs)");
+    check_regularizer_args("bit_regularizer", units.size(), macs_ratio);
     const double scale = macs_ratio / static_cast<double>(units.size()); // m / U
+    std::array<double, residual_gate_count> bits{};
+    std::copy(residual_bits.begin(), residual_bits.end(), bits.begin());
     BitRegularizer r;
     r.grad.resize(units.size());
     for (size_t u = 0; u < units.size(); ++u) {
-        std::array<double, residual_gate_count> p{}, dp{}; // p_k and dp_k / dlog_alpha_k
-        for (size_t k = 0; k < residual_gate_count; ++k) {
-            const bool learned = k > 0 || prunable;
-            p[k] = learned ? probability_on(units[u][k]) : 1.0;
-            dp[k] = learned ? probability_on_derivative(units[u][k]) : 0.0;
-        }
-        // suffix[k] = S_k = b_k + p_{k+1} S_{k+1}; the unit's sum is P_{k-1} p_k S_k at k = 0.
-        std::array<double, residual_gate_count> suffix{};
-        suffix[residual_gate_count - 1] = residual_bits[residual_gate_count - 1];
-        for (size_t k = residual_gate_count - 1; k-- > 0;)
-            suffix[k] = residual_bits[k] + p[k + 1] * suffix[k + 1];
-        r.value += scale * p[0] * suffix[0];
-        double prefix = 1.0; // P_{k-1}
-        for (size_t k = 0; k < residual_gate_count; ++k) {
-            r.grad[u][k] = scale * prefix * suffix[k] * dp[k];
-            prefix *= p[k];
-        }
+        const ChainCost c = chain_cost(units[u], prunable, bits);
+        r.value += scale * c.value;
+        for (size_t k = 0; k < residual_gate_count; ++k) r.grad[u][k] = scale * c.grad[k];
     }
+    return r;
+}
+
+LayerBitops bitops_regularizer(std::span<const GateLogits> weight_units, bool weights_prunable,
+                               const GateLogits& activation, double macs_ratio) {
+    check_regularizer_args("bitops_regularizer", weight_units.size(), macs_ratio);
+    const double units = static_cast<double>(weight_units.size()), m = macs_ratio / 8.0;
+    std::vector<ChainCost> weights;
+    double w = 0.0;
+    for (const GateLogits& unit : weight_units) {
+        weights.push_back(expected_bits(unit, weights_prunable));
+        w += weights.back().value / units;
+    }
+    const ChainCost a = expected_bits(activation, false);
+    LayerBitops r;
+    r.value = m * w * a.value;
+    for (const ChainCost& c : weights) {
+        GateLogits g{};
+        for (size_t k = 0; k < residual_gate_count; ++k) g[k] = m * a.value / units * c.grad[k];
+        r.weight_grad.push_back(g);
+    }
+    for (size_t k = 0; k < residual_gate_count; ++k) r.activation_grad[k] = m * w * a.grad[k];
     return r;
 }
 

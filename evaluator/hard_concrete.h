@@ -72,6 +72,19 @@ ResidualGates thresholded_gates(const GateLogits& log_alpha, bool prunable);
 // Throws mps::Error for another bit-width.
 GateLogits initial_log_alpha(int start_bits);
 
+// The cost of one gate chain with per-level costs c_k: sum_k c_k P_k, P_k = p_2 ... p_k (p_2 := 1
+// when not prunable), and its gradient in the logits: dC/dlog_alpha_k = P_{k-1} S_k dp_k/dlog_alpha_k
+// with S_k = c_k + p_{k+1} S_{k+1}. c_k = b_k is the spec's per-unit term of R_q.
+struct ChainCost {
+    double value = 0.0;
+    GateLogits grad{}; // dC / dlog_alpha
+};
+ChainCost chain_cost(const GateLogits& log_alpha, bool prunable,
+                     const std::array<double, residual_gate_count>& level_cost);
+// The expected effective bits of one chain under independent gates: chain_cost with the level
+// increments c_k = b_k - b_{k-1} (2, 2, 4, 8, 16), so that a hard chain costs exactly its bits.
+ChainCost expected_bits(const GateLogits& log_alpha, bool prunable);
+
 struct BitRegularizer {
     double value = 0.0;             // R_q
     std::vector<GateLogits> grad;   // dR_q / dlog_alpha, one per unit
@@ -82,5 +95,19 @@ struct BitRegularizer {
 // ratio that is not finite and positive.
 BitRegularizer bit_regularizer(std::span<const GateLogits> units, double macs_ratio,
                                bool prunable);
+
+// The expected-BitOPs regularizer of one layer (GateRegularizer::bitops in gated_network.h):
+//   R_l = (m / 8) * W * A,  W = (1 / U) sum_u E[b_u] over the weight units, A = E[b_a] of the
+//   activation chain (never prunable), m = MACs_l / MACs_max; gates independent, so R_l is the
+//   layer's expected BitOPs over MACs_max and 8 bits (W8A8 costs 8 m). Gradients:
+//   dR/dlog_alpha_{u,k} = (m / 8) * A / U * dE[b_u]/dlog_alpha_k, dR/dlog_alpha_{a,k} =
+//   (m / 8) * W * dE[b_a]/dlog_alpha_k. Throws mps::Error like bit_regularizer.
+struct LayerBitops {
+    double value = 0.0;
+    std::vector<GateLogits> weight_grad; // one per weight unit
+    GateLogits activation_grad{};
+};
+LayerBitops bitops_regularizer(std::span<const GateLogits> weight_units, bool weights_prunable,
+                               const GateLogits& activation, double macs_ratio);
 
 } // namespace mps

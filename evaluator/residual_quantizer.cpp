@@ -51,6 +51,32 @@ struct ResidualQuantizer::Prepared {
     std::array<float, residual_gate_count> weight;
 };
 
+std::array<float, residual_gate_count> residual_level_weights(const ResidualGates& z) {
+    check_gates(z);
+    // chain[k + 1] = P of level k = z_2 * ... * z_{b_k}; the weight of Q_{b_k} is
+    // P_{b_k} - P_{2 b_k}. Hard gates give weights of exactly 0 and 1.
+    std::array<float, residual_gate_count + 2> chain{};
+    chain[0] = 1.0f;
+    for (size_t k = 0; k < residual_gate_count; ++k) chain[k + 1] = chain[k] * z[k];
+    std::array<float, residual_gate_count> weight{};
+    for (size_t k = 0; k < residual_gate_count; ++k) weight[k] = chain[k + 1] - chain[k + 2];
+    return weight;
+}
+
+void residual_gate_gradients(const Residuals& e, const ResidualGates& z, size_t levels,
+                             std::array<double, residual_gate_count>& dz) {
+    // inner_k = e_k + z_{k+1} inner_{k+1} is the bracket gate k multiplies; d/dz_k = P_{k-1} inner_k.
+    dz.fill(0.0);
+    double inner = 0.0;
+    for (size_t k = levels; k-- > 0;)
+        inner = double(e[k]) + (k + 1 < levels ? double(z[k + 1]) * inner : 0.0), dz[k] = inner;
+    double outer = 1.0;
+    for (size_t k = 0; k < levels; ++k) {
+        dz[k] *= outer;
+        outer *= double(z[k]);
+    }
+}
+
 ResidualGates gates_for_bits(int bits) {
     ResidualGates z{};
     if (bits == 0) return z;
@@ -105,15 +131,7 @@ Residuals ResidualQuantizer::residuals(float x) const {
 }
 
 ResidualQuantizer::Prepared ResidualQuantizer::prepare(const ResidualGates& z) {
-    check_gates(z);
-    // chain[k + 1] = P of level k = z_2 * ... * z_{b_k}; the weight of Q_{b_k} is
-    // P_{b_k} - P_{2 b_k}. Hard gates give weights of exactly 0 and 1.
-    std::array<float, residual_gate_count + 2> chain{};
-    chain[0] = 1.0f;
-    for (size_t k = 0; k < residual_gate_count; ++k) chain[k + 1] = chain[k] * z[k];
-    Prepared p{};
-    for (size_t k = 0; k < residual_gate_count; ++k) p.weight[k] = chain[k + 1] - chain[k + 2];
-    return p;
+    return Prepared{residual_level_weights(z)};
 }
 
 float ResidualQuantizer::quantize_prepared(float x, const Prepared& p) const {
@@ -144,7 +162,7 @@ std::array<double, residual_gate_count> ResidualQuantizer::grad_gates(float x,
 float ResidualQuantizer::grad_range(float x, const ResidualGates& z) const {
     check_gates(z);
     std::array<double, residual_gate_count> dz{};
-    return static_cast<float>(element_gradients(x, z, level_weights(z), levels_needed(z), dz));
+    return static_cast<float>(element_gradients(x, z, level_weights(z), residual_levels_needed(z), dz));
 }
 
 void ResidualQuantizer::quantize(std::span<const float> x, const ResidualGates& z,
@@ -188,7 +206,7 @@ void ResidualQuantizer::backward_per_channel(
         const ResidualGates& z = gates[c];
         check_gates(z);
         const std::array<double, residual_gate_count> weight = level_weights(z);
-        const size_t levels = levels_needed(z);
+        const size_t levels = residual_levels_needed(z);
         double range_sum = 0.0;
         for (size_t i = c * per_channel; i < (c + 1) * per_channel; ++i) {
             const float g = grad_out[i]; // read before grad_x[i], which may alias it
@@ -202,7 +220,7 @@ void ResidualQuantizer::backward_per_channel(
     }
 }
 
-size_t ResidualQuantizer::levels_needed(const ResidualGates& z) {
+size_t residual_levels_needed(const ResidualGates& z) {
     // Level k matters while the prefix z_2 ... z_{b_{k-1}} is non-zero (d/dz_k = prefix * inner_k)
     // and, above the last such level, while the gates stay open into the inner brackets.
     size_t top = 0;
@@ -221,7 +239,7 @@ double ResidualQuantizer::element_gradients(float x, const ResidualGates& z,
     // (a zero gate below them).
     const double lo_slope = is_symmetric() ? -1.0 : 0.0;
     const float t = std::clamp(x, x_min_, x_max_) - x_min_;
-    std::array<float, residual_gate_count> e{};
+    Residuals e{};
     double range = 0.0;
     float previous = 0.0f;
     for (size_t k = 0; k < levels; ++k) {
@@ -239,15 +257,7 @@ double ResidualQuantizer::element_gradients(float x, const ResidualGates& z,
                     (double(code) - double(t) / double(s));
         range += weight[k] * slope;
     }
-    double inner = 0.0;
-    for (size_t k = levels; k-- > 0;)
-        inner = double(e[k]) + (k + 1 < levels ? double(z[k + 1]) * inner : 0.0),
-        dz[k] = inner;
-    double outer = 1.0;
-    for (size_t k = 0; k < levels; ++k) {
-        dz[k] *= outer;
-        outer *= double(z[k]);
-    }
+    residual_gate_gradients(e, z, levels, dz);
     return range;
 }
 

@@ -78,6 +78,20 @@ ResidualGates gates_for_bits(int bits);
 // is the b of gates_for_bits; in {0, 2, 4, 8, 16, 32}. Throws mps::Error for a gate outside [0, 1].
 int effective_bits(const ResidualGates& z);
 
+// The telescoped form over any family of levels Q_2, Q_4, ..., Q_32 (index as residual_bits):
+// x_q = sum_k weight_k * Q_k with weight_k = P_k - P_{k+1}, P_k = z_2 * ... * z_{b_k}, computed in
+// float as ResidualQuantizer::quantize does (a hard pattern gives weights of exactly 0 and 1).
+// Gates are checked to lie in [0, 1] (mps::Error otherwise).
+std::array<float, residual_gate_count> residual_level_weights(const ResidualGates& z);
+// d x_q / d z_k of the nested expression from the residuals e_k = Q_k - Q_{k-1} (e_0 = Q_0) of the
+// first `levels` levels; dz of the levels from `levels` on is set to 0 (their gates sit above a
+// closed gate or multiply nothing). ResidualQuantizer's backward uses it with its own levels.
+void residual_gate_gradients(const Residuals& e, const ResidualGates& z, size_t levels,
+                             std::array<double, residual_gate_count>& dz);
+// How many levels (from the coarsest) the gate gradients of z depend on: the levels up to the
+// first closed gate, and on above it while the gates stay open into the inner brackets.
+size_t residual_levels_needed(const ResidualGates& z);
+
 class ResidualQuantizer {
 public:
     // Throws mps::Error unless x_min and x_max are finite with x_min < x_max.
@@ -133,8 +147,6 @@ private:
     static Prepared prepare(const ResidualGates& z);
     float quantize_prepared(float x, const Prepared& p) const;
     float level_at(float x, size_t k) const; // Q of residual_bits[k]
-    // Levels backward_per_channel computes for gates z (the others have zero derivatives).
-    static size_t levels_needed(const ResidualGates& z);
     // d x_q / d z into dz and d x_q / d x_max as the result, in one pass over the levels.
     double element_gradients(float x, const ResidualGates& z,
                              const std::array<double, residual_gate_count>& weight, size_t levels,

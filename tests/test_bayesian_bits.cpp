@@ -242,6 +242,37 @@ TEST_CASE("residual quantizer: straight-through backward against finite differen
     CHECK(q.grad_gates(0.3f, mid)[2] == doctest::Approx(q.level(0.3f, 32) - q.level(0.3f, 4)).epsilon(1e-6));
 }
 
+TEST_CASE("residual gate gradients: any family of levels, against finite differences") {
+    // Levels that do not nest (any b-bit quantizers): x_q = sum_k weight_k(z) Q_k.
+    const std::array<float, residual_gate_count> q{-0.7f, 0.4f, 0.35f, 0.351f, 0.3512f};
+    const auto mixed = [&](const ResidualGates& z) {
+        const std::array<float, residual_gate_count> w = residual_level_weights(z);
+        double sum = 0.0;
+        for (size_t k = 0; k < residual_gate_count; ++k) sum += double(w[k]) * q[k];
+        return sum;
+    };
+    Residuals e{};
+    for (size_t k = 0; k < residual_gate_count; ++k) e[k] = q[k] - (k == 0 ? 0.0f : q[k - 1]);
+    for (const ResidualGates& z : {ResidualGates{0.9f, 0.3f, 0.6f, 0.2f, 0.5f},
+                                   ResidualGates{1.0f, 1.0f, 0.0f, 0.0f, 0.0f},
+                                   ResidualGates{0.5f, 0.25f, 0.75f, 1.0f, 0.125f}}) {
+        std::array<double, residual_gate_count> dz{};
+        residual_gate_gradients(e, z, residual_gate_count, dz);
+        for (size_t k = 0; k < residual_gate_count; ++k) {
+            CAPTURE(k);
+            // x_q is multilinear in z: a difference of two gate values is exact up to rounding.
+            ResidualGates lo = z, hi = z;
+            lo[k] = 0.0f;
+            hi[k] = 1.0f;
+            CHECK(dz[k] == doctest::Approx(mixed(hi) - mixed(lo)).epsilon(1e-5).scale(1e-6));
+        }
+    }
+    // A hard pattern gives exactly one level.
+    CHECK(float(mixed(gates_for_bits(8))) == q[2]);
+    CHECK(float(mixed(gates_for_bits(2))) == q[0]);
+    CHECK(mixed(gates_for_bits(0)) == 0.0);
+}
+
 TEST_CASE("residual quantizer: backward_per_channel chains the scalar gradients") {
     test::Rng rng(9);
     const ResidualQuantizer q(-1.0f, 1.0f);
@@ -354,6 +385,82 @@ TEST_CASE("bit regularizer: value by the spec's formula, gradient against finite
     CHECK(bit_regularizer(open, 0.5, true).value == doctest::Approx(0.5 * 62).epsilon(1e-12));
     CHECK_THROWS_AS(bit_regularizer({}, 1.0, true), Error);
     CHECK_THROWS_AS(bit_regularizer(open, 0.0, true), Error);
+}
+
+namespace {
+
+// E[effective bits] of one chain by enumerating the 2^5 on/off patterns of independent gates.
+double enumerated_expected_bits(const GateLogits& la, bool prunable) {
+    double sum = 0.0;
+    for (unsigned pattern = 0; pattern < (1u << residual_gate_count); ++pattern) {
+        double probability = 1.0;
+        ResidualGates z{};
+        for (size_t k = 0; k < residual_gate_count; ++k) {
+            const bool on = (pattern >> k) & 1u;
+            const double p = k == 0 && !prunable ? 1.0 : probability_on(la[k]);
+            probability *= on ? p : 1.0 - p;
+            z[k] = on ? 1.0f : 0.0f;
+        }
+        sum += probability * effective_bits(z);
+    }
+    return sum;
+}
+
+} // namespace
+
+TEST_CASE("expected bits and the BitOPs regularizer: enumeration and finite differences") {
+    const std::vector<GateLogits> units{{0.3, 1.2, -0.4, -2.0, 0.8},
+                                        {6.0, 6.0, 6.0, -6.0, -6.0},
+                                        {-1.1, 0.0, 2.5, 1.0, -0.3}};
+    const GateLogits activation{30.0, 0.7, -1.5, -4.0, 2.0}; // z_2 is never learned
+    const double m = 0.37;
+    for (bool prunable : {true, false}) {
+        CAPTURE(prunable);
+        for (const GateLogits& la : units)
+            CHECK(expected_bits(la, prunable).value ==
+                  doctest::Approx(enumerated_expected_bits(la, prunable)).epsilon(1e-12));
+        // A hard chain costs exactly its bits.
+        for (int bits : {2, 4, 8, 16, 32}) {
+            GateLogits hard{};
+            const ResidualGates z = gates_for_bits(bits);
+            for (size_t k = 0; k < residual_gate_count; ++k) hard[k] = z[k] != 0.0f ? 60.0 : -60.0;
+            CHECK(expected_bits(hard, prunable).value == doctest::Approx(bits).epsilon(1e-12));
+        }
+        // R_l = (m / 8) * mean weight bits * activation bits, by enumeration.
+        double w = 0.0;
+        for (const GateLogits& la : units) w += enumerated_expected_bits(la, prunable) / units.size();
+        const LayerBitops r = bitops_regularizer(units, prunable, activation, m);
+        CHECK(r.value == doctest::Approx(m / 8 * w * enumerated_expected_bits(activation, false))
+                             .epsilon(1e-12));
+        REQUIRE(r.weight_grad.size() == units.size());
+        for (size_t k = 0; k < residual_gate_count; ++k) {
+            CAPTURE(k);
+            for (size_t u = 0; u < units.size(); ++u) {
+                CAPTURE(u);
+                const auto value_at = [&](double la) {
+                    std::vector<GateLogits> moved = units;
+                    moved[u][k] = la;
+                    return bitops_regularizer(moved, prunable, activation, m).value;
+                };
+                CHECK(r.weight_grad[u][k] ==
+                      doctest::Approx(central_difference(value_at, units[u][k], 1e-5))
+                          .epsilon(1e-6)
+                          .scale(1e-9));
+                if (k == 0 && !prunable) CHECK(r.weight_grad[u][k] == 0.0);
+            }
+            const auto activation_at = [&](double la) {
+                GateLogits moved = activation;
+                moved[k] = la;
+                return bitops_regularizer(units, prunable, moved, m).value;
+            };
+            CHECK(r.activation_grad[k] ==
+                  doctest::Approx(central_difference(activation_at, activation[k], 1e-5))
+                      .epsilon(1e-6)
+                      .scale(1e-9));
+        }
+    }
+    CHECK_THROWS_AS(bitops_regularizer({}, true, activation, 1.0), Error);
+    CHECK_THROWS_AS(bitops_regularizer(units, true, activation, 0.0), Error);
 }
 
 TEST_CASE("hard concrete: thresholding and initial logits, by hand") {

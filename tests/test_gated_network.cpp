@@ -6,6 +6,7 @@
 #include "evaluator/activation_range.h"
 #include "evaluator/costs.h"
 #include "evaluator/error.h"
+#include "evaluator/evaluate.h"
 #include "evaluator/gated_network.h"
 #include "evaluator/quantized_network.h"
 #include "evaluator/reference.h"
@@ -496,5 +497,45 @@ TEST_CASE("gated: train_weights trains the master weights and biases; otherwise 
             CHECK((m.nodes[n].weight.data != s.graph.nodes[n].weight.data) == train_weights);
             CHECK((m.nodes[n].bias.data != s.graph.nodes[n].bias.data) == train_weights);
         }
+    }
+}
+
+TEST_CASE("gated: grid `run` is the evaluator's fake-quant network at the thresholded bits; "
+          "the bitops regularizer lowers BitOPs too") {
+    // mse calibration: each activation bit-width has its own range, and the `uniform` weight
+    // quantizer's 2-bit grid has 3 levels where the Bayesian Bits grid has 4, so the two grids
+    // give different networks.
+    TrainingSetup s;
+    CalibrationMethod mse;
+    mse.rule = CalibrationRule::mse;
+    s.calibration = calibrate(s.graph, s.data.slice(0, 32), mse);
+    const auto calibration = std::make_shared<const Calibration>(s.calibration);
+    // The evaluator's predictions for `policy` with weight quantizer `quantizer`, as labels.
+    const auto labelled = [&](const std::string& quantizer, const BitPolicy& policy) {
+        auto cache = std::make_shared<WeightCache>(s.graph, make_weight_quantizer(quantizer));
+        QuantizedNetwork evaluator(s.graph, calibration, cache, ExecutionPath::fake, 64);
+        evaluator.set_policy(policy);
+        Dataset result = test::random_images(s.graph.input_shape, 64, 61);
+        const float* logits = evaluator.run(result.images.data(), result.count);
+        const int64_t classes = evaluator.num_classes();
+        for (int64_t i = 0; i < result.count; ++i)
+            result.labels[size_t(i)] = uint8_t(argmax(logits + i * classes, classes));
+        return result;
+    };
+
+    for (GateRegularizer regularizer : {GateRegularizer::bits, GateRegularizer::bitops}) {
+        CAPTURE(static_cast<int>(regularizer));
+        s.options.grid = GateGrid::run;
+        s.options.regularizer = regularizer;
+        auto net = s.make();
+        train_steps(*net, s.data, 0, 60, 100.0); // a large mu: mixed bits, some of them 2
+        const BitPolicy policy = net->thresholded_policy();
+        CAPTURE(policy.to_string());
+        REQUIRE(bitops(s.graph, policy) < bitops(s.graph, BitPolicy::uniform(s.graph, 8, 8)));
+        // Convolution algorithms of the training and inference engines may sum in other orders:
+        // allow one image in 64 to fall the other way.
+        CHECK(net->accuracy(labelled("uniform", policy)) >= 100.0 * 63 / 64);
+        // Another weight grid at the same bits is another network.
+        CHECK(net->accuracy(labelled("bayesian_bits", policy)) < 95.0);
     }
 }
