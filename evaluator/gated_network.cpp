@@ -32,6 +32,7 @@ using GateGradient = std::array<double, gate_count>;
 // or one), their learned parameters, the current sample and this step's gradients.
 struct GateSet {
     GateStates states{};
+    GateLevels levels{}; // the bits of each gate's level
     size_t units = 0;
     double macs_ratio = 1.0;
     bool fixed = false; // after fix_gates(): every gate at its thresholded value
@@ -43,8 +44,8 @@ struct GateSet {
     std::vector<double> loss_drange;
     std::vector<GateGradient> reg_grad;     // dR/dlog_alpha of this step
 
-    GateSet(GateStates s, std::vector<float> initial_ranges, double ratio)
-        : states(s), units(initial_ranges.size()), macs_ratio(ratio),
+    GateSet(GateStates s, GateLevels l, std::vector<float> initial_ranges, double ratio)
+        : states(s), levels(l), units(initial_ranges.size()), macs_ratio(ratio),
           logits(units * gate_count), logits_grad(units * gate_count, 0.0f),
           ranges(std::move(initial_ranges)), ranges_grad(units, 0.0f), gates(units),
           dz_dlogit(units), loss_dz(units), loss_drange(units), reg_grad(units) {
@@ -99,7 +100,7 @@ struct GateSet {
     // The spec's R_q of this set, its gradient added to reg_grad.
     double add_bit_regularizer() {
         if (!learns_any()) return 0.0;
-        const BitRegularizer reg = bit_regularizer(all_logits(), macs_ratio, prunable());
+        const BitRegularizer reg = bit_regularizer(all_logits(), macs_ratio, prunable(), levels);
         for (size_t u = 0; u < units; ++u)
             for (size_t k = 0; k < gate_count; ++k) reg_grad[u][k] += reg.grad[u][k];
         return reg.value;
@@ -249,14 +250,15 @@ public:
 private:
     void quantize_level(size_t k, const float* x, int64_t n, float* out) const {
         std::copy(x, x + n, out);
-        fake_quantize_activation(out, n, ranges_[k], residual_bits[k], is_signed_);
+        fake_quantize_activation(out, n, ranges_[k], set_.levels[k], is_signed_);
     }
 
     // The fake-quant layer's straight-through mask at level k: x / s within [qmin, qmax].
     bool passes(size_t k, float x) const {
-        if (residual_bits[k] == float_bits) return true;
-        const float s = activation_scale(ranges_[k], residual_bits[k], is_signed_);
-        const float qmax = static_cast<float>(activation_qmax(residual_bits[k], is_signed_));
+        const int bits = set_.levels[k];
+        if (bits == float_bits) return true;
+        const float s = activation_scale(ranges_[k], bits, is_signed_);
+        const float qmax = static_cast<float>(activation_qmax(bits, is_signed_));
         const float code = x / s;
         return s != 0.0f && code >= (is_signed_ ? -qmax : 0.0f) && code <= qmax;
     }
@@ -298,7 +300,7 @@ OptimizerOptions adam() {
 
 } // namespace
 
-GateStates gate_states(std::span<const int> allowed) {
+GateStates gate_states(std::span<const int> allowed, const GateLevels& levels) {
     int lowest = 0, highest = 0;
     bool prune = false;
     for (int b : allowed) {
@@ -313,13 +315,13 @@ GateStates gate_states(std::span<const int> allowed) {
         throw Error("bayesian_bits: no non-zero bit-width to choose from; allow at least one");
     size_t floor_level = gate_count - 1; // the smallest level reaching the lowest allowed bits
     for (size_t k = 0; k < gate_count; ++k)
-        if (residual_bits[k] >= lowest) {
+        if (levels[k] >= lowest) {
             floor_level = k;
             break;
         }
     GateStates states{};
     for (size_t k = 0; k < gate_count; ++k) {
-        if (residual_bits[k] > highest && k > floor_level)
+        if (levels[k] > highest && k > floor_level)
             states[k] = GateState::closed;
         else if (k <= floor_level)
             states[k] = GateState::open;
@@ -328,6 +330,27 @@ GateStates gate_states(std::span<const int> allowed) {
     }
     if (prune) states[0] = GateState::learned;
     return states;
+}
+
+GateLevels run_levels(std::span<const int> allowed) {
+    std::vector<int> bits;
+    for (int b : allowed)
+        if (b != 0) bits.push_back(b);
+    std::sort(bits.begin(), bits.end());
+    bits.erase(std::unique(bits.begin(), bits.end()), bits.end());
+    if (bits.empty() || bits.size() > gate_count)
+        throw Error("bayesian_bits: grid `run` gates one level per allowed bit-width, at most " +
+                    std::to_string(gate_count) + "; " + std::to_string(bits.size()) +
+                    " are allowed; allow between 1 and " + std::to_string(gate_count));
+    for (int pad : {2, 3, 4, 5, 6, 7, 8, 16, 32})
+        if (bits.size() < gate_count && pad > bits.back()) bits.push_back(pad);
+    if (bits.size() < gate_count)
+        throw Error("bayesian_bits: grid `run` found no bit-widths above " +
+                    std::to_string(bits.back()) + " to fill its " + std::to_string(gate_count) +
+                    " levels; allow more bit-widths or use grid `bayesian_bits`");
+    GateLevels levels{};
+    std::copy(bits.begin(), bits.end(), levels.begin());
+    return levels;
 }
 
 int nearest_allowed_bits(int learned, std::span<const int> allowed) {
@@ -397,15 +420,34 @@ struct GatedNetwork::Impl {
             Layer layer{std::move(setups[i]), nullptr, nullptr};
             if (layer.setup.learned) {
                 const double ratio = static_cast<double>(costs.layers[i].macs) / max_macs;
-                layer.weights = std::make_unique<GateSet>(layer.setup.weight_gates,
-                                                          initial_weight_ranges(node), ratio);
+                check_levels(layer.setup);
+                layer.weights = std::make_unique<GateSet>(
+                    layer.setup.weight_gates, layer.setup.weight_levels, initial_weight_ranges(node),
+                    ratio);
                 const std::string& input = node.inputs.at(0);
                 layer.activations = std::make_unique<GateSet>(
-                    layer.setup.activation_gates,
+                    layer.setup.activation_gates, layer.setup.activation_levels,
                     std::vector<float>{std::max(calibration.range(input, float_bits), range_floor)},
                     ratio);
             }
             layers.push_back(std::move(layer));
+        }
+    }
+
+    // The nested grid has its own levels; the run grid takes any ascending valid bit-widths.
+    void check_levels(const GatedLayer& setup) const {
+        for (const GateLevels* levels : {&setup.weight_levels, &setup.activation_levels}) {
+            const bool nested = *levels == residual_bits;
+            bool valid = true;
+            for (size_t k = 0; k < gate_count; ++k)
+                valid = valid && ((*levels)[k] >= 1 && ((*levels)[k] <= 8 || (*levels)[k] == 16 ||
+                                                         (*levels)[k] == float_bits)) &&
+                        (k == 0 || (*levels)[k] > (*levels)[k - 1]);
+            if (options.grid == GateGrid::bayesian_bits ? !nested : !valid)
+                throw Error("bayesian_bits: layer '" + setup.name + "' gates levels other than " +
+                            (options.grid == GateGrid::bayesian_bits
+                                 ? std::string("2, 4, 8, 16, 32 (the nested grid's); use grid `run`")
+                                 : std::string("ascending bit-widths of 1..8, 16, 32")));
         }
     }
 
@@ -433,8 +475,8 @@ struct GatedNetwork::Impl {
                 if (options.grid == GateGrid::run) {
                     std::array<float, gate_count> ranges{};
                     for (size_t k = 0; k < gate_count; ++k)
-                        if (residual_bits[k] != float_bits)
-                            ranges[k] = calibration.range(input, residual_bits[k]);
+                        if (l.activations->levels[k] != float_bits)
+                            ranges[k] = calibration.range(input, l.activations->levels[k]);
                     q.hook = std::make_shared<RunGridActivation>(*l.activations, q.is_signed, ranges);
                 } else {
                     q.hook = std::make_shared<GatedActivation>(*l.activations, q.is_signed);
@@ -497,7 +539,7 @@ struct GatedNetwork::Impl {
         if (l.weight_levels.empty() || options.train_weights) {
             const Node& m = node_named(master, l.setup.name);
             l.weight_levels.clear();
-            for (int b : residual_bits) {
+            for (int b : g.levels) {
                 const std::vector<int> bits(static_cast<size_t>(kernel_count(m)), b);
                 l.weight_levels.push_back(quantize_weights(*run_quantizer, m.weight, bits));
             }
@@ -613,8 +655,9 @@ struct GatedNetwork::Impl {
     // The layer's expected BitOPs (bitops_regularizer), its gradient into both sets' reg_grad.
     static double add_bitops_regularizer(GateSet& weights, GateSet& activations) {
         if (!weights.learns_any() && !activations.learns_any()) return 0.0;
-        const LayerBitops r = bitops_regularizer(weights.all_logits(), weights.prunable(),
-                                                 activations.unit_logits(0), weights.macs_ratio);
+        const LayerBitops r =
+            bitops_regularizer(weights.all_logits(), weights.prunable(), activations.unit_logits(0),
+                               weights.macs_ratio, weights.levels, activations.levels);
         for (size_t u = 0; u < weights.units; ++u)
             for (size_t k = 0; k < gate_count; ++k) weights.reg_grad[u][k] += r.weight_grad[u][k];
         for (size_t k = 0; k < gate_count; ++k) activations.reg_grad[0][k] += r.activation_grad[k];
@@ -631,9 +674,11 @@ struct GatedNetwork::Impl {
             if (l.weights) {
                 const GateSet& g = *l.weights;
                 for (size_t k = 0; k < bits.weight_bits.size(); ++k)
-                    bits.weight_bits[k] = effective_bits(g.thresholded(g.units == 1 ? 0 : k));
+                    bits.weight_bits[k] = effective_bits(g.thresholded(g.units == 1 ? 0 : k), g.levels);
             }
-            if (l.activations) bits.activation_bits = effective_bits(l.activations->thresholded(0));
+            if (l.activations)
+                bits.activation_bits =
+                    effective_bits(l.activations->thresholded(0), l.activations->levels);
             policy.layers.push_back(std::move(bits));
         }
         return policy;

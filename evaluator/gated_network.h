@@ -54,11 +54,16 @@ enum class GateState : uint8_t { open, learned, closed };
 using GateStates = std::array<GateState, residual_gate_count>;
 
 // The gates for a quantizer whose bit-width must come from `allowed` (descending, distinct; a 0
-// means pruning is allowed): levels above the largest allowed bit-width are closed; levels up to
-// the smallest level >= the smallest non-zero allowed bit-width are open, except z_2 when 0 is
-// allowed (then learned); the levels between are learned. Throws mps::Error when `allowed` has no
-// non-zero entry.
-GateStates gate_states(std::span<const int> allowed);
+// means pruning is allowed), on a chain of `levels`: levels above the largest allowed bit-width
+// are closed; levels up to the smallest level >= the smallest non-zero allowed bit-width are
+// open, except z_2 when 0 is allowed (then learned); the levels between are learned. Throws
+// mps::Error when `allowed` has no non-zero entry.
+GateStates gate_states(std::span<const int> allowed, const GateLevels& levels = residual_bits);
+// The chain of GateGrid::run for `allowed` (descending or not; 0 ignored): the allowed non-zero
+// bit-widths ascending, padded above with the smallest bit-widths of {2..8, 16, 32} beyond the
+// largest (gate_states closes those). Throws mps::Error for more than 5 non-zero bit-widths or
+// none, or when no padding is left above the largest.
+GateLevels run_levels(std::span<const int> allowed);
 // The bits of `learned` (a gate chain's effective bits, 0 .. 32) as the allowed bit-width to use:
 // `learned` itself when allowed, else the smallest allowed one above it, else the largest allowed.
 int nearest_allowed_bits(int learned, std::span<const int> allowed);
@@ -69,6 +74,10 @@ struct GatedLayer {
     UniformBits fixed;         // the pinned bits (when not learned)
     GateStates weight_gates{}; // when learned
     GateStates activation_gates{};
+    // The chains' levels: residual_bits for GateGrid::bayesian_bits (required); any ascending
+    // bit-widths of {1..8, 16, 32} for GateGrid::run (run_levels).
+    GateLevels weight_levels = residual_bits;
+    GateLevels activation_levels = residual_bits;
 };
 
 // The cost the gates are regularized with:

@@ -100,10 +100,10 @@ ChainCost chain_cost(const GateLogits& log_alpha, bool prunable,
     return c;
 }
 
-ChainCost expected_bits(const GateLogits& log_alpha, bool prunable) {
+ChainCost expected_bits(const GateLogits& log_alpha, bool prunable, const GateLevels& levels) {
     std::array<double, residual_gate_count> increment{};
     for (size_t k = 0; k < residual_gate_count; ++k)
-        increment[k] = residual_bits[k] - (k == 0 ? 0 : residual_bits[k - 1]);
+        increment[k] = levels[k] - (k == 0 ? 0 : levels[k - 1]);
     return chain_cost(log_alpha, prunable, increment);
 }
 
@@ -120,11 +120,11 @@ void check_regularizer_args(const char* what, size_t units, double macs_ratio) {
 } // namespace
 
 BitRegularizer bit_regularizer(std::span<const GateLogits> units, double macs_ratio,
-                               bool prunable) {
+                               bool prunable, const GateLevels& levels) {
     check_regularizer_args("bit_regularizer", units.size(), macs_ratio);
     const double scale = macs_ratio / static_cast<double>(units.size()); // m / U
     std::array<double, residual_gate_count> bits{};
-    std::copy(residual_bits.begin(), residual_bits.end(), bits.begin());
+    std::copy(levels.begin(), levels.end(), bits.begin());
     BitRegularizer r;
     r.grad.resize(units.size());
     for (size_t u = 0; u < units.size(); ++u) {
@@ -136,16 +136,17 @@ BitRegularizer bit_regularizer(std::span<const GateLogits> units, double macs_ra
 }
 
 LayerBitops bitops_regularizer(std::span<const GateLogits> weight_units, bool weights_prunable,
-                               const GateLogits& activation, double macs_ratio) {
+                               const GateLogits& activation, double macs_ratio,
+                               const GateLevels& weight_levels, const GateLevels& activation_levels) {
     check_regularizer_args("bitops_regularizer", weight_units.size(), macs_ratio);
     const double units = static_cast<double>(weight_units.size()), m = macs_ratio / 8.0;
     std::vector<ChainCost> weights;
     double w = 0.0;
     for (const GateLogits& unit : weight_units) {
-        weights.push_back(expected_bits(unit, weights_prunable));
+        weights.push_back(expected_bits(unit, weights_prunable, weight_levels));
         w += weights.back().value / units;
     }
-    const ChainCost a = expected_bits(activation, false);
+    const ChainCost a = expected_bits(activation, false, activation_levels);
     LayerBitops r;
     r.value = m * w * a.value;
     for (const ChainCost& c : weights) {

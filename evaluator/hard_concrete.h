@@ -81,9 +81,11 @@ struct ChainCost {
 };
 ChainCost chain_cost(const GateLogits& log_alpha, bool prunable,
                      const std::array<double, residual_gate_count>& level_cost);
-// The expected effective bits of one chain under independent gates: chain_cost with the level
-// increments c_k = b_k - b_{k-1} (2, 2, 4, 8, 16), so that a hard chain costs exactly its bits.
-ChainCost expected_bits(const GateLogits& log_alpha, bool prunable);
+// The expected effective bits of one chain of `levels` under independent gates: chain_cost with
+// the level increments c_k = b_k - b_{k-1} (nested levels: 2, 2, 4, 8, 16), so that a hard chain
+// costs exactly its bits.
+ChainCost expected_bits(const GateLogits& log_alpha, bool prunable,
+                        const GateLevels& levels = residual_bits);
 
 struct BitRegularizer {
     double value = 0.0;             // R_q
@@ -93,8 +95,9 @@ struct BitRegularizer {
 // R_q of one quantizer and its gradient. `macs_ratio` = MACs_l / MACs_max (for an activation
 // quantizer MACs_l sums every layer it feeds, so the ratio may exceed 1). Throws mps::Error for no units or a
 // ratio that is not finite and positive.
+// `levels`: the bits b_k of the chain's levels (c_b = m * b).
 BitRegularizer bit_regularizer(std::span<const GateLogits> units, double macs_ratio,
-                               bool prunable);
+                               bool prunable, const GateLevels& levels = residual_bits);
 
 // The expected-BitOPs regularizer of one layer (GateRegularizer::bitops in gated_network.h):
 //   R_l = (m / 8) * W * A,  W = (1 / U) sum_u E[b_u] over the weight units, A = E[b_a] of the
@@ -108,6 +111,8 @@ struct LayerBitops {
     GateLogits activation_grad{};
 };
 LayerBitops bitops_regularizer(std::span<const GateLogits> weight_units, bool weights_prunable,
-                               const GateLogits& activation, double macs_ratio);
+                               const GateLogits& activation, double macs_ratio,
+                               const GateLevels& weight_levels = residual_bits,
+                               const GateLevels& activation_levels = residual_bits);
 
 } // namespace mps

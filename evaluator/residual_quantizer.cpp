@@ -85,10 +85,12 @@ ResidualGates gates_for_bits(int bits) {
     return z;
 }
 
-int effective_bits(const ResidualGates& z) {
+int effective_bits(const ResidualGates& z) { return effective_bits(z, residual_bits); }
+
+int effective_bits(const ResidualGates& z, const GateLevels& levels) {
     check_gates(z);
     int bits = 0;
-    for (size_t k = 0; k < residual_gate_count && z[k] != 0.0f; ++k) bits = residual_bits[k];
+    for (size_t k = 0; k < residual_gate_count && z[k] != 0.0f; ++k) bits = levels[k];
     return bits;
 }
 

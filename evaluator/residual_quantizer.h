@@ -78,6 +78,13 @@ ResidualGates gates_for_bits(int bits);
 // is the b of gates_for_bits; in {0, 2, 4, 8, 16, 32}. Throws mps::Error for a gate outside [0, 1].
 int effective_bits(const ResidualGates& z);
 
+// The bit-width of each gate's level, ascending: residual_bits for the nested quantizer; another
+// chain (GateGrid::run in gated_network.h) may gate other levels in the same telescoped form.
+using GateLevels = std::array<int, residual_gate_count>;
+// effective_bits of z on a chain of `levels`: 0 if z_2 = 0, else the level of the last gate of the
+// open prefix.
+int effective_bits(const ResidualGates& z, const GateLevels& levels);
+
 // The telescoped form over any family of levels Q_2, Q_4, ..., Q_32 (index as residual_bits):
 // x_q = sum_k weight_k * Q_k with weight_k = P_k - P_{k+1}, P_k = z_2 * ... * z_{b_k}, computed in
 // float as ResidualQuantizer::quantize does (a hard pattern gives weights of exactly 0 and 1).

@@ -135,11 +135,16 @@ private:
 
     std::vector<GatedLayer> layer_setups() const {
         const SearchSpace& space = context_.space;
-        const GateStates weights = gate_states(space.kernel_weight_bits());
-        const GateStates activations = gate_states(space.activation_bits);
+        // The run grid gates the space's own bit-widths; the nested grid 2, 4, 8, 16, 32.
+        const bool run = context_.params.text("grid") == "run";
+        const GateLevels weight_levels = run ? run_levels(space.kernel_weight_bits()) : residual_bits;
+        const GateLevels activation_levels = run ? run_levels(space.activation_bits) : residual_bits;
+        const GateStates weights = gate_states(space.kernel_weight_bits(), weight_levels);
+        const GateStates activations = gate_states(space.activation_bits, activation_levels);
         std::vector<GatedLayer> layers;
         for (const Node* node : quantizable_layers(*context_.graph)) {
-            GatedLayer layer{node->name, true, {}, weights, activations};
+            GatedLayer layer{node->name, true, {}, weights, activations, weight_levels,
+                             activation_levels};
             if (auto pin = space.pinned.find(node->name); pin != space.pinned.end()) {
                 layer.learned = false;
                 layer.fixed = pin->second;

@@ -262,6 +262,18 @@ TEST_CASE("gated: gate_states and nearest_allowed_bits") {
     const std::vector<int> with_zero{4, 0};
     CHECK(nearest_allowed_bits(0, with_zero) == 0);
     CHECK(nearest_allowed_bits(2, with_zero) == 4);
+
+    // The run grid's chains: the allowed bit-widths ascending, padded above, gated like above.
+    const auto run_states = [](std::vector<int> a) { return gate_states(a, run_levels(a)); };
+    CHECK(run_levels(std::vector<int>{8, 6, 4, 3, 2}) == GateLevels{2, 3, 4, 6, 8});
+    CHECK(run_states({8, 6, 4, 3, 2}) == S{on, learn, learn, learn, learn});
+    CHECK(run_states({8, 6, 4, 3, 2, 0}) == S{learn, learn, learn, learn, learn});
+    CHECK(run_levels(std::vector<int>{8, 4, 2}) == GateLevels{2, 4, 8, 16, 32});
+    CHECK(run_levels(std::vector<int>{4, 3, 0}) == GateLevels{3, 4, 5, 6, 7});
+    CHECK(run_states({4, 3, 0}) == S{learn, learn, off, off, off});
+    CHECK_THROWS_AS(run_levels(std::vector<int>{32}), Error);          // nothing above 32
+    CHECK_THROWS_AS(run_levels(std::vector<int>{8, 7, 6, 5, 4, 3}), Error); // six levels
+    CHECK_THROWS_AS(run_levels(std::vector<int>{0}), Error);
 }
 
 TEST_CASE("gated: ActivationHook sees the logical elements of padded layouts; an identity hook "
@@ -523,6 +535,15 @@ TEST_CASE("gated: grid `run` is the evaluator's fake-quant network at the thresh
         return result;
     };
 
+    // The run grid gates the space's own bit-widths: 2, 3, 4, 6, 8.
+    const std::vector<int> allowed{8, 6, 4, 3, 2};
+    for (GatedLayer& l : s.layers) {
+        l.weight_levels = l.activation_levels = run_levels(allowed);
+        l.weight_gates = l.activation_gates = gate_states(allowed, l.weight_levels);
+    }
+    // The nested grid refuses other levels.
+    CHECK_THROWS_AS(s.make(), Error);
+
     for (GateRegularizer regularizer : {GateRegularizer::bits, GateRegularizer::bitops}) {
         CAPTURE(static_cast<int>(regularizer));
         s.options.grid = GateGrid::run;
@@ -532,6 +553,10 @@ TEST_CASE("gated: grid `run` is the evaluator's fake-quant network at the thresh
         const BitPolicy policy = net->thresholded_policy();
         CAPTURE(policy.to_string());
         REQUIRE(bitops(s.graph, policy) < bitops(s.graph, BitPolicy::uniform(s.graph, 8, 8)));
+        for (const LayerBits& l : policy.layers) {
+            CHECK(std::count(allowed.begin(), allowed.end(), l.activation_bits) == 1);
+            for (int w : l.weight_bits) CHECK(std::count(allowed.begin(), allowed.end(), w) == 1);
+        }
         // Convolution algorithms of the training and inference engines may sum in other orders:
         // allow one image in 64 to fall the other way.
         CHECK(net->accuracy(labelled("uniform", policy)) >= 100.0 * 63 / 64);
