@@ -20,6 +20,9 @@
 // The space maps gates to bits: levels above its widest bit-width stay closed, levels below its
 // narrowest stay open, z_2 is learned only when kernels may be pruned (gate_states), and a learned
 // bit-width outside the space becomes the nearest allowed one above it (nearest_allowed_bits).
+// `grid: run` gates the space's own bit-widths (run_levels) with the run's quantizers, so its
+// candidates need no mapping and its own accuracy is the evaluator's; `regularizer: bitops`
+// prices bits by expected BitOPs (GateRegularizer).
 #include "evaluator/error.h"
 #include "evaluator/gated_network.h"
 #include "evaluator/train_random.h"

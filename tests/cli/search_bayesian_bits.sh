@@ -2,7 +2,8 @@
 # gives one candidate per mu with cost falling as mu grows, each with the policy's own accuracy
 # in the archive and the report; a bisection step follows under the budget; 1 and 2 workers give
 # identical results; a finished run resumed evaluates nothing new; the finetune mode runs; bad
-# parameters are refused with a message that names them.
+# parameters are refused with a message that names them; grid `run` learns the space's own
+# bit-widths and its own accuracy is the evaluator's.
 source "$(dirname "$0")/common.bash"
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
@@ -85,7 +86,31 @@ config "{name: bayesian_bits, mu_count: 3, steps: 20, batch: 32}" "$WORK/fixed" 
 [[ $(grep -c '"kind":"search"' "$WORK/fixed/archive.jsonl") == 1 ]] ||
   fail "a space without choices trained more than once"
 
+# grid run, bitops regularizer: gates over the space's own bit-widths (3 and 6 included), and the
+# policy's own accuracy is the evaluator's (the same quantizers; integer and fake-quant paths may
+# round an image differently)
+config "{name: bayesian_bits, grid: run, regularizer: bitops, mu_min: 0.05, mu_max: 2, mu_count: 3, bisect_steps: 0, steps: 60, gate_lr: 0.15, batch: 32}" \
+  "$WORK/run" | sed 's/\[8, 4, 2\]/[8, 6, 4, 3, 2]/g' >"$WORK/run.yaml"
+"$MPSEARCH" search --config "$WORK/run.yaml" --quiet >"$WORK/run.out" 2>&1 ||
+  { fail "grid run failed"; cat "$WORK/run.out"; }
+python3 - "$WORK/run/archive.jsonl" <<'PY' || fail "grid run check: see above"
+import json, sys
+records = [json.loads(l) for l in open(sys.argv[1]) if '"kind":"search"' in l]
+assert len(records) == 3, f"{len(records)} records, expected 3"
+for r in records:
+    gap = abs(r["own_accuracy"] - r["score"]["accuracy"])
+    assert gap <= 0.5, f'{r["stage"]}: own {r["own_accuracy"]} % against evaluator {r["score"]["accuracy"]} %'
+bits = {b for r in records for layer in r["policy"]
+        for b in (layer["w"] if isinstance(layer["w"], list) else [layer["w"]]) + [layer["a"]]}
+assert bits <= {8, 6, 4, 3, 2}, f"bits outside the space: {sorted(bits)}"
+assert bits & {6, 3}, f"no 3 or 6 bits learned: {sorted(bits)}"
+cost = [r["score"]["relative_bitops"] for r in records]
+assert cost[-1] < cost[0], f"mu changed nothing: {cost}"
+PY
+
 # bad input
+config "{name: bayesian_bits, grid: nested}" "$WORK/bad4" >"$WORK/bad4.yaml"
+expect_failure "grid" search --config "$WORK/bad4.yaml" --quiet
 config "{name: bayesian_bits, mode: sometimes}" "$WORK/bad1" >"$WORK/bad1.yaml"
 expect_failure "mode" search --config "$WORK/bad1.yaml" --quiet
 config "{name: bayesian_bits, mu_min: 1, mu_max: 0.1}" "$WORK/bad2" >"$WORK/bad2.yaml"
