@@ -4,6 +4,7 @@
 #include "evaluator/error.h"
 #include "evaluator/onednn_util.h"
 #include "evaluator/optimizer.h"
+#include "evaluator/run_grid.h"
 #include "evaluator/train_network.h"
 #include "evaluator/train_random.h"
 #include "evaluator/trainer.h"
@@ -26,7 +27,6 @@ constexpr float range_floor = 1e-6f;
 // does not depend on the thread count.
 constexpr int64_t chunk = 16384;
 
-using GateGradient = std::array<double, gate_count>;
 
 // The gates and ranges of one quantizer: `units` gate vectors and ranges (one per output channel,
 // or one), their learned parameters, the current sample and this step's gradients.
@@ -186,86 +186,22 @@ private:
     bool is_signed_;
 };
 
-// GateGrid::run: the run's activation quantizer at every level (fake_quantize_activation with the
-// calibrated range of each bit-width), mixed by the gates in the telescoped form, so that a hard
-// gate pattern gives exactly the evaluator's fake quantization at its effective bits.
-class RunGridActivation final : public ActivationHook {
+// GateGrid::run: the run's activation quantizer at every level (run_grid.h) as the layer's hook.
+class RunGridHook final : public ActivationHook {
 public:
-    RunGridActivation(GateSet& set, bool is_signed, std::array<float, gate_count> ranges)
-        : set_(set), is_signed_(is_signed), ranges_(ranges) {}
+    RunGridHook(GateSet& set, RunGridActivation levels) : set_(set), levels_(levels) {}
 
     void forward(const float* x, float* y, int64_t n, const uint8_t* inside) override {
-        const std::array<float, gate_count> weight = residual_level_weights(set_.gates[0]);
-        const int64_t tasks = (n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (tasks > 1)
-        for (int64_t t = 0; t < tasks; ++t) {
-            const int64_t begin = t * chunk, size = std::min(chunk, n - begin);
-            std::vector<float> level(static_cast<size_t>(size));
-            std::fill(y + begin, y + begin + size, 0.0f);
-            for (size_t k = 0; k < gate_count; ++k) {
-                if (weight[k] == 0.0f) continue; // a hard pattern: exactly one level
-                quantize_level(k, x + begin, size, level.data());
-                for (int64_t i = 0; i < size; ++i) y[begin + i] += weight[k] * level[size_t(i)];
-            }
-            if (inside)
-                for (int64_t i = begin; i < begin + size; ++i)
-                    if (!inside[i]) y[i] = 0.0f;
-        }
+        levels_.forward(set_.gates[0], x, y, n, inside);
     }
-
     void backward(const float* x, const float* dy, float* dx, int64_t n,
                   const uint8_t* inside) override {
-        const ResidualGates z = set_.gates[0];
-        const std::array<float, gate_count> weight = residual_level_weights(z);
-        const size_t needed = residual_levels_needed(z); // levels above weigh 0 and move no gate
-        const int64_t tasks = (n + chunk - 1) / chunk;
-        std::vector<GateGradient> dz(static_cast<size_t>(tasks), GateGradient{});
-#pragma omp parallel for schedule(static) if (tasks > 1)
-        for (int64_t t = 0; t < tasks; ++t) {
-            const int64_t begin = t * chunk, size = std::min(chunk, n - begin);
-            std::vector<float> levels(static_cast<size_t>(size) * needed);
-            for (size_t k = 0; k < needed; ++k)
-                quantize_level(k, x + begin, size, levels.data() + k * size_t(size));
-            GateGradient& sum = dz[static_cast<size_t>(t)];
-            for (int64_t i = 0; i < size; ++i) {
-                const float g = inside && !inside[begin + i] ? 0.0f : dy[begin + i];
-                Residuals e{};
-                float previous = 0.0f, slope = 0.0f;
-                for (size_t k = 0; k < needed; ++k) {
-                    const float q = levels[k * size_t(size) + size_t(i)];
-                    e[k] = q - previous;
-                    previous = q;
-                    if (weight[k] != 0.0f && passes(k, x[begin + i])) slope += weight[k];
-                }
-                GateGradient element{};
-                residual_gate_gradients(e, z, needed, element);
-                for (size_t k = 0; k < gate_count; ++k) sum[k] += double(g) * element[k];
-                dx[begin + i] = g * slope;
-            }
-        }
-        for (const GateGradient& d : dz)
-            for (size_t k = 0; k < gate_count; ++k) set_.loss_dz[0][k] += d[k];
+        levels_.backward(set_.gates[0], x, dy, dx, n, inside, set_.loss_dz[0]);
     }
 
 private:
-    void quantize_level(size_t k, const float* x, int64_t n, float* out) const {
-        std::copy(x, x + n, out);
-        fake_quantize_activation(out, n, ranges_[k], set_.levels[k], is_signed_);
-    }
-
-    // The fake-quant layer's straight-through mask at level k: x / s within [qmin, qmax].
-    bool passes(size_t k, float x) const {
-        const int bits = set_.levels[k];
-        if (bits == float_bits) return true;
-        const float s = activation_scale(ranges_[k], bits, is_signed_);
-        const float qmax = static_cast<float>(activation_qmax(bits, is_signed_));
-        const float code = x / s;
-        return s != 0.0f && code >= (is_signed_ ? -qmax : 0.0f) && code <= qmax;
-    }
-
     GateSet& set_;
-    bool is_signed_;
-    std::array<float, gate_count> ranges_; // per level; unused at 32 bits
+    RunGridActivation levels_;
 };
 
 float max_magnitude(std::span<const float> w) {
@@ -477,7 +413,9 @@ struct GatedNetwork::Impl {
                     for (size_t k = 0; k < gate_count; ++k)
                         if (l.activations->levels[k] != float_bits)
                             ranges[k] = calibration.range(input, l.activations->levels[k]);
-                    q.hook = std::make_shared<RunGridActivation>(*l.activations, q.is_signed, ranges);
+                    q.hook = std::make_shared<RunGridHook>(
+                        *l.activations,
+                        RunGridActivation(l.activations->levels, ranges, q.is_signed));
                 } else {
                     q.hook = std::make_shared<GatedActivation>(*l.activations, q.is_signed);
                 }
@@ -544,37 +482,24 @@ struct GatedNetwork::Impl {
                 l.weight_levels.push_back(quantize_weights(*run_quantizer, m.weight, bits));
             }
         }
-        for (size_t u = 0; u < g.units; ++u) {
-            const std::array<float, gate_count> weight = residual_level_weights(g.gates[u]);
-            for (size_t i = u * size; i < (u + 1) * size; ++i) {
-                float sum = 0.0f;
-                for (size_t k = 0; k < gate_count; ++k)
-                    if (weight[k] != 0.0f) sum += weight[k] * l.weight_levels[k].data[i];
-                out[i] = sum;
-            }
-        }
+        for (size_t u = 0; u < g.units; ++u)
+            mix_weight_levels(unit_levels(l, u, size), g.gates[u],
+                              std::span(out).subspan(u * size, size));
     }
 
-    // GateGrid::run backward of one layer's weights: dL/dz from the levels' residuals, and the
-    // straight-through gradient z_2 * dL/dw_q (the run's weight quantizers clip nothing: their
-    // range is the kernel's own).
+    // The levels of unit u (values u * size .. (u + 1) * size of every level tensor).
+    static std::vector<std::span<const float>> unit_levels(const Layer& l, size_t u, size_t size) {
+        std::vector<std::span<const float>> levels;
+        for (const Tensor& t : l.weight_levels) levels.push_back(std::span(t.data).subspan(u * size, size));
+        return levels;
+    }
+
+    // GateGrid::run backward of one layer's weights (run_grid.h).
     static void run_levels_backward(const Layer& l, GateSet& g, size_t size,
                                     std::span<const float> grad, std::span<float> master_grad) {
-        for (size_t u = 0; u < g.units; ++u) {
-            const ResidualGates& z = g.gates[u];
-            for (size_t i = u * size; i < (u + 1) * size; ++i) {
-                Residuals e{};
-                float previous = 0.0f;
-                for (size_t k = 0; k < gate_count; ++k) {
-                    e[k] = l.weight_levels[k].data[i] - previous;
-                    previous = l.weight_levels[k].data[i];
-                }
-                GateGradient dz{};
-                residual_gate_gradients(e, z, gate_count, dz);
-                for (size_t k = 0; k < gate_count; ++k) g.loss_dz[u][k] += double(grad[i]) * dz[k];
-                master_grad[i] = grad[i] * z[0];
-            }
-        }
+        for (size_t u = 0; u < g.units; ++u)
+            weight_levels_backward(unit_levels(l, u, size), g.gates[u], grad.subspan(u * size, size),
+                                   master_grad.subspan(u * size, size), g.loss_dz[u]);
     }
 
     // dL/dz and dL/da of the weight gates and, when training weights, the master gradients.
