@@ -27,7 +27,6 @@ constexpr float range_floor = 1e-6f;
 // does not depend on the thread count.
 constexpr int64_t chunk = 16384;
 
-
 // The gates and ranges of one quantizer: `units` gate vectors and ranges (one per output channel,
 // or one), their learned parameters, the current sample and this step's gradients.
 struct GateSet {
@@ -370,20 +369,20 @@ struct GatedNetwork::Impl {
         }
     }
 
-    // The nested grid has its own levels; the run grid takes any ascending valid bit-widths.
+    // The nested grid has its own levels; the run grid takes any ascending bit-widths the run's
+    // quantizers accept.
     void check_levels(const GatedLayer& setup) const {
-        for (const GateLevels* levels : {&setup.weight_levels, &setup.activation_levels}) {
-            const bool nested = *levels == residual_bits;
-            bool valid = true;
-            for (size_t k = 0; k < gate_count; ++k)
-                valid = valid && ((*levels)[k] >= 1 && ((*levels)[k] <= 8 || (*levels)[k] == 16 ||
-                                                         (*levels)[k] == float_bits)) &&
-                        (k == 0 || (*levels)[k] > (*levels)[k - 1]);
-            if (options.grid == GateGrid::bayesian_bits ? !nested : !valid)
-                throw Error("bayesian_bits: layer '" + setup.name + "' gates levels other than " +
-                            (options.grid == GateGrid::bayesian_bits
-                                 ? std::string("2, 4, 8, 16, 32 (the nested grid's); use grid `run`")
-                                 : std::string("ascending bit-widths of 1..8, 16, 32")));
+        const auto quantizable = [](int b) { return (b >= 1 && b <= 8) || b == 16 || b == float_bits; };
+        for (const GateLevels& levels : {setup.weight_levels, setup.activation_levels}) {
+            bool ascending = quantizable(levels[0]);
+            for (size_t k = 1; k < gate_count; ++k)
+                ascending = ascending && quantizable(levels[k]) && levels[k] > levels[k - 1];
+            if (options.grid == GateGrid::bayesian_bits && levels != residual_bits)
+                throw Error("bayesian_bits: layer '" + setup.name + "' gates levels other than the "
+                            "nested grid's 2, 4, 8, 16, 32; use grid `run`");
+            if (options.grid == GateGrid::run && !ascending)
+                throw Error("bayesian_bits: layer '" + setup.name + "' gates levels that are not "
+                            "ascending bit-widths of 1..8, 16, 32");
         }
     }
 
