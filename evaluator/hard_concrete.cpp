@@ -24,6 +24,14 @@ double on_logit(double log_alpha) {
     return log_alpha - beta * std::log(-gamma / zeta);
 }
 
+void check_regularizer_args(const char* what, size_t units, double macs_ratio) {
+    if (units == 0)
+        throw Error(std::string(what) + ": a quantizer with no gated units; pass at least one");
+    if (!std::isfinite(macs_ratio) || !(macs_ratio > 0.0))
+        throw Error(std::string(what) + ": MACs ratio " + std::to_string(macs_ratio) +
+                    " must be finite and positive (MACs of the layer / largest layer MACs)");
+}
+
 } // namespace
 
 GateSample sample_gate(double u, double log_alpha) {
@@ -106,18 +114,6 @@ ChainCost expected_bits(const GateLogits& log_alpha, bool prunable, const GateLe
         increment[k] = levels[k] - (k == 0 ? 0 : levels[k - 1]);
     return chain_cost(log_alpha, prunable, increment);
 }
-
-namespace {
-
-void check_regularizer_args(const char* what, size_t units, double macs_ratio) {
-    if (units == 0)
-        throw Error(std::string(what) + ": a quantizer with no gated units; pass at least one");
-    if (!std::isfinite(macs_ratio) || !(macs_ratio > 0.0))
-        throw Error(std::string(what) + ": MACs ratio " + std::to_string(macs_ratio) +
-                    " must be finite and positive (MACs of the layer / largest layer MACs)");
-}
-
-} // namespace
 
 BitRegularizer bit_regularizer(std::span<const GateLogits> units, double macs_ratio,
                                bool prunable, const GateLevels& levels) {

@@ -53,8 +53,8 @@ struct ResidualQuantizer::Prepared {
 
 std::array<float, residual_gate_count> residual_level_weights(const ResidualGates& z) {
     check_gates(z);
-    // chain[k + 1] = P of level k = z_2 * ... * z_{b_k}; the weight of Q_{b_k} is
-    // P_{b_k} - P_{2 b_k}. Hard gates give weights of exactly 0 and 1.
+    // chain[k + 1] = P_k = z_0 * ... * z_k; the weight of level k is P_k - P_{k+1}. Hard gates
+    // give weights of exactly 0 and 1.
     std::array<float, residual_gate_count + 2> chain{};
     chain[0] = 1.0f;
     for (size_t k = 0; k < residual_gate_count; ++k) chain[k + 1] = chain[k] * z[k];
