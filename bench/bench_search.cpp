@@ -574,8 +574,8 @@ std::string reproduction_section(const json& repro) {
 
 std::string report(const Plan& plan, const json& results, const std::vector<std::string>& missing) {
     std::ostringstream md;
-    md << markdown_header(results, "Search benchmark: every policy on every zoo model under equal "
-                                   "budgets");
+    md << markdown_header(results, "Search benchmark: " + joined(plan.policies) + " on " +
+                                       joined(plan.models) + " under equal budgets");
     md << "Same config for every run: kernel granularity, weight and activation bits {8, 6, 4, 3, "
           "2}, last layer pinned at W8A8 (first too on resnet8 and vgg_small), "
        << plan.evaluations << " evaluations at most, " << plan.validation_images
@@ -584,8 +584,8 @@ std::string report(const Plan& plan, const json& results, const std::vector<std:
     md << ". A budget WxAy is max_relative_bitops = the cost of uniform WxAy (x*y/1024). "
           "Accuracies are on the 10k test split, without fine-tuning.\n\n";
     md << "Engine speed (images/s of the float32, fake-quant and integer paths; candidates/s with 1 "
-          "and 2 workers): [engine.md](engine.md), written by bench/run.sh next to this report. "
-          "The search seconds in the tables below are each run's whole wall time (a greedy curve, "
+          "and 2 workers): [engine.md](engine.md), which bench/run.sh writes next to this report (a run of this "
+          "driver alone has none). The search seconds in the tables below are each run's whole wall time (a greedy curve, "
           "an AutoQ run of its episodes); the search cost table at the end has their medians per model "
           "and policy.\n\n";
     if (!missing.empty()) {
