@@ -91,11 +91,12 @@ enum class GateRegularizer : uint8_t { bits, bitops };
 // The levels the gates choose between:
 //   bayesian_bits: the spec's nested residual quantizer on learned ranges (max|w| per unit and the
 //                  calibrated activation max to start);
-//   run:           the run's own quantizers at each level, ranges not learned: the weight
-//                  quantizer of `weight_quantizer` at 2, 4, 8 and 16 bits (32: float) and the
-//                  calibration's activation range at each bit-width (fake_quantize_activation),
-//                  in the same telescoped form. Thresholded, the network is then the one the
-//                  evaluator's fake-quant path scores for the thresholded policy.
+//   run:           the run's own quantizers at each level's bit-width (GatedLayer's levels,
+//                  e.g. run_levels of the space), ranges not learned: the weight quantizer of
+//                  `weight_quantizer` (32: float) and fake_quantize_activation with the
+//                  calibration's range at each bit-width, in the same telescoped form
+//                  (run_grid.h). Thresholded, the network is then the one the evaluator's
+//                  fake-quant path scores for the thresholded policy.
 enum class GateGrid : uint8_t { bayesian_bits, run };
 
 struct GatedOptions {

@@ -167,7 +167,8 @@ private:
         o.gate_lr = p.real("gate_lr");
         o.weight_lr = p.real("weight_lr");
         o.seed = context_.seed;
-        o.regularizer = p.text("regularizer") == "bitops" ? GateRegularizer::bitops : GateRegularizer::bits;
+        o.regularizer =
+            p.text("regularizer") == "bitops" ? GateRegularizer::bitops : GateRegularizer::bits;
         o.grid = p.text("grid") == "run" ? GateGrid::run : GateGrid::bayesian_bits;
         o.weight_quantizer = context_.weight_quantizer;
         return o;
@@ -272,8 +273,8 @@ PolicyInfo bayesian_bits_policy_info() {
                            "weights trained too, then a fine-tune with the gates fixed"),
                 text_param("grid", "bayesian_bits", {"bayesian_bits", "run"},
                            "bayesian_bits: the spec's nested grid on learned ranges; run: the "
-                           "run's own quantizers at 2, 4, 8, 16 bits with calibrated ranges, not "
-                           "learned (the gated network is the one the evaluator scores)"),
+                           "run's own quantizers at the space's bit-widths with calibrated ranges, "
+                           "not learned (the gated network is the one the evaluator scores)"),
                 text_param("regularizer", "bits", {"bits", "bitops"},
                            "bits: the spec's sum of MACs-weighted bits per quantizer; bitops: "
                            "the expected BitOPs, weight bits times activation bits per layer"),
