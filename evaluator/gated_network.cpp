@@ -372,11 +372,10 @@ struct GatedNetwork::Impl {
     // The nested grid has its own levels; the run grid takes any ascending bit-widths the run's
     // quantizers accept.
     void check_levels(const GatedLayer& setup) const {
-        const auto quantizable = [](int b) { return (b >= 1 && b <= 8) || b == 16 || b == float_bits; };
         for (const GateLevels& levels : {setup.weight_levels, setup.activation_levels}) {
-            bool ascending = quantizable(levels[0]);
+            bool ascending = valid_activation_bits(levels[0]); // 1..8, 16, 32: no 0 in a chain
             for (size_t k = 1; k < gate_count; ++k)
-                ascending = ascending && quantizable(levels[k]) && levels[k] > levels[k - 1];
+                ascending = ascending && valid_activation_bits(levels[k]) && levels[k] > levels[k - 1];
             if (options.grid == GateGrid::bayesian_bits && levels != residual_bits)
                 throw Error("bayesian_bits: layer '" + setup.name + "' gates levels other than the "
                             "nested grid's 2, 4, 8, 16, 32; use grid `run`");

@@ -34,7 +34,13 @@ Residuals residuals_of(size_t count, Level level) {
 RunGridActivation::RunGridActivation(const GateLevels& levels,
                                      const std::array<float, residual_gate_count>& ranges,
                                      bool is_signed)
-    : levels_(levels), ranges_(ranges), is_signed_(is_signed) {}
+    : levels_(levels), ranges_(ranges), is_signed_(is_signed) {
+    for (size_t k = 0; k < gate_count; ++k) {
+        if (levels_[k] == float_bits) continue;
+        scales_[k] = activation_scale(ranges_[k], levels_[k], is_signed_);
+        qmax_[k] = static_cast<float>(activation_qmax(levels_[k], is_signed_));
+    }
+}
 
 void RunGridActivation::quantize_level(size_t k, const float* x, int64_t n, float* out) const {
     std::copy(x, x + n, out);
@@ -42,12 +48,9 @@ void RunGridActivation::quantize_level(size_t k, const float* x, int64_t n, floa
 }
 
 bool RunGridActivation::passes(size_t k, float x) const {
-    const int bits = levels_[k];
-    if (bits == float_bits) return true;
-    const float s = activation_scale(ranges_[k], bits, is_signed_);
-    const float qmax = static_cast<float>(activation_qmax(bits, is_signed_));
-    const float code = x / s;
-    return s != 0.0f && code >= (is_signed_ ? -qmax : 0.0f) && code <= qmax;
+    if (levels_[k] == float_bits) return true;
+    const float s = scales_[k], code = x / s;
+    return s != 0.0f && code >= (is_signed_ ? -qmax_[k] : 0.0f) && code <= qmax_[k];
 }
 
 void RunGridActivation::forward(const ResidualGates& z, const float* x, float* y, int64_t n,

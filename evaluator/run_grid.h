@@ -45,6 +45,8 @@ private:
     GateLevels levels_;
     std::array<float, residual_gate_count> ranges_;
     bool is_signed_;
+    // Per level, for passes(): the step s_k and qmax (0 and unused at 32 bits).
+    std::array<float, residual_gate_count> scales_{}, qmax_{};
 };
 
 // One unit's weights: out[i] = sum_k weight_k(z) * levels[k][i] over the unit's values.
