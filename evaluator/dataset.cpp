@@ -12,7 +12,12 @@
 namespace mps {
 
 Dataset Dataset::slice(int64_t first, int64_t n) const {
-    Dataset out = *this;
+    // The shape only: copying *this first would copy every image just to replace them.
+    Dataset out;
+    out.channels = channels;
+    out.height = height;
+    out.width = width;
+    out.num_classes = num_classes;
     first = std::clamp<int64_t>(first, 0, count);
     n = std::clamp<int64_t>(n, 0, count - first);
     out.count = n;

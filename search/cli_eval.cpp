@@ -160,8 +160,11 @@ int report_quantized(const EvalArgs& args, const Graph& graph) {
 
     const Split split = parse_split(args.split);
     EvaluationData data;
-    data.calibration = load_fashion_mnist(args.data, Split::calibration, args.calibration);
-    Dataset scored = load_fashion_mnist(args.data, split);
+    // Calibration images come from the training file; so does a validation split: read it once.
+    const Dataset training_file = load_fashion_mnist_training_file(args.data);
+    data.calibration = fashion_mnist_split(training_file, Split::calibration, args.calibration);
+    Dataset scored = split == Split::test ? load_fashion_mnist(args.data, split)
+                                          : fashion_mnist_split(training_file, split);
     if (args.limit > 0) scored = scored.slice(0, args.limit);
     (split == Split::test ? data.test : data.validation) = std::move(scored);
 

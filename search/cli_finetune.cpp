@@ -106,13 +106,14 @@ int run_finetune(int argc, char** argv) {
     PolicyFile policy = read_policy_file(args.policy, graph, args.model);
 
     FinetuneData data;
-    data.train = load_fashion_mnist(args.data, Split::train);
+    const Dataset training_file = load_fashion_mnist_training_file(args.data); // read once
+    data.train = fashion_mnist_split(training_file, Split::train);
     if (args.limit_train > 0) data.train = data.train.slice(0, args.limit_train);
     if (args.batch > data.train.count)
         throw Error("--batch " + std::to_string(args.batch) + " is larger than the " +
                     std::to_string(data.train.count) + " training images; lower it");
-    data.calibration = load_fashion_mnist(args.data, Split::calibration, args.calibration);
-    data.validation = load_fashion_mnist(args.data, Split::validation);
+    data.calibration = fashion_mnist_split(training_file, Split::calibration, args.calibration);
+    data.validation = fashion_mnist_split(training_file, Split::validation);
     EvaluationData scored{data.calibration, {}, load_fashion_mnist(args.data, Split::test)};
 
     FinetuneOptions options;

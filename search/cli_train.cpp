@@ -88,8 +88,9 @@ int run_train(int argc, char** argv) {
         o.batch = batch;
         o.seed = static_cast<uint64_t>(seed);
 
-        const Dataset train_set = load_fashion_mnist(data_dir, Split::train);
-        const Dataset validation_set = load_fashion_mnist(data_dir, Split::validation);
+        const Dataset training_file = load_fashion_mnist_training_file(data_dir); // read once
+        const Dataset train_set = fashion_mnist_split(training_file, Split::train);
+        const Dataset validation_set = fashion_mnist_split(training_file, Split::validation);
         const Dataset test_set = load_fashion_mnist(data_dir, Split::test);
         Graph graph = make_architecture(arch, o.seed);
 

@@ -110,6 +110,12 @@ TEST_CASE("Fashion-MNIST-style directory: splits, normalization and label checks
     const Dataset part = test.slice(50, 100);
     CHECK(part.count == 10);
     CHECK(part.labels[0] == 0);
+    // A slice keeps the shape and holds exactly its own images.
+    CHECK(part.channels == 1);
+    CHECK(part.image_size() == 4);
+    CHECK(part.num_classes == test.num_classes);
+    CHECK(part.images.size() == 40);
+    CHECK(part.image(3)[1] == test.image(53)[1]);
 
     CHECK(error_of([&] { load_fashion_mnist(dir.path().string(), Split::train); })
               .find("no train-images-idx3-ubyte[.gz] here; point --data") != std::string::npos);
