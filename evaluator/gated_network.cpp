@@ -2,6 +2,7 @@
 
 #include "evaluator/costs.h"
 #include "evaluator/error.h"
+#include "evaluator/host_chunks.h"
 #include "evaluator/onednn_util.h"
 #include "evaluator/optimizer.h"
 #include "evaluator/run_grid.h"
@@ -23,9 +24,6 @@ constexpr size_t gate_count = residual_gate_count;
 constexpr double fixed_open_logit = 30.0, fixed_closed_logit = -30.0;
 // Learned ranges never reach 0 (the quantizer needs x_min < x_max).
 constexpr float range_floor = 1e-6f;
-// Elements per host task; partial sums are kept per chunk and added in chunk order, so the result
-// does not depend on the thread count.
-constexpr int64_t chunk = 16384;
 
 // The gates and ranges of one quantizer: `units` gate vectors and ranges (one per output channel,
 // or one), their learned parameters, the current sample and this step's gradients.
@@ -142,10 +140,10 @@ public:
     void forward(const float* x, float* y, int64_t n, const uint8_t* inside) override {
         const ResidualQuantizer q = activation_quantizer(set_.ranges[0], is_signed_);
         const ResidualGates z = set_.gates[0];
-        const int64_t tasks = (n + chunk - 1) / chunk;
+        const int64_t tasks = host_chunk_count(n);
 #pragma omp parallel for schedule(static) if (tasks > 1)
         for (int64_t t = 0; t < tasks; ++t) {
-            const int64_t begin = t * chunk, size = std::min(chunk, n - begin);
+            const auto [begin, size] = host_chunk_at(t, n);
             q.quantize(std::span(x + begin, size), z, std::span(y + begin, size));
             if (inside)
                 for (int64_t i = begin; i < begin + size; ++i)
@@ -157,12 +155,12 @@ public:
                   const uint8_t* inside) override {
         const ResidualQuantizer q = activation_quantizer(set_.ranges[0], is_signed_);
         const ResidualGates z = set_.gates[0];
-        const int64_t tasks = (n + chunk - 1) / chunk;
+        const int64_t tasks = host_chunk_count(n);
         std::vector<GateGradient> dz(static_cast<size_t>(tasks), GateGradient{});
         std::vector<double> drange(static_cast<size_t>(tasks), 0.0);
 #pragma omp parallel for schedule(static) if (tasks > 1)
         for (int64_t t = 0; t < tasks; ++t) {
-            const int64_t begin = t * chunk, size = std::min(chunk, n - begin);
+            const auto [begin, size] = host_chunk_at(t, n);
             const float* grad = dy + begin;
             if (inside) { // padding must not reach the gate and range gradients
                 // Masked into dx, which backward_per_channel lets alias its grad_out: no copy.
@@ -352,7 +350,7 @@ struct GatedNetwork::Impl {
             if (setups[i].name != node.name)
                 throw Error("bayesian_bits: layer setup " + std::to_string(i) + " names '" +
                             setups[i].name + "' where the graph has '" + node.name + "'");
-            Layer layer{std::move(setups[i]), nullptr, nullptr};
+            Layer layer{std::move(setups[i]), nullptr, nullptr, {}};
             if (layer.setup.learned) {
                 const double ratio = static_cast<double>(costs.layers[i].macs) / max_macs;
                 check_levels(layer.setup);

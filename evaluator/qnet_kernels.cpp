@@ -2,6 +2,7 @@
 
 #include "evaluator/activation_range.h"
 #include "evaluator/error.h"
+#include "evaluator/host_chunks.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,9 +12,6 @@
 namespace mps::qnet {
 namespace {
 
-constexpr int64_t chunk = 16384; // elements per parallel task: large enough to amortize the fork
-
-int64_t chunks(int64_t n) { return (n + chunk - 1) / chunk; }
 
 // clamp(round_half_even(v), qmin, qmax) for |qmin|, |qmax| < 2^21, without a libm call so that
 // the loops vectorize: v is first clamped to [qmin - 1, qmax + 1] (which does not change the
@@ -54,14 +52,14 @@ MPS_HOT void fake_loop(const float* x, float* y, int64_t begin, int64_t end, flo
 
 template <typename Code>
 void codes_of(const float* x, Code* q, int64_t n, float s, float qmin, float qmax) {
-    const int64_t tasks = chunks(n);
+    const int64_t tasks = host_chunk_count(n);
 #pragma omp parallel for schedule(static) if (tasks > 1)
     for (int64_t t = 0; t < tasks; ++t) {
-        const int64_t end = std::min(n, (t + 1) * chunk);
+        const auto [begin, size] = host_chunk_at(t, n);
         if constexpr (std::is_same_v<Code, uint8_t>)
-            unsigned_codes(x, q, t * chunk, end, s, qmin, qmax);
+            unsigned_codes(x, q, begin, begin + size, s, qmin, qmax);
         else
-            signed_codes(x, q, t * chunk, end, s, qmin, qmax);
+            signed_codes(x, q, begin, begin + size, s, qmin, qmax);
     }
 }
 
@@ -69,7 +67,7 @@ void codes_of(const float* x, Code* q, int64_t n, float s, float qmin, float qma
 
 void fake_quantize_into(const float* x, float* y, int64_t n, float range, int bits,
                         bool is_signed) {
-    const int64_t tasks = chunks(n);
+    const int64_t tasks = host_chunk_count(n);
     const float s = bits == 1 && is_signed ? 0.0f : activation_scale(range, bits, is_signed);
     if (s != 0.0f && bits <= 16) { // the common case, vectorized; the same arithmetic as
                                    // fake_quantize_activation (division, "+ 0.0f" for -0)
@@ -77,14 +75,15 @@ void fake_quantize_into(const float* x, float* y, int64_t n, float range, int bi
         const float qmin = is_signed ? -qmax : 0.0f;
 #pragma omp parallel for schedule(static) if (tasks > 1)
         for (int64_t t = 0; t < tasks; ++t) {
-            fake_loop(x, y, t * chunk, std::min(n, (t + 1) * chunk), s, qmin, qmax);
+            const auto [begin, size] = host_chunk_at(t, n);
+            fake_loop(x, y, begin, begin + size, s, qmin, qmax);
         }
         return;
     }
     // Each task runs the library's own quantizer on its chunk: bit-identical by construction.
 #pragma omp parallel for schedule(static) if (tasks > 1)
     for (int64_t t = 0; t < tasks; ++t) {
-        const int64_t begin = t * chunk, len = std::min(n, begin + chunk) - begin;
+        const auto [begin, len] = host_chunk_at(t, n);
         if (x != y) std::memcpy(y + begin, x + begin, static_cast<size_t>(len) * sizeof(float));
         fake_quantize_activation(y + begin, len, range, bits, is_signed);
     }
@@ -98,7 +97,7 @@ void quantize_to_codes(const float* x, void* codes, int64_t n, float range, int 
     const float s = activation_scale(range, bits, is_signed);
     if (is_signed && bits == 1) {
         auto* q = static_cast<int8_t*>(codes);
-#pragma omp parallel for schedule(static) if (n > chunk)
+#pragma omp parallel for schedule(static) if (n > host_chunk)
         for (int64_t i = 0; i < n; ++i) q[i] = x[i] >= 0.0f ? 1 : -1;
         return;
     }

@@ -3,6 +3,7 @@
 
 #include "evaluator/activation_range.h"
 #include "evaluator/bit_policy.h"
+#include "evaluator/host_chunks.h"
 
 #include <algorithm>
 #include <vector>
@@ -12,9 +13,6 @@ namespace mps {
 namespace {
 
 constexpr size_t gate_count = residual_gate_count;
-// Elements per host task; partial sums are kept per chunk and added in chunk order, so the result
-// does not depend on the thread count.
-constexpr int64_t chunk = 16384;
 
 // The residuals e_k = Q_k - Q_{k-1} of one element whose levels are level(k), k < count.
 template <typename Level>
@@ -56,10 +54,10 @@ bool RunGridActivation::passes(size_t k, float x) const {
 void RunGridActivation::forward(const ResidualGates& z, const float* x, float* y, int64_t n,
                                 const uint8_t* inside) const {
     const std::array<float, gate_count> weight = residual_level_weights(z);
-    const int64_t tasks = (n + chunk - 1) / chunk;
+    const int64_t tasks = host_chunk_count(n);
 #pragma omp parallel for schedule(static) if (tasks > 1)
     for (int64_t t = 0; t < tasks; ++t) {
-        const int64_t begin = t * chunk, size = std::min(chunk, n - begin);
+        const auto [begin, size] = host_chunk_at(t, n);
         std::vector<float> level(static_cast<size_t>(size));
         std::vector<float> sum(static_cast<size_t>(size), 0.0f); // y may alias x
         for (size_t k = 0; k < gate_count; ++k) {
@@ -76,11 +74,11 @@ void RunGridActivation::backward(const ResidualGates& z, const float* x, const f
                                  int64_t n, const uint8_t* inside, GateGradient& dz) const {
     const std::array<float, gate_count> weight = residual_level_weights(z);
     const size_t needed = residual_levels_needed(z); // levels above weigh 0 and move no gate
-    const int64_t tasks = (n + chunk - 1) / chunk;
+    const int64_t tasks = host_chunk_count(n);
     std::vector<GateGradient> partial(static_cast<size_t>(tasks), GateGradient{});
 #pragma omp parallel for schedule(static) if (tasks > 1)
     for (int64_t t = 0; t < tasks; ++t) {
-        const int64_t begin = t * chunk, size = std::min(chunk, n - begin);
+        const auto [begin, size] = host_chunk_at(t, n);
         std::vector<float> levels(static_cast<size_t>(size) * needed);
         for (size_t k = 0; k < needed; ++k)
             quantize_level(k, x + begin, size, levels.data() + k * size_t(size));

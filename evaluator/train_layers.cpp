@@ -2,6 +2,7 @@
 
 #include "evaluator/activation_range.h"
 #include "evaluator/error.h"
+#include "evaluator/host_chunks.h"
 
 #include <algorithm>
 #include <cstring>
@@ -457,7 +458,6 @@ std::shared_ptr<std::vector<uint8_t>> logical_elements(const TrainBuild& b,
     return mask;
 }
 
-constexpr int64_t fake_quant_chunk = 16384; // elements per parallel task
 
 // The memories of a fake-quant layer from `in` to `out`: its input, its new output (same
 // layout), their element count with padding and, for a padded layout, the logical elements.
@@ -529,11 +529,11 @@ void build_fake_quant(TrainBuild& b, const std::string& in, const std::string& o
         const float* x = static_cast<const float*>(src.get_data_handle());
         float* y = static_cast<float*>(dst.get_data_handle());
         uint8_t* pass = passes->data();
-        const int64_t tasks = (n + fake_quant_chunk - 1) / fake_quant_chunk;
+        const int64_t tasks = host_chunk_count(n);
 #pragma omp parallel for schedule(static) if (tasks > 1)
         for (int64_t t = 0; t < tasks; ++t) {
-            const int64_t begin = t * fake_quant_chunk;
-            const int64_t end = std::min(n, begin + fake_quant_chunk);
+            const auto [begin, size] = host_chunk_at(t, n);
+            const int64_t end = begin + size;
             std::copy(x + begin, x + end, y + begin);
             fake_quantize_activation(y + begin, end - begin, q.range, q.bits, q.is_signed);
             for (int64_t i = begin; i < end; ++i) {
@@ -550,7 +550,7 @@ void build_fake_quant(TrainBuild& b, const std::string& in, const std::string& o
         const float* dy = static_cast<const float*>(diff_dst.get_data_handle());
         float* dx = static_cast<float*>(diff_src.get_data_handle());
         const uint8_t* pass = passes->data();
-#pragma omp parallel for schedule(static) if (n > fake_quant_chunk)
+#pragma omp parallel for schedule(static) if (n > host_chunk)
         for (int64_t i = 0; i < n; ++i) dx[i] = pass[i] ? dy[i] : 0.0f;
     };
 }
