@@ -105,7 +105,7 @@ private:
         char name[64];
         std::snprintf(name, sizeof name, "%s mu=%.4g", kind.c_str(), mu);
         proposal.stage = name;
-        auto [policy, accuracy] = train(mu);
+        auto [policy, accuracy] = archived_or_trained(name, mu);
         proposal.candidates.push_back(std::move(policy));
         own_.push_back(accuracy);
         proposed_.push_back(mu);
@@ -124,6 +124,19 @@ private:
             if (t.fits && t.mu > *over && (!fits || t.mu < *fits)) fits = t.mu;
         if (!fits) return *over * (mus_.size() > 1 ? mus_[1] / mus_[0] : 4.0);
         return std::sqrt(*over * *fits);
+    }
+
+    // The candidate of the next mu. On a resumed run the archive usually holds it: the record at
+    // this index with this stage (which names the mu) and the policy's own accuracy. Training is
+    // deterministic and would give the same candidate, so it is taken from there instead of
+    // training again (minutes per mu); the run loop still checks it against the archive.
+    std::pair<BitPolicy, double> archived_or_trained(const std::string& stage, double mu) {
+        const size_t index = candidates_++;
+        if (index < context_.archived.size()) {
+            const ArchivedCandidate& a = context_.archived[index];
+            if (a.stage == stage && a.own_accuracy) return {a.policy, *a.own_accuracy};
+        }
+        return train(mu);
     }
 
     bool learns_any_gate() const {
@@ -250,6 +263,7 @@ private:
     PolicyContext context_;
     std::vector<double> mus_;
     size_t next_ = 0;
+    size_t candidates_ = 0;         // proposed so far, all batches
     std::vector<double> own_;       // of the last proposal
     std::vector<double> proposed_;  // mu of each candidate of the last proposal
     std::vector<Tried> tried_;

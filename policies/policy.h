@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <variant>
@@ -74,6 +75,13 @@ ParamValues default_params(std::span<const ParamSpec> specs);
 // ParamValue as text (for reports and the archive header): 4, 0.5, true, kl.
 std::string param_to_string(const ParamValue& value);
 
+// A candidate of a resumed run's archive (search/archive.h), in proposal order.
+struct ArchivedCandidate {
+    std::string stage;                  // Proposal::stage of its batch
+    BitPolicy policy;
+    std::optional<double> own_accuracy; // SearchPolicy::own_accuracy(), when it gave one
+};
+
 // Everything a policy knows about its run.
 struct PolicyContext {
     const Graph* graph = nullptr;   // BN-folded, shapes inferred; outlives the policy
@@ -90,6 +98,11 @@ struct PolicyContext {
     const Dataset* train_images = nullptr;
     const Dataset* validation_images = nullptr;
     const Calibration* calibration = nullptr; // the evaluator's, of `graph`
+    // A resumed run: the archive's candidates, which the run loop hands back instead of
+    // evaluating them again; empty for a fresh run. A policy whose candidates are costly to
+    // compute (bayesian_bits trains one per mu) may take them from here when the stage it would
+    // give matches; the run loop still checks every candidate against the archive.
+    std::vector<ArchivedCandidate> archived;
 };
 
 // A batch of candidates and the stage that produced them ("phase1", "descent", "refine",

@@ -128,6 +128,8 @@ private:
         c.weight_quantizer = config_.weight_quantizer;
         c.max_evaluations = config_.max_evaluations;
         c.workers = config_.workers;
+        for (const ArchiveRecord& r : previous_.records)
+            c.archived.push_back({r.stage, r.evaluation.policy, r.own_accuracy});
         if (const PolicyInfo* info = find_policy(config_.policy_name); info && info->trains) {
             if (train_images_.count == 0) {
                 progress_.message("loading the train split for " + config_.policy_name);

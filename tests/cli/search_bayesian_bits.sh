@@ -1,7 +1,8 @@
 # mpsearch search with policy bayesian_bits end to end on real data with small limits: a mu sweep
 # gives one candidate per mu with cost falling as mu grows, each with the policy's own accuracy
 # in the archive and the report; a bisection step follows under the budget; 1 and 2 workers give
-# identical results; a finished run resumed evaluates nothing new; the finetune mode runs; bad
+# identical results; a finished run resumed evaluates nothing new, a cut one takes the archived
+# mu from the archive instead of training it again; the finetune mode runs; bad
 # parameters are refused with a message that names them; grid `run` learns the space's own
 # bit-widths and its own accuracy is the evaluator's.
 source "$(dirname "$0")/common.bash"
@@ -52,11 +53,33 @@ PY
   >/dev/null 2>&1 || fail "1-worker run failed"
 cmp -s "$WORK/bb/pareto.csv" "$WORK/bb-one/pareto.csv" || fail "1 and 2 workers: Pareto fronts differ"
 
-# resuming a finished run retrains (deterministic) and evaluates nothing new
+# resuming a finished run evaluates nothing new
 lines=$(wc -l <"$WORK/bb/archive.jsonl")
 "$MPSEARCH" search --resume "$WORK/bb" --quiet >"$WORK/again.out" 2>&1 ||
   { fail "resuming a finished run failed"; cat "$WORK/again.out"; }
 [[ $(wc -l <"$WORK/bb/archive.jsonl") == "$lines" ]] || fail "resume re-evaluated"
+
+# a killed run resumes: the archived mu is taken from the archive, not trained again (its own
+# accuracy, marked 12.34 here, stays), and the rest trains to the uninterrupted run's front
+mkdir -p "$WORK/bb-cut"
+cp "$WORK/bb/config.yaml" "$WORK/bb-cut/"
+python3 - "$WORK/bb/archive.jsonl" "$WORK/bb-cut/archive.jsonl" <<'PY' || fail "cutting the archive failed"
+import json, sys
+out, searched = [], 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("kind") == "search":
+        searched += 1
+        if searched > 1: break  # a kill after the first record: nothing later was written
+        r["own_accuracy"] = 12.34
+    out.append(json.dumps(r) + "\n")
+open(sys.argv[2], "w").write("".join(out))
+PY
+"$MPSEARCH" search --resume "$WORK/bb-cut" --quiet >"$WORK/cut.out" 2>&1 ||
+  { fail "resuming a cut run failed"; cat "$WORK/cut.out"; }
+cmp -s "$WORK/bb/pareto.csv" "$WORK/bb-cut/pareto.csv" || fail "resumed and uninterrupted fronts differ"
+grep -q "| 0 | sweep mu=0.01 | .* | 12.34 |" "$WORK/bb-cut/report.md" ||
+  { fail "the resumed run trained the archived mu again"; grep "sweep mu" "$WORK/bb-cut/report.md"; }
 
 # finetune mode, layer granularity (the paper's)
 config "{name: bayesian_bits, mode: finetune, mu_count: 1, steps: 20, finetune_steps: 10, batch: 32}" \
