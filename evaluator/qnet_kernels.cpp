@@ -12,7 +12,6 @@
 namespace mps::qnet {
 namespace {
 
-
 // clamp(round_half_even(v), qmin, qmax) for |qmin|, |qmax| < 2^21, without a libm call so that
 // the loops vectorize: v is first clamped to [qmin - 1, qmax + 1] (which does not change the
 // result), then adding and subtracting 1.5 * 2^23 rounds it to an integer in the current rounding

@@ -458,7 +458,6 @@ std::shared_ptr<std::vector<uint8_t>> logical_elements(const TrainBuild& b,
     return mask;
 }
 
-
 // The memories of a fake-quant layer from `in` to `out`: its input, its new output (same
 // layout), their element count with padding and, for a padded layout, the logical elements.
 struct FakeQuantMemories {
