@@ -25,8 +25,9 @@ else
   runs=5
 fi
 # bayesian_bits trains once per mu: fewer, faster trainings than its defaults keep --quick under
-# 10 minutes and the full run under 90.
-plan+=(--policy-args "bayesian_bits=mu_count: 4, bisect_steps: 1, steps: 100, gate_lr: 0.09")
+# 10 minutes and the full run under 90. Its gates learn over the run's own quantizers and bit-widths
+# with the expected-BitOPs regularizer, as the zoo configs do (docs/policies.md).
+plan+=(--policy-args "bayesian_bits=grid: run, regularizer: bitops, mu_min: 0.05, mu_max: 2, mu_count: 4, bisect_steps: 1, steps: 100, gate_lr: 0.09")
 [[ -n ${COMPARE_WITH:-} ]] && plan+=(--compare-with "$COMPARE_WITH")
 for driver in mpsearch_bench_search mpsearch_bench_quantized mpsearch_bench_peak; do
   if [[ ! -x $BUILD/bench/$driver ]]; then
