@@ -81,6 +81,16 @@ void fake_quantize_activation(float* x, int64_t n, float range, int bits, bool i
         x[i] = s * (std::clamp(std::nearbyint(x[i] / s), qmin, qmax) + 0.0f);
 }
 
+ActivationClipMask::ActivationClipMask(float range, int bits, bool is_signed) {
+    check_activation_bits(bits);
+    all_ = bits == float_bits;
+    if (all_) return;
+    binary_ = is_signed && bits == 1;
+    scale_ = activation_scale(range, bits, is_signed);
+    qmax_ = static_cast<float>(activation_qmax(bits, is_signed)); // 1 when binary
+    qmin_ = is_signed ? -qmax_ : 0.0f;
+}
+
 const char* calibration_rule_name(CalibrationRule rule) {
     switch (rule) {
     case CalibrationRule::max: return "max";

@@ -38,6 +38,23 @@ float activation_scale(float range, int bits, bool is_signed);
 // Quantize-dequantize n values in place with the calibrated `range` (max, or max|x| when signed,
 // or a clipped range). bits in {1..8, 16, 32}; throws mps::Error otherwise.
 void fake_quantize_activation(float* x, int64_t n, float range, int bits, bool is_signed);
+// The straight-through estimator's mask of fake_quantize_activation(range, bits, is_signed): the
+// gradient of x flows when the quantizer did not clip it, s != 0 and qmin <= x / s <= qmax
+// (s = activation_scale); signed 1-bit (binary) passes -1 <= x <= 1 with s = range != 0, and
+// 32 bits passes everything. One rule for every fake-quant backward (train_layers.h, run_grid.h).
+class ActivationClipMask {
+public:
+    ActivationClipMask(float range, int bits, bool is_signed);
+    bool passes(float x) const {
+        if (all_) return true;
+        const float code = binary_ ? x : x / scale_;
+        return scale_ != 0.0f && code >= qmin_ && code <= qmax_;
+    }
+
+private:
+    float scale_ = 0.0f, qmin_ = 0.0f, qmax_ = 0.0f;
+    bool binary_ = false, all_ = false;
+};
 
 // --- Calibration rules ---
 enum class CalibrationRule {

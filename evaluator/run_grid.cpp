@@ -2,7 +2,6 @@
 #include "evaluator/run_grid.h"
 
 #include "evaluator/activation_range.h"
-#include "evaluator/bit_policy.h"
 #include "evaluator/host_chunks.h"
 
 #include <algorithm>
@@ -33,22 +32,12 @@ RunGridActivation::RunGridActivation(const GateLevels& levels,
                                      const std::array<float, residual_gate_count>& ranges,
                                      bool is_signed)
     : levels_(levels), ranges_(ranges), is_signed_(is_signed) {
-    for (size_t k = 0; k < gate_count; ++k) {
-        if (levels_[k] == float_bits) continue;
-        scales_[k] = activation_scale(ranges_[k], levels_[k], is_signed_);
-        qmax_[k] = static_cast<float>(activation_qmax(levels_[k], is_signed_));
-    }
+    for (size_t k = 0; k < gate_count; ++k) clips_.emplace_back(ranges_[k], levels_[k], is_signed_);
 }
 
 void RunGridActivation::quantize_level(size_t k, const float* x, int64_t n, float* out) const {
     std::copy(x, x + n, out);
     fake_quantize_activation(out, n, ranges_[k], levels_[k], is_signed_);
-}
-
-bool RunGridActivation::passes(size_t k, float x) const {
-    if (levels_[k] == float_bits) return true;
-    const float s = scales_[k], code = x / s;
-    return s != 0.0f && code >= (is_signed_ ? -qmax_[k] : 0.0f) && code <= qmax_[k];
 }
 
 void RunGridActivation::forward(const ResidualGates& z, const float* x, float* y, int64_t n,
@@ -91,7 +80,7 @@ void RunGridActivation::backward(const ResidualGates& z, const float* x, const f
             residual_gate_gradients(e, z, needed, element);
             float slope = 0.0f;
             for (size_t k = 0; k < needed; ++k)
-                if (weight[k] != 0.0f && passes(k, x[begin + i])) slope += weight[k];
+                if (weight[k] != 0.0f && clips_[k].passes(x[begin + i])) slope += weight[k];
             for (size_t k = 0; k < gate_count; ++k) sum[k] += double(g) * element[k];
             dx[begin + i] = g * slope;
         }

@@ -9,18 +9,19 @@
 // calibrated range of each bit-width (activation_range.h); 32 bits is x itself.
 //   backward  dL/dz_k from the residuals e_k = Q_k - Q_{k-1} (residual_gate_gradients), and the
 //             straight-through dL/dx = dL/dx_q * sum_k weight_k * pass_k(x), pass_k the
-//             fake-quant layer's mask at level k: s_k != 0 and qmin <= x / s_k <= qmax
-//             (train_layers.h), always at 32 bits.
+//             fake-quant layer's clip mask at level k (ActivationClipMask, as train_layers.h).
 // Weights (mix_weight_levels / weight_levels_backward): Q_k is the run's weight quantizer at
 // bits_k, precomputed per level (the run's weight quantizers take their range from the kernel
 // itself and clip nothing), so dL/dw = z_0 * dL/dw_q.
 // `inside` (optional): 0 marks padding of a blocked layout, which gives 0 forward and passes no
 // gradient.
+#include "evaluator/activation_range.h"
 #include "evaluator/residual_quantizer.h"
 
 #include <array>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 namespace mps {
 
@@ -40,13 +41,11 @@ public:
 
 private:
     void quantize_level(size_t k, const float* x, int64_t n, float* out) const;
-    bool passes(size_t k, float x) const;
 
     GateLevels levels_;
     std::array<float, residual_gate_count> ranges_;
     bool is_signed_;
-    // Per level, for passes(): the step s_k and qmax (0 and unused at 32 bits).
-    std::array<float, residual_gate_count> scales_{}, qmax_{};
+    std::vector<ActivationClipMask> clips_; // per level: its fake quantization's clip mask
 };
 
 // One unit's weights: out[i] = sum_k weight_k(z) * levels[k][i] over the unit's values.

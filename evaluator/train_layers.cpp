@@ -518,13 +518,9 @@ void build_fake_quant(TrainBuild& b, const std::string& in, const std::string& o
     const auto logical = m.logical;
     // passes[i]: the quantizer did not clip element i, so the straight-through gradient flows.
     auto passes = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(n), 0);
-    const bool binary = quantizer->is_signed && quantizer->bits == 1;
-    const float qmax = binary ? 1.0f
-                              : static_cast<float>(activation_qmax(quantizer->bits, quantizer->is_signed));
-    const float qmin = quantizer->is_signed ? -qmax : 0.0f;
     layer.host_forward = [=] {
         const ActivationQuantizer q = *quantizer; // its range may have changed since the last pass
-        const float s = activation_scale(q.range, q.bits, q.is_signed);
+        const ActivationClipMask clip(q.range, q.bits, q.is_signed);
         const float* x = static_cast<const float*>(src.get_data_handle());
         float* y = static_cast<float*>(dst.get_data_handle());
         uint8_t* pass = passes->data();
@@ -538,8 +534,7 @@ void build_fake_quant(TrainBuild& b, const std::string& in, const std::string& o
             for (int64_t i = begin; i < end; ++i) {
                 const bool inside = !logical || (*logical)[static_cast<size_t>(i)];
                 if (!inside) y[i] = 0.0f;
-                const float code = binary ? x[i] : x[i] / s; // binary: s is the range itself
-                pass[i] = inside && s != 0.0f && code >= qmin && code <= qmax;
+                pass[i] = inside && clip.passes(x[i]);
             }
         }
     };

@@ -2,6 +2,7 @@
 // (ties, zero kernels, 1-bit, 0-bit, 32-bit), their optimality properties, the registry, and the
 // activation side: fake quantization, calibration rules and signedness from graph structure.
 #include "evaluator/activation_range.h"
+#include "evaluator/bit_policy.h"
 #include "evaluator/error.h"
 #include "evaluator/quantizer.h"
 #include "tests/graph_builders.h"
@@ -367,6 +368,30 @@ TEST_CASE("activations: fake quantization, signed and unsigned, ties and clampin
             CHECK(bitwise_equal(v, expect));
             CHECK(activation_scale(range, bits, is_signed) == s);
         }
+}
+
+TEST_CASE("activations: the clip mask passes what fake quantization does not clip") {
+    const float range = 0.75f;
+    for (bool is_signed : {false, true})
+        for (int bits : {2, 3, 4, 8, 16}) {
+            const ActivationClipMask mask(range, bits, is_signed);
+            const float qmax = static_cast<float>(activation_qmax(bits, is_signed));
+            const float s = range / qmax, qmin = is_signed ? -qmax : 0.0f;
+            for (float x : {-1.0f, -0.75f, -0.7501f, -0.1f, 0.0f, 0.3f, 0.75f, 0.7501f, 2.0f}) {
+                CAPTURE(is_signed); CAPTURE(bits); CAPTURE(x);
+                CHECK(mask.passes(x) == (x / s >= qmin && x / s <= qmax));
+            }
+        }
+    // Signed 1-bit is binary: the hardtanh window |x| <= 1, whatever the range (but not 0).
+    const ActivationClipMask binary(0.3f, 1, true);
+    CHECK(binary.passes(0.5f));
+    CHECK(binary.passes(-1.0f));
+    CHECK_FALSE(binary.passes(1.5f));
+    CHECK_FALSE(ActivationClipMask(0.0f, 1, true).passes(0.5f));
+    // Only zeros calibrated (range 0): everything is clipped. 32 bits: nothing is.
+    CHECK_FALSE(ActivationClipMask(0.0f, 4, false).passes(0.0f));
+    CHECK(ActivationClipMask(0.0f, float_bits, true).passes(1e9f));
+    CHECK_THROWS_AS(ActivationClipMask(1.0f, 12, false), Error);
 }
 
 TEST_CASE("activations: calibration rules max, percentile and mse") {
