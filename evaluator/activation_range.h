@@ -1,6 +1,6 @@
 #pragma once
 // Activation quantization: which tensors are unsigned, how their ranges are calibrated, and the
-// fake-quantization function itself (../shared/specs/quantization.md, "Activations").
+// fake-quantization function itself (docs/semantics.md, "Activations").
 //
 // The input of every quantizable layer is quantized per tensor with a range fixed once on the
 // calibration images (BN-folded float32 network):
@@ -9,7 +9,7 @@
 // with division (not multiplication by 1/s) and round-half-even; b = 32 leaves x unchanged; a
 // range of 0 maps everything to 0.
 //
-// Signed 1-bit (the spec's formula gives qmax = 0 there, which is undefined): binary, like the
+// Signed 1-bit (the signed formula gives qmax = 0 there, which is undefined): binary, like the
 // 1-bit weight rule: x_q = range * sign(x), sign(0) = +1, where every calibration rule sets range
 // to the least-squares optimal binary scale, mean|x| over the calibration images.
 #include "evaluator/graph.h"

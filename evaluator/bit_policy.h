@@ -6,8 +6,8 @@
 //     32 means float (not quantized);
 //   - weight_bits: one bit-width per kernel (= output channel), in {0..8, 16, 32};
 //     0 means the kernel is pruned (its weights become zero, its bias stays), 32 means float.
-// The quantization functions these numbers select are in ../shared/specs/quantization.md,
-// quantizer.h and activation_range.h.
+// The quantization functions these numbers select are in docs/semantics.md ("Weights",
+// "Activations"), quantizer.h and activation_range.h.
 //
 // BitPolicy is a plain value: copy it, compare it, hash it (it keys evaluation caches). It does not
 // reference the graph; validate() checks it against one.

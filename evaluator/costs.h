@@ -1,5 +1,5 @@
 #pragma once
-// Costs of a model under a bit-width policy, per image (../shared/specs/quantization.md, "Costs").
+// Costs of a model under a bit-width policy, per image (docs/semantics.md, "Costs").
 //
 //   MACs_k      multiply-accumulates of kernel k: output positions x kernel size (the same for
 //               every kernel of a layer); a layer's MACs is the sum over its kernels.

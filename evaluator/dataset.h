@@ -1,6 +1,6 @@
 #pragma once
 // Data sets: image classification data, normalized, in NCHW float32, with the fixed splits of
-// ../shared/specs/quantization.md.
+// docs/semantics.md, "Data".
 //
 //   train       = training images 0..54,999
 //   validation  = training images 55,000..59,999 (what a search scores candidates on)

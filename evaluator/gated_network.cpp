@@ -94,7 +94,7 @@ struct GateSet {
         return !fixed && std::find(states.begin(), states.end(), GateState::learned) != states.end();
     }
 
-    // The spec's R_q of this set, its gradient added to reg_grad.
+    // R_q of this set (regularizer `bits`), its gradient added to reg_grad.
     double add_bit_regularizer() {
         if (!learns_any()) return 0.0;
         const BitRegularizer reg = bit_regularizer(all_logits(), macs_ratio, prunable(), levels);

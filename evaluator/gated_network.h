@@ -1,5 +1,5 @@
 #pragma once
-// GatedNetwork: Bayesian Bits training of a BN-folded model (../shared/specs/bayesian-bits.md;
+// GatedNetwork: Bayesian Bits training of a BN-folded model (docs/policies.md, "bayesian_bits";
 // van Baalen et al., NeurIPS 2020). Every learned quantizable layer has
 //   - weights: the nested residual quantizer (residual_quantizer.h) on a learned symmetric range
 //     [-a, a], with one gate vector z_2 .. z_32 and one range per gated unit: per output channel
@@ -14,7 +14,7 @@
 //      network's own std::mt19937_64(seed);
 //   2. quantizes the master weights per unit and runs the TrainNetwork forward (the activation
 //      quantizers are ActivationHooks of the fake-quant layers);
-//   3. loss = softmax cross-entropy + mu * R, R the spec's sum over learned quantizers of R_q,
+//   3. loss = softmax cross-entropy + mu * R, R the sum over learned quantizers of R_q,
 //      with c_b = (MACs_l / MACs_max) * b (bit_regularizer), or the expected BitOPs
 //      (GateRegularizer);
 //   4. backward: dL/dz from the residual quantizers, times dz/dlog_alpha of the sample, plus
@@ -81,7 +81,7 @@ struct GatedLayer {
 };
 
 // The cost the gates are regularized with:
-//   bits:   the spec's R_q = sum over quantizers of (MACs_l / MACs_max) * sum_k b_k P_k, weight
+//   bits:   R_q = sum over quantizers of (MACs_l / MACs_max) * sum_k b_k P_k, weight
 //           and activation quantizers added (bit_regularizer);
 //   bitops: sum over learned layers of (MACs_l / MACs_max) * W_l * A_l / 8, the expected BitOPs
 //           (W_l: mean expected weight bits over the layer's units, A_l: expected activation
@@ -89,7 +89,7 @@ struct GatedLayer {
 enum class GateRegularizer : uint8_t { bits, bitops };
 
 // The levels the gates choose between:
-//   bayesian_bits: the spec's nested residual quantizer on learned ranges (max|w| per unit and the
+//   bayesian_bits: the paper's nested residual quantizer on learned ranges (max|w| per unit and the
 //                  calibrated activation max to start);
 //   run:           the run's own quantizers at each level's bit-width (GatedLayer's levels,
 //                  e.g. run_levels of the space), ranges not learned: the weight quantizer of

@@ -87,7 +87,7 @@ struct Graph {
 void infer_shapes(Graph& graph);
 
 // Folds every batch_norm that directly follows a conv (whose output feeds only that batch_norm)
-// into the conv, in float32, as ../shared/specs/quantization.md defines:
+// into the conv, in float32, as docs/semantics.md, "Graph preparation", defines:
 //   f = gamma / sqrt(var + eps); w' = w * f; b' = (b - mean) * f + beta.
 // The folded conv keeps its name and takes over the batch_norm's output value. A batch_norm
 // that cannot be folded is an error (mps::Error naming it). Re-runs infer_shapes().

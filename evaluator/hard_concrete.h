@@ -1,5 +1,5 @@
 #pragma once
-// The gates of Bayesian Bits (../shared/specs/bayesian-bits.md, "Gates" and "Objective"): the
+// The gates of Bayesian Bits (docs/policies.md, bayesian_bits, "Gates" and "Objective"): the
 // hard-concrete relaxation (Louizos et al. 2018) of each residual gate z_b, its thresholding into
 // a bit-width, and the BitOPs-weighted regularizer R_q with its gradient. All in double: these are
 // a few scalars per quantizer; callers storing float parameters convert.
@@ -74,7 +74,7 @@ GateLogits initial_log_alpha(int start_bits);
 
 // The cost of one gate chain with per-level costs c_k: sum_k c_k P_k, P_k = p_2 ... p_k (p_2 := 1
 // when not prunable), and its gradient in the logits: dC/dlog_alpha_k = P_{k-1} S_k dp_k/dlog_alpha_k
-// with S_k = c_k + p_{k+1} S_{k+1}. c_k = b_k is the spec's per-unit term of R_q.
+// with S_k = c_k + p_{k+1} S_{k+1}. c_k = b_k is the per-unit term of R_q (regularizer `bits`).
 struct ChainCost {
     double value = 0.0;
     GateLogits grad{}; // dC / dlog_alpha
@@ -92,9 +92,10 @@ struct BitRegularizer {
     std::vector<GateLogits> grad;   // dR_q / dlog_alpha, one per unit
 };
 
-// R_q of one quantizer and its gradient. `macs_ratio` = MACs_l / MACs_max (for an activation
-// quantizer MACs_l sums every layer it feeds, so the ratio may exceed 1). Throws mps::Error for no units or a
-// ratio that is not finite and positive.
+// R_q of one quantizer and its gradient. `macs_ratio` = MACs_l / MACs_max (GatedNetwork gives each
+// layer's input quantizer its own layer's MACs, so the ratio is at most 1 there; any finite
+// positive ratio is accepted). Throws mps::Error for no units or a ratio that is not finite and
+// positive.
 // `levels`: the bits b_k of the chain's levels (c_b = m * b).
 BitRegularizer bit_regularizer(std::span<const GateLogits> units, double macs_ratio,
                                bool prunable, const GateLevels& levels = residual_bits);

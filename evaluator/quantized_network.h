@@ -1,8 +1,8 @@
 #pragma once
 // QuantizedNetwork: runs a BN-folded Graph under a BitPolicy, computing exactly the function of
-// ../shared/specs/quantization.md (weights quantize-dequantized per kernel by the chosen weight
-// quantizer, the input of every quantizable layer fake-quantized per tensor with its calibrated
-// range and the layer's activation bit-width; everything else float32).
+// docs/semantics.md, "The quantized network" (weights quantize-dequantized per kernel by the
+// chosen weight quantizer, the input of every quantizable layer fake-quantized per tensor with its
+// calibrated range and the layer's activation bit-width; everything else float32).
 //
 // Two execution paths compute that same function:
 //   - ExecutionPath::fake: float32 oneDNN primitives on quantize-dequantized weights and

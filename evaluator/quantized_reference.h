@@ -1,5 +1,5 @@
 #pragma once
-// The quantized network's function (../shared/specs/quantization.md) written naively: the
+// The quantized network's function (docs/semantics.md) written naively: the
 // reference ops of reference.h, weights quantize-dequantized by the weight quantizer, and the
 // input of every quantizable layer fake-quantized with its calibrated range. Both execution paths
 // of QuantizedNetwork are tested against it; it favours being obviously correct over being fast.

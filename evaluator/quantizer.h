@@ -12,7 +12,7 @@
 //   - quantizers are immutable after construction: one instance may serve many threads.
 //
 // Registered quantizers:
-//   uniform            the default; ../shared/specs/quantization.md exactly: symmetric, signed,
+//   uniform            the default; docs/quantizers.md exactly: symmetric, signed,
 //                      s = max|w| / (2^(b-1) - 1) in float32, q = round_half_even(w / s) (division),
 //                      clamped to +-qmax; b = 1: mean|w| * sign(w), sign(0) = +1.
 //   uniform_asymmetric per-kernel affine grid of 2^b levels from min(w) to max(w) (both exactly
@@ -83,7 +83,7 @@ std::unique_ptr<WeightQuantizer> make_weight_quantizer(const std::string& name,
 std::vector<std::string> weight_quantizer_names();
 inline constexpr const char* default_weight_quantizer = "uniform";
 
-// --- The uniform (spec) quantizer's integer form, for the integer execution path. ---
+// --- The uniform (default) quantizer's integer form, for the integer execution path. ---
 // qmax = 2^(b-1) - 1 for 2 <= b <= 16.
 int uniform_qmax(int bits);
 // Kernel scale for 2 <= b <= 16: max|w| / qmax in float32; for b = 1: mean|w| (accumulated in

@@ -1,7 +1,8 @@
 // The Bayesian Bits weight quantizer: per kernel, the affine b-bit grid of the nested residual
 // quantizer (evaluator/residual_quantizer.h) on the kernel's symmetric range [-max|w|, max|w|].
-// It scores a Bayesian Bits policy on the grid it was learned on (../shared/specs/bayesian-bits.md,
-// "Output"); fake-quant only (the zero point x_min / s = -(2^b - 1) / 2 is not an integer).
+// It scores a Bayesian Bits policy on the nested grid (docs/quantizers.md, "bayesian_bits";
+// docs/policies.md, "The nested residual quantizer"), with max|w| as the range rather than the
+// learned one; fake-quant only (the zero point x_min / s = -(2^b - 1) / 2 is not an integer).
 #include "evaluator/quantizer.h"
 #include "evaluator/residual_quantizer.h"
 

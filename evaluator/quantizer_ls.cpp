@@ -10,7 +10,7 @@
 namespace mps {
 namespace {
 
-double sign_of(double v) { return v >= 0.0 ? 1.0 : -1.0; } // sign(0) = +1, as in the spec
+double sign_of(double v) { return v >= 0.0 ? 1.0 : -1.0; } // sign(0) = +1, as in `uniform`
 
 double mean_abs(const std::vector<double>& r) {
     double sum = 0.0;

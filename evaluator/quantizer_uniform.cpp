@@ -1,4 +1,4 @@
-// The default weight quantizer, exactly as ../shared/specs/quantization.md defines it.
+// The default weight quantizer, exactly as docs/quantizers.md, "uniform", defines it.
 #include "evaluator/error.h"
 #include "evaluator/quantizer.h"
 
@@ -34,7 +34,7 @@ std::vector<int32_t> uniform_codes(std::span<const float> w, int bits, float sca
     if (scale == 0.0f) return q;
     const float qmax = static_cast<float>(uniform_qmax(bits));
     for (size_t i = 0; i < w.size(); ++i) {
-        // Division, not multiplication by 1/s: the spec's rounding ties depend on it.
+        // Division, not multiplication by 1/s: the definition's rounding ties depend on it.
         // nearbyint rounds half to even in the default floating-point environment.
         const float r = std::nearbyint(w[i] / scale);
         q[i] = static_cast<int32_t>(std::clamp(r, -qmax, qmax));

@@ -99,7 +99,7 @@ ResidualQuantizer::ResidualQuantizer(float x_min, float x_max) : x_min_(x_min), 
         throw Error("residual quantizer: range [" + std::to_string(x_min) + ", " +
                     std::to_string(x_max) +
                     "] is not a finite interval with x_min < x_max; keep the learned range positive");
-    // s_2 = R / 3, s_{2b} = s_b / (2^b + 1): the recursion the spec states, in float.
+    // s_2 = R / 3, s_{2b} = s_b / (2^b + 1): the paper's recursion, in float.
     steps_[0] = (x_max - x_min) / 3.0f;
     for (size_t k = 1; k < residual_gate_count; ++k) {
         const double divisor = std::ldexp(1.0, residual_bits[k - 1]) + 1.0; // exact in float

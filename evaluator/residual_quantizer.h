@@ -1,6 +1,6 @@
 #pragma once
-// The nested residual quantizer of Bayesian Bits (../shared/specs/bayesian-bits.md, "Nested
-// residual quantizer"; van Baalen et al., NeurIPS 2020) on a float range [x_min, x_max]
+// The nested residual quantizer of Bayesian Bits (docs/policies.md, "The nested residual
+// quantizer"; van Baalen et al., NeurIPS 2020) on a float range [x_min, x_max]
 // (signed tensors: x_min = -x_max; unsigned: x_min = 0).
 //
 // Contract, with R = x_max - x_min and levels b in {2, 4, 8, 16, 32}:
@@ -10,7 +10,7 @@
 //   levels     Q_b = x_min + s_b * q_b: the plain affine b-bit quantizer on the grid
 //              {x_min + i * s_b : i = 0 .. 2^b - 1}.
 //   residuals  x_2 = Q_2,  e_b = Q_b - Q_{b/2} for b = 4 .. 32.
-//              The spec writes e_4 = s_4 * round((x - x_2) / s_4); since x_2 - x_min is an
+//              The paper writes e_4 = s_4 * round((x - x_2) / s_4); since x_2 - x_min is an
 //              integer multiple (q_2 * (2^2 + 1)) of s_4, round((t - s_2 q_2) / s_4) = q_4 - 5 q_2
 //              exactly and both definitions agree in real arithmetic; we take the codes from the
 //              one division t / s_b, like the plain quantizer, so no rounding decision can differ.

@@ -27,9 +27,9 @@
 // e.g. a residual add, sees) that the layer reads instead: forward fake_quantize_activation
 // (activation_range.h), backward the straight-through estimator with the clip mask (gradient
 // passed where the quantizer did not clip, 0 elsewhere; train_layers.h has the exact rule).
-// Layers that read the same value at the same bits and range share one fake-quant layer, as the
-// spec quantizes a tensor once per distinct bit-width. Weights are not touched here: the caller
-// loads quantized weights (load()) and owns the float master copy.
+// Layers that read the same value at the same bits and range share one fake-quant layer: a tensor
+// is quantized once per distinct bit-width (docs/semantics.md, "Activations"). Weights are not
+// touched here: the caller loads quantized weights (load()) and owns the float master copy.
 #include "evaluator/bit_policy.h"
 #include "evaluator/graph.h"
 #include "evaluator/tensor.h"

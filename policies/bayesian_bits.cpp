@@ -1,4 +1,4 @@
-// Policy `bayesian_bits` (../shared/specs/bayesian-bits.md): gates on nested residual
+// Policy `bayesian_bits` (docs/policies.md, "bayesian_bits"): gates on nested residual
 // quantizers learned by gradient (evaluator/gated_network.h), one training per value of mu; each
 // mu gives one candidate, its thresholded gates mapped into the search space.
 //

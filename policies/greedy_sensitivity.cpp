@@ -1,4 +1,4 @@
-// Policy `greedy_sensitivity` (../shared/specs/greedy-sensitivity.md): per-layer sensitivities
+// Policy `greedy_sensitivity` (docs/policies.md, "greedy_sensitivity"): per-layer sensitivities
 // from single-layer probes, a greedy descent from the highest to the lowest bits that records the
 // whole cost/metric curve, then kernel-wise refinement of the picked point.
 //
@@ -23,7 +23,7 @@
 //            near and under the budget.
 //   refine   kernel granularity only (below).
 //
-// Decisions where the spec is silent:
+// Decisions in detail (docs/policies.md, "greedy_sensitivity", states them for users):
 //   - metric: kl = Score::mean_kl; accuracy = -accuracy_percent; sqnr = -logit_sqnr_db. Lower is
 //     better. Metrics are made finite so that deltas and sums stay numbers: values are clamped to
 //     +-1e6 (NaN counts as the worst); +inf SQNR (logits equal to FP32) becomes -1e6, the best,
@@ -47,8 +47,8 @@
 //   - refine runs when `refine` is true, the granularity is kernel and the space has a cost or an
 //     accuracy constraint. It starts from pick(...) over every point scored so far (skipped when
 //     nothing meets the constraints). Proxy: ||w_k - Q_b(w_k)||^2 with Q the run's weight
-//     quantizer and b the kernel's current bits. The spec multiplies it by the mean squared
-//     activation feeding the kernel; every kernel of a layer reads the same input tensor
+//     quantizer and b the kernel's current bits. The usual proxy multiplies it by the mean
+//     squared activation feeding the kernel; every kernel of a layer reads the same input tensor
 //     (activations are quantized per tensor), so that factor is common to the layer and does not
 //     change the ranking inside it; only the ranking is used, so it is left out. (For grouped
 //     convolutions the channels feeding different kernels differ; the per-tensor factor ignores

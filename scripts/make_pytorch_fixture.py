@@ -3,7 +3,7 @@
 
 The fixtures check that mpsearch reads models from another framework: an independent trainer and
 exporter (PyTorch 1.13, Debian's python3-torch), data normalization and splits exactly as
-../shared/specs/quantization.md defines them.
+docs/semantics.md, "Data", defines them.
 
 Writes (all small enough to commit):
   tests/data/pytorch_cnn.onnx         opset 13, constant folding: BN folded into Conv by PyTorch,
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-MEAN, STD = 0.2860, 0.3530  # quantization.md
+MEAN, STD = 0.2860, 0.3530  # docs/semantics.md, "Data"
 TRAIN_COUNT = 55000  # train = training images 0..54,999
 
 

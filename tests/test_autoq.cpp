@@ -216,7 +216,7 @@ TEST_CASE("autoq: the low-level controller learns to meet goals; HIRO relabels w
           "that reproduces the achieved bits") {
     const std::vector<int> bits{8, 6, 4, 3, 2};
     DdpgConfig config;
-    config.hidden = 64; // the spec's learning rates, batch and tau; smaller networks for speed
+    config.hidden = 64; // HAQ's learning rates, batch and tau; smaller networks for speed
     config.replay_size = 4000;
     config.seed = 3;
     LowLevelController llc(config, 16, bits, bits);

@@ -1,5 +1,5 @@
-// The numerical building blocks of Bayesian Bits (../shared/specs/bayesian-bits.md): the nested
-// residual quantizer against a plain affine quantizer written here from the spec, its
+// The numerical building blocks of Bayesian Bits (docs/policies.md, "bayesian_bits"): the nested
+// residual quantizer against a plain affine quantizer written here from that definition, its
 // straight-through backward against finite differences of its forward, and the hard-concrete
 // gates and the BitOPs regularizer against finite differences and hand-computed values.
 #include "evaluator/error.h"
@@ -19,7 +19,7 @@ using test::round_half_even;
 
 namespace {
 
-// The spec's step recursion in float: s_2 = R / 3, s_{2b} = s_b / (2^b + 1).
+// The paper's step recursion in float: s_2 = R / 3, s_{2b} = s_b / (2^b + 1).
 float spec_step(float x_min, float x_max, int bits) {
     float s = (x_max - x_min) / 3.0f;
     for (int b = 2; b < bits; b *= 2) s /= static_cast<float>(std::pow(2.0, b) + 1.0);
@@ -45,7 +45,7 @@ ResidualGates hard_pattern(unsigned pattern) {
     return z;
 }
 
-// The effective bits of a hard pattern, from the spec's words: the longest open chain from z_2.
+// The effective bits of a hard pattern, from the definition: the longest open chain from z_2.
 int chain_bits(unsigned pattern) {
     int bits = 0;
     for (size_t k = 0; k < residual_gate_count && ((pattern >> k) & 1u); ++k)
@@ -147,7 +147,7 @@ TEST_CASE("residual quantizer: residuals are the spec's e_b, and the nested sum 
         int compared = 0;
         for (float x : values_over(r, rng, 2000)) {
             const Residuals e = q.residuals(x);
-            // The spec's definition, in double: e_b = s_b * round((x - x_2 - e_4 - ...) / s_b).
+            // The paper's definition, in double: e_b = s_b * round((x - x_2 - e_4 - ...) / s_b).
             const double clamped = std::min(std::max(x, r.x_min), r.x_max);
             double sum = e[0];
             CHECK(e[0] == q.level(x, 2));
@@ -351,7 +351,7 @@ TEST_CASE("bit regularizer: value by the spec's formula, gradient against finite
     for (bool prunable : {true, false}) {
         CAPTURE(prunable);
         const BitRegularizer r = bit_regularizer(units, m, prunable);
-        // The spec's sum, term by term.
+        // The definition's sum, term by term.
         double want = 0.0;
         for (const GateLogits& la : units) {
             const double p2 = prunable ? probability_on(la[0]) : 1.0;
@@ -491,10 +491,11 @@ TEST_CASE("hard concrete: thresholding and initial logits, by hand") {
 namespace {
 
 // The straight-through surrogate of x_q as a function of x_max' around the quantizer's x_max, from
-// the spec in double: every level's rounding is frozen at its base-point code q0 and replaced by
-// the identity, Q_b(x_max') = lo' + s_b' * (q0 + v' - v0) with lo' = -x_max' (symmetric) or the
-// fixed x_min, s_b' = (x_max' - lo') / (2^b - 1), v' = (clamp(x, lo', x_max') - lo') / s_b', and
-// v0 = v' at the base point; x_q = sum_b (P_b - P_{2b}) Q_b.
+// the definition in double: every level's rounding is frozen at its base-point code q0 and
+// replaced by the identity, Q_b(x_max') = lo' + s_b' * (q0 + v' - v0) with lo' = -x_max'
+// (symmetric) or the fixed x_min, s_b' = (x_max' - lo') / (2^b - 1),
+// v' = (clamp(x, lo', x_max') - lo') / s_b', and v0 = v' at the base point;
+// x_q = sum_b (P_b - P_{2b}) Q_b.
 double range_surrogate(const ResidualQuantizer& q, float x, const ResidualGates& z, double x_max) {
     const bool symmetric = q.x_min() == -q.x_max();
     const auto grid = [&](double top, int bits) {

@@ -40,7 +40,7 @@ std::vector<double> as_double(const float* p, int64_t n) { return {p, p + n}; }
 std::vector<double> as_double(const Tensor& t) { return {t.data.begin(), t.data.end()}; }
 
 // Signed or unsigned fake quantization of one value and whether its gradient passes, straight
-// from ../shared/specs/quantization.md (independent of activation_range.cpp).
+// from docs/semantics.md, "Activations" (independent of activation_range.cpp).
 struct Quantized {
     double value;
     bool passes;

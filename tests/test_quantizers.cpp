@@ -1,6 +1,7 @@
-// Weight quantizers against naive references written here from the spec and docs/quantizers.md
-// (ties, zero kernels, 1-bit, 0-bit, 32-bit), their optimality properties, the registry, and the
-// activation side: fake quantization, calibration rules and signedness from graph structure.
+// Weight quantizers against naive references written here from docs/semantics.md and
+// docs/quantizers.md (ties, zero kernels, 1-bit, 0-bit, 32-bit), their optimality properties, the
+// registry, and the activation side: fake quantization, calibration rules and signedness from
+// graph structure.
 #include "evaluator/activation_range.h"
 #include "evaluator/bit_policy.h"
 #include "evaluator/error.h"
@@ -21,7 +22,7 @@ using test::round_half_even;
 
 namespace {
 
-// The spec's uniform weight rule, naively.
+// The uniform weight rule (docs/quantizers.md), naively.
 std::vector<float> naive_uniform(const std::vector<float>& w, int bits) {
     std::vector<float> out(w.size(), 0.0f);
     if (bits == 0) return out;

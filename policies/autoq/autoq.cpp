@@ -1,4 +1,4 @@
-// Policy `autoq` (../shared/specs/autoq.md): hierarchical reinforcement learning of kernel-wise
+// Policy `autoq` (docs/policies.md, "autoq"): hierarchical reinforcement learning of kernel-wise
 // weight bit-widths (and pruning) and per-layer activation bit-widths, after AutoQ (Lou et al.,
 // ICLR 2020) with HIRO's goals and off-policy correction and HAQ's DDPG settings.
 //
@@ -9,7 +9,7 @@
 // projected onto the budget when the space has a cost constraint and proposed; its validation
 // score gives the extrinsic reward.
 //
-// Decisions where the spec is silent:
+// Decisions of ours, where the paper is silent or differs (docs/policies.md, "autoq"):
 //   - rounds: episodes are rolled out `episodes_per_batch` at a time with the same actors (warm-up
 //     episodes in rounds of their own, so a round never spans the end of the warm-up); a round is
 //     handed to the run loop in chunks of at most `limit`, and the agents learn only when the

@@ -1,5 +1,5 @@
 #pragma once
-// The pieces of AutoQ (../shared/specs/autoq.md) below the policy: the action <-> bit-width maps,
+// The pieces of AutoQ (docs/policies.md, "autoq") below the policy: the action <-> bit-width maps,
 // the rewards, and the low-level controller (LLC) that walks one layer's kernels towards the
 // goal its high-level controller set, with HIRO's goal relabelling.
 //
