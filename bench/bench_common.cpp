@@ -58,7 +58,8 @@ std::string markdown_header(const nlohmann::json& results, const std::string& ti
        << "Command: `" << results["command"].get<std::string>() << "`  \n"
        << "Machine: " << results["machine"]["cpu"].get<std::string>() << ", "
        << results["machine"]["hardware_threads"] << " threads, oneDNN "
-       << results["machine"]["onednn"].get<std::string>() << "  \nDate: "
+       << results["machine"]["onednn"].get<std::string>() << " ("
+       << results["machine"].value("onednn_isa", std::string("isa not recorded")) << ")  \nDate: "
        << results["date"].get<std::string>() << "\n\n";
     return md.str();
 }

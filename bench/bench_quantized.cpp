@@ -104,9 +104,9 @@ json measure_images(const mps::Graph& graph, const mps::EvaluationData& data, in
     return out;
 }
 
-// Top-1 agreement of the integer and fake-quant paths on the test split, per policy: W8A8, W4A4
-// and `random_count` random kernel-wise policies (seeded). Both paths share one calibration and
-// one weight cache, so they differ only in how they compute.
+// Top-1 agreement of the integer and fake-quant paths on the test split, per policy: W8A8, W4A4,
+// W2A8 and `random_count` random kernel-wise policies (seeded). Both paths share one calibration
+// and one weight cache, so they differ only in how they compute.
 json measure_agreement(const mps::Graph& graph, const mps::EvaluationData& data, int random_count,
                        uint64_t seed) {
     auto calibration = std::make_shared<const mps::Calibration>(
@@ -116,7 +116,9 @@ json measure_agreement(const mps::Graph& graph, const mps::EvaluationData& data,
     mps::QuantizedNetwork fake(graph, calibration, weights, mps::ExecutionPath::fake, 256);
     mps::QuantizedNetwork integer(graph, calibration, weights, mps::ExecutionPath::integer, 256);
     std::vector<std::pair<std::string, mps::BitPolicy>> policies = {
-        {"W8A8", mps::BitPolicy::uniform(graph, 8, 8)}, {"W4A4", mps::BitPolicy::uniform(graph, 4, 4)}};
+        {"W8A8", mps::BitPolicy::uniform(graph, 8, 8)},
+        {"W4A4", mps::BitPolicy::uniform(graph, 4, 4)},
+        {"W2A8", mps::BitPolicy::uniform(graph, 2, 8)}};
     std::mt19937_64 rng(seed);
     for (int i = 0; i < random_count; ++i)
         policies.emplace_back("random" + std::to_string(i + 1), random_policy(graph, rng));

@@ -1,5 +1,7 @@
 #include "bench/machine.h"
 
+#include "evaluator/int8_isa.h"
+
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <chrono>
@@ -36,7 +38,8 @@ nlohmann::json describe_machine() {
     return {{"cpu", cpuinfo_field("model name")},
             {"isa_flags", isa},
             {"hardware_threads", std::thread::hardware_concurrency()},
-            {"onednn", onednn.str()}};
+            {"onednn", onednn.str()},
+            {"onednn_isa", mps::effective_isa_name()}};
 }
 
 std::string utc_timestamp() {

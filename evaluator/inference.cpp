@@ -312,7 +312,7 @@ void InferenceEngine::Impl::build_conv(Plan& plan, const Stage& stage) {
     };
     // Layout choice. Left entirely to oneDNN, 2.6 picks brgconv on nhwc: resnet8 ran about 25 %
     // slower that way than with the direct jit kernels on nChw16c (its 1-channel stem ~10x
-    // slower). So the destination is fixed to nChw16c, and the source is first offered in the
+    // slower). So the destination is fixed to nChw16c (nChw8c below AVX-512), and the source is first offered in the
     // layout it already has (no reorder: a 1-channel stem reads the nchw input, a 6-channel conv
     // reads its padded blocked input), then in a layout oneDNN picks. Shapes the blocked kernels
     // do not cover (they would fall to the reference kernel) keep oneDNN's own choice.
@@ -321,8 +321,9 @@ void InferenceEngine::Impl::build_conv(Plan& plan, const Stage& stage) {
     auto usable = [](const conv::primitive_desc& p) {
         return p && !is_reference_impl(p);
     };
-    conv::primitive_desc pd = make_pd(src_have, tag::aBcd16b);
-    if (!usable(pd)) pd = make_pd(src_any, tag::aBcd16b);
+    const tag blocked = blocked_activation_tag();
+    conv::primitive_desc pd = make_pd(src_have, blocked);
+    if (!usable(pd)) pd = make_pd(src_any, blocked);
     if (!usable(pd)) pd = make_pd(src_any, tag::any);
     if (!pd) throw Error(where(node) + ": oneDNN has no convolution for this shape");
 

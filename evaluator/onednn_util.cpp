@@ -45,6 +45,12 @@ dnnl::primitive_attr attr_with(const dnnl::post_ops& ops) {
     return attr;
 }
 
+tag blocked_activation_tag() {
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+    return (isa & avx512) == avx512 ? tag::aBcd16b : tag::aBcd8b;
+}
+
 bool is_reference_impl(const dnnl::primitive_desc_base& pd) {
     return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
 }

@@ -22,6 +22,12 @@ memory::desc plain_desc(const memory::dims& dims, memory::data_type type = memor
 dnnl::post_ops eltwise_post_op(const Node* eltwise, dnnl::post_ops ops = {});
 dnnl::primitive_attr attr_with(const dnnl::post_ops& ops);
 
+// The channel-blocked layout of 4-D float activations that oneDNN's direct f32 kernels use on
+// this CPU: nChw16c with AVX-512, nChw8c below (its AVX2 kernels take 8-channel blocks). Asking
+// AVX2 for nChw16c costs a reorder per conv, and oneDNN 2.6's jit reorder from nChw8c to
+// nChw16c writes one byte past the destination when the channels are padded.
+memory::format_tag blocked_activation_tag();
+
 // True when oneDNN chose its slow reference implementation ("ref:..."), which the engines avoid
 // by offering other layouts first.
 bool is_reference_impl(const dnnl::primitive_desc_base& pd);

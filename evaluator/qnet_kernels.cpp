@@ -3,6 +3,7 @@
 #include "evaluator/activation_range.h"
 #include "evaluator/error.h"
 #include "evaluator/host_chunks.h"
+#include "evaluator/int8_isa.h"
 
 #include <algorithm>
 #include <cmath>
@@ -42,6 +43,12 @@ MPS_HOT void unsigned_codes(const float* x, uint8_t* q, int64_t begin, int64_t e
 MPS_HOT void signed_codes(const float* x, int8_t* q, int64_t begin, int64_t end, float s,
                           float qmin, float qmax) {
     codes_loop(x, q, begin, end, s, qmin, qmax);
+}
+
+MPS_HOT void shifted_codes(const float* x, uint8_t* q, int64_t begin, int64_t end, float s,
+                           float qmax, float zero_point) {
+    for (int64_t i = begin; i < end; ++i)
+        q[i] = static_cast<uint8_t>(round_clamped(x[i] / s, -qmax, qmax) + zero_point);
 }
 
 MPS_HOT void fake_loop(const float* x, float* y, int64_t begin, int64_t end, float s, float qmin,
@@ -109,6 +116,27 @@ void quantize_to_codes(const float* x, void* codes, int64_t n, float range, int 
         codes_of(x, static_cast<int8_t*>(codes), n, s, -qmax, qmax);
     else
         codes_of(x, static_cast<uint8_t*>(codes), n, s, 0.0f, qmax);
+}
+
+void quantize_to_shifted_codes(const float* x, uint8_t* codes, int64_t n, float range, int bits) {
+    const int z = signed_activation_zero_point(bits); // checks bits
+    const float s = activation_scale(range, bits, true);
+    if (bits == 1) {
+#pragma omp parallel for schedule(static) if (n > host_chunk)
+        for (int64_t i = 0; i < n; ++i) codes[i] = static_cast<uint8_t>(x[i] >= 0.0f ? z + 1 : z - 1);
+        return;
+    }
+    if (s == 0.0f) { // only zeros were seen at calibration: every code is 0
+        std::memset(codes, z, static_cast<size_t>(n));
+        return;
+    }
+    const float qmax = static_cast<float>(activation_qmax(bits, true));
+    const int64_t tasks = host_chunk_count(n);
+#pragma omp parallel for schedule(static) if (tasks > 1)
+    for (int64_t t = 0; t < tasks; ++t) {
+        const auto [begin, size] = host_chunk_at(t, n);
+        shifted_codes(x, codes, begin, begin + size, s, qmax, static_cast<float>(z));
+    }
 }
 
 } // namespace mps::qnet

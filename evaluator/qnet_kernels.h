@@ -17,4 +17,8 @@ void fake_quantize_into(const float* x, float* y, int64_t n, float range, int bi
 void quantize_to_codes(const float* x, void* codes, int64_t n, float range, int bits,
                        bool is_signed);
 
+// The signed codes of that quantization plus the zero point z = signed_activation_zero_point(bits)
+// (int8_isa.h), as uint8: codes[i] = c + z, c the signed code above. bits 1..8.
+void quantize_to_shifted_codes(const float* x, uint8_t* codes, int64_t n, float range, int bits);
+
 } // namespace mps::qnet

@@ -22,6 +22,7 @@
 #include "evaluator/quantized_network.h"
 
 #include "evaluator/error.h"
+#include "evaluator/int8_isa.h"
 #include "evaluator/onednn_util.h"
 #include "evaluator/qnet_kernels.h"
 
@@ -82,10 +83,19 @@ struct Layer {
     int stage = 0;
     std::string input;
     bool input_signed = true;
+    // Integer form below avx512_core_vnni (int8_isa.h): a signed input goes in as u8 codes
+    // shifted by a zero point, taken back out by oneDNN (conv) or a compensation post-op (fc).
+    bool shifted_source = false;
     int64_t kernels = 0;
     int64_t kernel_size = 0; // weights per kernel
     Tensor bias;              // [kernels], zeros when the node has none
 };
+
+// Index of the integer variant's factor post-op: 1 when a shifted inner product adds its
+// compensation first (convs take their zero point from oneDNN instead), else 0.
+int integer_post_op(const Layer& layer) {
+    return layer.shifted_source && layer.node->op == Op::fully_connected ? 1 : 0;
+}
 
 // What the current policy asks of one layer.
 struct LayerState {
@@ -96,6 +106,8 @@ struct LayerState {
     float range = 0.0f;                           // calibrated input range at activation_bits
     std::shared_ptr<const Tensor> float_weights;  // quantize-dequantized (float variant)
     std::vector<float> factors;                   // s_x * s_w[k] (integer variant)
+    int32_t zero_point = 0;                       // of the shifted source codes
+    std::vector<float> compensation;              // -zero_point * sum of kernel k's codes (fc)
 };
 
 // A layer's weights reordered for one primitive layout at one bit vector.
@@ -164,6 +176,7 @@ struct QuantizedNetwork::Impl {
     int64_t image_floats = 0;
     tag activation_tag; // layout of 4-D activations written by convs
     bool uniform_quantizer = false;
+    Int8Isa isa = int8_isa();
 
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
@@ -186,6 +199,8 @@ struct QuantizedNetwork::Impl {
     void plan_stages();
     void find_live_values();
     void install(const BitPolicy& policy);
+    std::string integer_refusal(const Layer& layer, const LayerBits& bits) const;
+    void set_integer_factors(const Layer& layer, LayerState& s) const;
 
     Plan& plan_for(int64_t n);
     std::unique_ptr<Plan> build_plan(int64_t n);
@@ -224,7 +239,7 @@ QuantizedNetwork::Impl::Impl(const Graph& folded, std::shared_ptr<const Calibrat
         if (node.op == Op::batch_norm)
             throw Error(where(node) + ": the quantized network runs BN-folded graphs; call "
                                       "fold_batch_norm() first");
-    activation_tag = path == ExecutionPath::integer ? tag::acdb : tag::aBcd16b;
+    activation_tag = path == ExecutionPath::integer ? tag::acdb : blocked_activation_tag();
     uniform_quantizer = weights->quantizer().name() == "uniform";
     for (int i = 0; i < static_cast<int>(graph.nodes.size()); ++i)
         for (const std::string& value : graph.nodes[i].inputs) readers[value].push_back(i);
@@ -269,6 +284,7 @@ void QuantizedNetwork::Impl::plan_stages() {
                 throw Error(where(node) + ": the calibration knows nothing of its input '" +
                             layer.input + "'; calibrate this same (BN-folded) graph");
             layer.input_signed = !u->second;
+            layer.shifted_source = layer.input_signed && !isa.exact_s8_source;
             layer.kernels = node.weight.dims.at(0);
             layer.kernel_size = node.weight.numel() / layer.kernels;
             layer.bias = node.bias.empty() ? Tensor({layer.kernels}) : node.bias;
@@ -298,6 +314,49 @@ void QuantizedNetwork::Impl::find_live_values() {
     }
 }
 
+// Why layer `layer` cannot run on the integer path at `bits`, or "" when it can.
+std::string QuantizedNetwork::Impl::integer_refusal(const Layer& layer,
+                                                    const LayerBits& bits) const {
+    if (!uniform_quantizer)
+        return "weight quantizer '" + weights->quantizer().name() + "' has no integer form";
+    const int widest = *std::max_element(bits.weight_bits.begin(), bits.weight_bits.end());
+    if (widest > 8) return std::to_string(widest) + "-bit weights";
+    if (bits.activation_bits > 8) return std::to_string(bits.activation_bits) + "-bit input";
+    if (isa.exact_pair_sums) return "";
+    const int source =
+        largest_source_code(bits.activation_bits, layer.input_signed, layer.shifted_source);
+    if (pair_sums_fit_int16(source, largest_weight_code(widest))) return "";
+    return std::to_string(widest) + "-bit weights x " + std::to_string(bits.activation_bits) +
+           "-bit input could saturate the int16 pair sums of " + isa.name +
+           "'s int8 kernels (no VNNI)";
+}
+
+// The integer variant's run-time factors: s_x * s_w[k] per kernel, the source zero point and,
+// for a shifted inner product, -z * (sum of kernel k's codes).
+void QuantizedNetwork::Impl::set_integer_factors(const Layer& layer, LayerState& s) const {
+    const float sx = activation_scale(s.range, s.activation_bits, layer.input_signed);
+    s.zero_point = layer.shifted_source ? signed_activation_zero_point(s.activation_bits) : 0;
+    const bool compensate = layer.shifted_source && layer.node->op == Op::fully_connected;
+    s.factors.resize(static_cast<size_t>(layer.kernels));
+    s.compensation.assign(compensate ? static_cast<size_t>(layer.kernels) : 0, 0.0f);
+    const std::span<const float> all(layer.node->weight.data);
+    for (int64_t k = 0; k < layer.kernels; ++k) {
+        const int b = s.weight_bits[static_cast<size_t>(k)];
+        if (b == 0) {
+            s.factors[static_cast<size_t>(k)] = 0.0f;
+            continue;
+        }
+        const auto kernel = all.subspan(static_cast<size_t>(k * layer.kernel_size),
+                                        static_cast<size_t>(layer.kernel_size));
+        const float sw = uniform_scale(kernel, b);
+        s.factors[static_cast<size_t>(k)] = sx * sw;
+        if (!compensate) continue;
+        int64_t sum = 0;
+        for (int32_t c : uniform_codes(kernel, b, sw)) sum += c;
+        s.compensation[static_cast<size_t>(k)] = static_cast<float>(-s.zero_point * sum);
+    }
+}
+
 // Validated policy -> per-layer state: the path decision, the calibrated range and the weights.
 void QuantizedNetwork::Impl::install(const BitPolicy& policy) {
     policy.validate(graph);
@@ -309,39 +368,24 @@ void QuantizedNetwork::Impl::install(const BitPolicy& policy) {
         s.weight_bits = bits.weight_bits;
         s.range = calibration->range(layer.input, bits.activation_bits);
         const std::string& name = layer.node->name;
-        auto too_wide = std::find_if(bits.weight_bits.begin(), bits.weight_bits.end(),
-                                     [](int b) { return b > 8; });
+        const std::string refusal =
+            path == ExecutionPath::fake ? std::string() : integer_refusal(layer, bits);
         if (path == ExecutionPath::fake) {
             s.decision = name + ": fake-quant path";
-        } else if (!uniform_quantizer) {
-            s.decision = name + ": weight quantizer '" + weights->quantizer().name() +
-                         "' has no integer form, float path";
-        } else if (too_wide != bits.weight_bits.end()) {
-            s.decision = name + ": " + std::to_string(*too_wide) + "-bit weights, float path";
-        } else if (bits.activation_bits > 8) {
-            s.decision = name + ": " + std::to_string(bits.activation_bits) +
-                         "-bit input, float path";
+        } else if (!refusal.empty()) {
+            s.decision = name + ": " + refusal + ", float path";
         } else {
             s.integer = true;
-            s.decision = name + ": integer path (" + (layer.input_signed ? "s8" : "u8") +
-                         " x s8)";
+            s.decision = name + ": integer path (" +
+                         (layer.shifted_source  ? "u8 x s8, signed input shifted by a zero point"
+                          : layer.input_signed ? "s8 x s8"
+                                               : "u8 x s8") +
+                         ")";
         }
-        if (s.integer) {
-            const float sx = activation_scale(s.range, s.activation_bits, layer.input_signed);
-            s.factors.resize(static_cast<size_t>(layer.kernels));
-            const std::span<const float> all(layer.node->weight.data);
-            for (int64_t k = 0; k < layer.kernels; ++k) {
-                const int b = s.weight_bits[static_cast<size_t>(k)];
-                const float sw =
-                    b == 0 ? 0.0f
-                           : uniform_scale(all.subspan(static_cast<size_t>(k * layer.kernel_size),
-                                                       static_cast<size_t>(layer.kernel_size)),
-                                           b);
-                s.factors[static_cast<size_t>(k)] = sx * sw;
-            }
-        } else {
+        if (s.integer)
+            set_integer_factors(layer, s);
+        else
             s.float_weights = weights->get(name, s.weight_bits);
-        }
         state[l] = std::move(s);
     }
     has_policy = true;
@@ -398,7 +442,9 @@ std::unique_ptr<Plan> QuantizedNetwork::Impl::build_plan(int64_t n) {
 
 // The conv / inner product primitive of layer l reading `src` and writing `dst`: float32 with
 // bias and the eltwise post-op, or integer with the per-kernel factors and the bias as binary
-// post-ops (arguments 0 and 1) before the eltwise.
+// post-ops before the eltwise (arguments integer_post_op(layer) and the one after). A shifted
+// conv takes its source zero point at run time; a shifted inner product adds the compensation
+// as binary post-op 0, before the factors.
 LayerPd QuantizedNetwork::Impl::layer_primitive_desc(int l, bool integer,
                                                      const memory::desc& src,
                                                      const memory::desc& dst) {
@@ -413,6 +459,8 @@ LayerPd QuantizedNetwork::Impl::layer_primitive_desc(int l, bool integer,
     if (integer) {
         const memory::dims per_kernel = node.op == Op::conv ? memory::dims{1, layer.kernels, 1, 1}
                                                             : memory::dims{1, layer.kernels};
+        if (integer_post_op(layer) == 1)
+            ops.append_binary(dnnl::algorithm::binary_add, plain_desc(per_kernel));
         ops.append_binary(dnnl::algorithm::binary_mul, plain_desc(per_kernel));
         ops.append_binary(dnnl::algorithm::binary_add, plain_desc(per_kernel));
     }
@@ -421,6 +469,8 @@ LayerPd QuantizedNetwork::Impl::layer_primitive_desc(int l, bool integer,
     // The plan hands every layer primitive one shared scratchpad: with oneDNN's own, brgconv
     // allocated and page-faulted megabytes on every execution.
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (integer && layer.shifted_source && node.op == Op::conv)
+        attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
     if (node.op == Op::conv) {
         const int64_t g = node.groups;
         const auto& w = node.weight.dims;
@@ -456,7 +506,9 @@ void QuantizedNetwork::Impl::build_variant(Plan& plan, int l, bool integer) {
                          : plan.float_variant[static_cast<size_t>(l)];
     const memory& value = plan.values.at(layer.input);
     const memory& out = plan.values.at(node.output);
-    const dt src_type = !integer ? dt::f32 : layer.input_signed ? dt::s8 : dt::u8;
+    const dt src_type = !integer                                         ? dt::f32
+                        : layer.input_signed && !layer.shifted_source ? dt::s8
+                                                                        : dt::u8;
     const memory::desc have = retyped(value.get_desc(), src_type);
     const memory::desc src_any(have.dims(), src_type, tag::any);
     const memory::desc dst_any(out.get_desc().dims(), dt::f32, tag::any);
@@ -572,7 +624,11 @@ void QuantizedNetwork::Impl::run_layer(Plan& plan, int l) {
     const int64_t elements = static_cast<int64_t>(value.get_desc().get_size() / sizeof(float));
     const float* x = static_cast<const float*>(value.get_data_handle());
     memory src = value;
-    if (integer) {
+    if (integer && layer.shifted_source) {
+        qnet::quantize_to_shifted_codes(x, static_cast<uint8_t*>(v.staged.get_data_handle()),
+                                        elements, s.range, s.activation_bits);
+        src = v.staged;
+    } else if (integer) {
         qnet::quantize_to_codes(x, v.staged.get_data_handle(), elements, s.range,
                                 s.activation_bits, layer.input_signed);
         src = v.staged;
@@ -594,10 +650,17 @@ void QuantizedNetwork::Impl::run_layer(Plan& plan, int l) {
     if (integer) {
         const memory::dims per_kernel = node.op == Op::conv ? memory::dims{1, layer.kernels, 1, 1}
                                                             : memory::dims{1, layer.kernels};
-        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
+        const int first = integer_post_op(layer);
+        if (first == 1)
+            args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
+                memory(plain_desc(per_kernel), engine, s.compensation.data());
+        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(first) | DNNL_ARG_SRC_1] =
             memory(plain_desc(per_kernel), engine, s.factors.data());
-        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1] =
+        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(first + 1) | DNNL_ARG_SRC_1] =
             constant(node.name + "/bias_per_kernel", layer.bias, per_kernel);
+        if (layer.shifted_source && node.op == Op::conv)
+            args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] =
+                memory({{1}, dt::s32, tag::x}, engine, &s.zero_point);
     } else if (!node.bias.empty()) {
         args[DNNL_ARG_BIAS] = constant(node.name + "/bias", node.bias, {layer.kernels});
     }

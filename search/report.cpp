@@ -345,6 +345,7 @@ std::string summary_json(const RunResult& result, const Fronts& fronts) {
     for (const auto& [name, value] : config.policy_params.all()) params[name] = param_json(value);
     j["policy"] = {{"name", config.policy_name}, {"params", params}};
     j["versions"] = result.versions;
+    j["onednn_isa"] = result.onednn_isa;
     j["seed"] = config.seed;
     j["workers"] = config.workers;
     j["evaluations"] = result.records.size();
@@ -471,6 +472,7 @@ void report_run(std::ostream& md, const RunResult& result) {
        << md_cell(config.activation_calibration.name) << ", " << execution_path_name(config.path)
        << " path |\n"
        << "| versions | " << md_cell(result.versions) << " |\n"
+       << "| oneDNN ISA | " << md_cell(result.onednn_isa) << " |\n"
        << "| seed | " << config.seed << " |\n"
        << "| workers | " << config.workers << " |\n"
        << "| evaluations | " << result.records.size() << " |\n"

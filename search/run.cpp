@@ -2,6 +2,7 @@
 
 #include "evaluator/atomic_file.h"
 #include "evaluator/error.h"
+#include "evaluator/int8_isa.h"
 #include "evaluator/sha256.h"
 #include "search/archive.h"
 #include "search/progress.h"
@@ -83,6 +84,7 @@ public:
           evaluator_(config.graph, config.model_path, load_data(config), evaluator_options(config)) {
         result_.config = &config_;
         result_.versions = version_text();
+        result_.onednn_isa = effective_isa_name();
         result_.chosen_policy_file = policy_file_name;
         if (!previous_.records.empty()) elapsed_offset_ = previous_.records.back().elapsed_seconds;
         if (previous_.dropped_lines > 0)

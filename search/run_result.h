@@ -44,6 +44,7 @@ struct RunResult {
     double search_seconds = 0.0;            // wall time of the whole run, resumed parts included
     int64_t resumed_evaluations = 0;        // records taken from an earlier run's archive
     std::string versions;                   // "mpsearch <git>, oneDNN x.y, oneTBB x.y"
+    std::string onednn_isa;                 // ISA oneDNN ran with: "avx512_core_amx", "avx2", ...
 };
 
 } // namespace mps
