@@ -15,8 +15,8 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
     auto fail = [&](const std::string& step) {
         const std::string reason = std::strerror(errno);
         std::remove(temporary.c_str());
-        throw Error(path + ": cannot write (" + step + ": " + reason +
-                    "); check that the directory exists, is writable and has free space");
+        throw Failure(path + ": cannot write (" + step + ": " + reason +
+                      "); check that the directory exists, is writable and has free space");
     };
     std::FILE* f = std::fopen(temporary.c_str(), "wb");
     if (!f) fail("open");

@@ -6,7 +6,7 @@
 
 namespace mps {
 
-// Throws mps::Error naming `path`, the failing step and its reason; the temporary is removed.
+// Throws mps::Failure naming `path`, the failing step and its reason; the temporary is removed.
 void write_file_atomically(const std::string& path, std::string_view bytes);
 
 } // namespace mps

@@ -73,7 +73,7 @@ for policy in "{name: greedy_sensitivity, metric: kl}" "{name: random}"; do
 done
 
 # a second run into the same directory is refused; --resume of a directory without a run too
-expect_failure "already holds a run" search --config "$WORK/random.yaml" --quiet
-expect_failure "holds no run to resume" search --resume "$WORK" --quiet
-expect_failure "either --config" search --quiet
+expect_input_error "already holds a run" search --config "$WORK/random.yaml" --quiet
+expect_input_error "holds no run to resume" search --resume "$WORK" --quiet
+expect_input_error "either --config" search --quiet
 finish
