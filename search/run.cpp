@@ -177,7 +177,7 @@ private:
                 for (size_t i = 0; i < records.size(); ++i) records[i].own_accuracy = own[i];
             if (fresh) writer_.batch(records);
             result_.records.insert(result_.records.end(), records.begin(), records.end());
-            report_progress(policy->status());
+            report_progress(policy->status(), proposal.stage);
         }
     }
 
@@ -236,8 +236,9 @@ private:
         return all;
     }
 
-    void report_progress(const std::string& status) {
+    void report_progress(const std::string& status, const std::string& stage) {
         ProgressState state;
+        state.stage = stage;
         state.evaluations = static_cast<int64_t>(result_.records.size());
         state.max_evaluations = config_.max_evaluations;
         state.max_seconds = config_.max_seconds;
