@@ -373,7 +373,7 @@ struct Evaluator::Impl {
                   Split split, LogitSink sink, std::vector<std::vector<BatchResult>>& results) {
         const int slot_index = tbb::this_task_arena::current_thread_index();
         if (slot_index < 0 || slot_index >= static_cast<int>(slots.size()))
-            throw Error("evaluator: task ran outside its arena's slots (internal error)");
+            throw Failure("evaluator: task ran outside its arena's slots (internal error)");
         Slot& slot = slots[static_cast<size_t>(slot_index)];
         const Candidate& c = candidates[task.candidate];
         OmpThreadsScope threads(options.onednn_threads);
@@ -429,7 +429,8 @@ struct Evaluator::Impl {
                 scores[i].costs = compute_costs(graph, policies[i]); // validates the policy
             } catch (const Error& e) {
                 throw Error("candidate " + std::to_string(i) + " (" + policies[i].to_string() +
-                            "): " + e.what());
+                                "): " + e.what(),
+                            e.kind());
             }
         }
         const LogitSink sink{reference_logits(split).data(), nullptr};

@@ -237,8 +237,8 @@ FinetuneResult finetune(Graph& folded, const BitPolicy& policy, const FinetuneDa
                         : softmax_cross_entropy(net.output(), labels.data(), o.batch, classes,
                                                 diff.data());
             if (!std::isfinite(loss))
-                throw Error("finetune: the loss became " + std::to_string(loss) + " in epoch " +
-                            std::to_string(epoch) + "; lower the learning rate");
+                throw Failure("finetune: the loss became " + std::to_string(loss) + " in epoch " +
+                              std::to_string(epoch) + "; lower the learning rate");
             loss_sum += loss;
             net.backward(diff.data());
             lr = scheduled_learning_rate(o.lr, o.cosine, step, total_steps, 0);

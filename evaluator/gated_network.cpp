@@ -549,9 +549,9 @@ struct GatedNetwork::Impl {
         loss.regularizer = regularize();
         for_each_set([&](GateSet& s) { s.finish_gradients(mu); });
         if (!std::isfinite(loss.cross_entropy + loss.regularizer))
-            throw Error("bayesian_bits: the loss became " +
-                        std::to_string(loss.cross_entropy + mu * loss.regularizer) +
-                        "; lower the learning rate");
+            throw Failure("bayesian_bits: the loss became " +
+                          std::to_string(loss.cross_entropy + mu * loss.regularizer) +
+                          "; lower the learning rate");
         logit_optimizer->step(options.gate_lr);
         if (options.grid == GateGrid::bayesian_bits) range_optimizer->step(options.lr);
         for_each_set([](GateSet& s) { s.clamp_ranges(); });

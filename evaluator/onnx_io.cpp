@@ -1137,7 +1137,7 @@ Graph import_onnx_bytes(const std::string& bytes, const std::string& name_for_er
 std::string export_onnx_bytes(const Graph& graph) {
     std::string bytes;
     if (!Exporter(graph).run().SerializeToString(&bytes)) {
-        throw Error("export_onnx: protobuf serialization failed (model larger than 2 GB?)");
+        throw Failure("export_onnx: protobuf serialization failed (model larger than 2 GB?)");
     }
     return bytes;
 }

@@ -4,11 +4,13 @@
 #include "evaluator/error.h"
 #include "evaluator/host_chunks.h"
 #include "evaluator/int8_isa.h"
+#include "evaluator/qnet_loops.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 namespace mps::qnet {
 namespace {
@@ -24,10 +26,6 @@ inline float round_clamped(float v, float qmin, float qmax) {
     return std::min(std::max(r, qmin), qmax);
 }
 
-// The inner loops, compiled for AVX-512 as well as the baseline (chosen at load time): the
-// build has no -march, and the baseline SSE loop took ~14 % of an integer resnet8 run.
-#define MPS_HOT __attribute__((target_clones("arch=x86-64-v4", "default")))
-
 template <typename Code>
 inline void codes_loop(const float* x, Code* q, int64_t begin, int64_t end, float s, float qmin,
                        float qmax) {
@@ -35,25 +33,58 @@ inline void codes_loop(const float* x, Code* q, int64_t begin, int64_t end, floa
         q[i] = static_cast<Code>(round_clamped(x[i] / s, qmin, qmax));
 }
 
-MPS_HOT void unsigned_codes(const float* x, uint8_t* q, int64_t begin, int64_t end, float s,
-                            float qmin, float qmax) {
-    codes_loop(x, q, begin, end, s, qmin, qmax);
-}
-
-MPS_HOT void signed_codes(const float* x, int8_t* q, int64_t begin, int64_t end, float s,
-                          float qmin, float qmax) {
-    codes_loop(x, q, begin, end, s, qmin, qmax);
-}
-
-MPS_HOT void shifted_codes(const float* x, uint8_t* q, int64_t begin, int64_t end, float s,
-                           float qmax, float zero_point) {
+inline void shifted_loop(const float* x, uint8_t* q, int64_t begin, int64_t end, float s,
+                         float qmax, float zero_point) {
     for (int64_t i = begin; i < end; ++i)
         q[i] = static_cast<uint8_t>(round_clamped(x[i] / s, -qmax, qmax) + zero_point);
 }
 
-MPS_HOT void fake_loop(const float* x, float* y, int64_t begin, int64_t end, float s, float qmin,
-                       float qmax) {
+inline void fake_loop(const float* x, float* y, int64_t begin, int64_t end, float s, float qmin,
+                      float qmax) {
     for (int64_t i = begin; i < end; ++i) y[i] = s * (round_clamped(x[i] / s, qmin, qmax) + 0.0f);
+}
+
+// The loops above compiled for one instruction set (`attributes`), as a Loops entry: the build
+// has no -march, and the baseline SSE loop took ~14 % of an integer resnet8 run, so they are also
+// compiled for AVX-512. The inline bodies are the same source for every copy.
+#define MPS_LOOPS(name, attributes)                                                            \
+    namespace name {                                                                           \
+    attributes void unsigned_codes(const float* x, uint8_t* q, int64_t begin, int64_t end,     \
+                                   float s, float qmin, float qmax) {                          \
+        codes_loop(x, q, begin, end, s, qmin, qmax);                                           \
+    }                                                                                          \
+    attributes void signed_codes(const float* x, int8_t* q, int64_t begin, int64_t end,        \
+                                 float s, float qmin, float qmax) {                            \
+        codes_loop(x, q, begin, end, s, qmin, qmax);                                           \
+    }                                                                                          \
+    attributes void shifted_codes(const float* x, uint8_t* q, int64_t begin, int64_t end,      \
+                                  float s, float qmax, float zero_point) {                     \
+        shifted_loop(x, q, begin, end, s, qmax, zero_point);                                   \
+    }                                                                                          \
+    attributes void fake(const float* x, float* y, int64_t begin, int64_t end, float s,        \
+                         float qmin, float qmax) {                                             \
+        fake_loop(x, y, begin, end, s, qmin, qmax);                                            \
+    }                                                                                          \
+    }
+
+MPS_LOOPS(baseline, )
+#if defined(__x86_64__)
+MPS_LOOPS(x86_64_v4, __attribute__((target("arch=x86-64-v4"))))
+#endif
+#undef MPS_LOOPS
+
+std::vector<Loops> make_variants() {
+    std::vector<Loops> variants;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    variants.push_back({"x86-64-v4", __builtin_cpu_supports("x86-64-v4") > 0,
+                        x86_64_v4::unsigned_codes, x86_64_v4::signed_codes,
+                        x86_64_v4::shifted_codes, x86_64_v4::fake});
+#endif
+    variants.push_back(
+        {"baseline", true, baseline::unsigned_codes, baseline::signed_codes,
+         baseline::shifted_codes, baseline::fake});
+    return variants;
 }
 
 template <typename Code>
@@ -63,13 +94,25 @@ void codes_of(const float* x, Code* q, int64_t n, float s, float qmin, float qma
     for (int64_t t = 0; t < tasks; ++t) {
         const auto [begin, size] = host_chunk_at(t, n);
         if constexpr (std::is_same_v<Code, uint8_t>)
-            unsigned_codes(x, q, begin, begin + size, s, qmin, qmax);
+            active_loops().unsigned_codes(x, q, begin, begin + size, s, qmin, qmax);
         else
-            signed_codes(x, q, begin, begin + size, s, qmin, qmax);
+            active_loops().signed_codes(x, q, begin, begin + size, s, qmin, qmax);
     }
 }
 
 } // namespace
+
+std::span<const Loops> loop_variants() {
+    static const std::vector<Loops> variants = make_variants();
+    return variants;
+}
+
+const Loops& active_loops() {
+    static const Loops& active =
+        *std::find_if(loop_variants().begin(), loop_variants().end(),
+                      [](const Loops& l) { return l.supported; });
+    return active;
+}
 
 void fake_quantize_into(const float* x, float* y, int64_t n, float range, int bits,
                         bool is_signed) {
@@ -82,7 +125,7 @@ void fake_quantize_into(const float* x, float* y, int64_t n, float range, int bi
 #pragma omp parallel for schedule(static) if (tasks > 1)
         for (int64_t t = 0; t < tasks; ++t) {
             const auto [begin, size] = host_chunk_at(t, n);
-            fake_loop(x, y, begin, begin + size, s, qmin, qmax);
+            active_loops().fake(x, y, begin, begin + size, s, qmin, qmax);
         }
         return;
     }
@@ -135,7 +178,8 @@ void quantize_to_shifted_codes(const float* x, uint8_t* codes, int64_t n, float 
 #pragma omp parallel for schedule(static) if (tasks > 1)
     for (int64_t t = 0; t < tasks; ++t) {
         const auto [begin, size] = host_chunk_at(t, n);
-        shifted_codes(x, codes, begin, begin + size, s, qmax, static_cast<float>(z));
+        active_loops().shifted_codes(x, codes, begin, begin + size, s, qmax,
+                                     static_cast<float>(z));
     }
 }
 

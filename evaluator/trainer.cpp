@@ -164,8 +164,8 @@ void train(Graph& graph, const Dataset& train, const Dataset& validation,
             const double loss =
                 softmax_cross_entropy(net.output(), labels.data(), o.batch, classes, diff.data());
             if (!std::isfinite(loss))
-                throw Error("trainer: the loss became " + std::to_string(loss) + " in epoch " +
-                            std::to_string(epoch) + "; lower the learning rate");
+                throw Failure("trainer: the loss became " + std::to_string(loss) + " in epoch " +
+                              std::to_string(epoch) + "; lower the learning rate");
             loss_sum += loss;
             net.backward(diff.data());
             lr = scheduled_learning_rate(o.lr, o.cosine, step, total_steps, warmup);

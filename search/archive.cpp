@@ -192,8 +192,8 @@ ArchiveWriter::ArchiveWriter(const std::string& path, const std::vector<std::str
     for (const std::string& line : kept_lines) text += line + "\n";
     write_file_atomically(path, text);
     file_ = std::fopen(path.c_str(), "ab");
-    if (!file_) throw Error(path + ": cannot open the archive for appending (" +
-                            std::strerror(errno) + ")");
+    if (!file_) throw Failure(path + ": cannot open the archive for appending (" +
+                              std::strerror(errno) + ")");
 }
 
 ArchiveWriter::~ArchiveWriter() {
@@ -204,8 +204,8 @@ void ArchiveWriter::append(const std::string& text) {
     const bool ok = std::fwrite(text.data(), 1, text.size(), file_) == text.size() &&
                     std::fflush(file_) == 0 && ::fsync(::fileno(file_)) == 0;
     if (!ok)
-        throw Error(path_ + ": cannot append to the archive (" + std::strerror(errno) +
-                    "); the run can be resumed with --resume once the disk has space");
+        throw Failure(path_ + ": cannot append to the archive (" + std::strerror(errno) +
+                      "); the run can be resumed with --resume once the disk has space");
 }
 
 void ArchiveWriter::reference(const Score& score) {

@@ -1,7 +1,12 @@
 #pragma once
-// Subcommands of the mpsearch executable. Each takes the arguments after its name, returns the
-// process exit code, and reports bad input as one clear message on stderr (exit 2 for usage and
-// input errors, 1 for failures while running).
+// Subcommands of the mpsearch executable. Each takes the arguments after its name and returns 0
+// (done, or --help), or throws: mps::Error (evaluator/error.h) and anything else escape to
+// search/main.cpp, the one place that prints the message and picks the exit code:
+//   0  success
+//   1  a failure while running: an output that cannot be written (disk full, a directory that
+//      is not writable or is a file), the training diverging, oneDNN failing, an internal error
+//   2  bad usage or input: an unknown flag, an unreadable or malformed model, data set, config,
+//      policy file or archive, a policy of another model
 namespace mps::cli {
 
 int run_eval(int argc, char** argv);

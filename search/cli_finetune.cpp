@@ -94,8 +94,30 @@ Score score_on_test(const Graph& graph, const std::string& model_path, const Pol
     return evaluator.evaluate(policy.policy, Split::test);
 }
 
+// The training options of the command line, with the policy's quantizers; prints each epoch.
+FinetuneOptions finetune_options(const FinetuneArgs& args, const PolicyFile& policy) {
+    FinetuneOptions options;
+    options.epochs = args.epochs;
+    options.batch = args.batch;
+    options.optimizer = args.optimizer;
+    options.lr = args.lr;
+    options.seed = static_cast<uint64_t>(args.seed);
+    options.recalibrate_steps = args.recalibrate;
+    options.distill_weight = args.distill;
+    options.distill_temperature = args.temperature;
+    options.weight_quantizer = policy.weight_quantizer;
+    options.calibration_method = policy.activation_calibration;
+    options.on_epoch = [](const FinetuneEpoch& e) {
+        std::printf("epoch %3d  loss %.4f  validation %.2f %%  %.0f images/s  %.1f s\n", e.epoch,
+                    e.train_loss, e.validation_accuracy, e.images_per_second, e.seconds);
+        std::fflush(stdout);
+    };
+    return options;
+}
+
 } // namespace
 
+// Errors escape to main, which maps their kind to the exit code (search/cli.h).
 int run_finetune(int argc, char** argv) {
     FinetuneArgs args;
     if (!parse_finetune_args(argc, argv, args)) return 0;
@@ -116,23 +138,6 @@ int run_finetune(int argc, char** argv) {
     data.validation = fashion_mnist_split(training_file, Split::validation);
     EvaluationData scored{data.calibration, {}, load_fashion_mnist(args.data, Split::test)};
 
-    FinetuneOptions options;
-    options.epochs = args.epochs;
-    options.batch = args.batch;
-    options.optimizer = args.optimizer;
-    options.lr = args.lr;
-    options.seed = static_cast<uint64_t>(args.seed);
-    options.recalibrate_steps = args.recalibrate;
-    options.distill_weight = args.distill;
-    options.distill_temperature = args.temperature;
-    options.weight_quantizer = policy.weight_quantizer;
-    options.calibration_method = policy.activation_calibration;
-    options.on_epoch = [](const FinetuneEpoch& e) {
-        std::printf("epoch %3d  loss %.4f  validation %.2f %%  %.0f images/s  %.1f s\n", e.epoch,
-                    e.train_loss, e.validation_accuracy, e.images_per_second, e.seconds);
-        std::fflush(stdout);
-    };
-
     std::printf("fine-tuning %s under %s (weights %s, activations %s over %lld calibration "
                 "images): %d epochs, batch %lld, %s lr %g, seed %lld, %lld train images, "
                 "distillation %g (T %g)\n",
@@ -146,13 +151,8 @@ int run_finetune(int argc, char** argv) {
                 execution_path_name(before.path));
     std::fflush(stdout);
 
-    FinetuneResult result;
-    try {
-        result = finetune(graph, policy.policy, data, options);
-    } catch (const Error& e) { // a failure while running, not bad input
-        std::cerr << "mpsearch finetune: " << e.what() << "\n";
-        return 1;
-    }
+    const FinetuneResult result =
+        finetune(graph, policy.policy, data, finetune_options(args, policy));
 
     // Score what is written: the exported bytes read back, exactly as eval will read them.
     const std::string bytes = export_onnx_bytes(graph);

@@ -4,11 +4,12 @@
 #include <cmath>
 #include <cstdio>
 #include <ostream>
+#include <utility>
 
 namespace mps {
 
-Progress::Progress(std::ostream& out, bool terminal, bool quiet)
-    : out_(out), terminal_(terminal), quiet_(quiet) {}
+Progress::Progress(std::ostream& out, bool terminal, bool quiet, double log_interval)
+    : out_(out), terminal_(terminal), quiet_(quiet), log_interval_(log_interval) {}
 
 std::string Progress::clock_text(double seconds) {
     const long total = std::lround(std::max(0.0, seconds));
@@ -45,24 +46,41 @@ std::string Progress::line(const ProgressState& s) {
     return out;
 }
 
+bool Progress::log_line_due(const ProgressState& state) const {
+    return !last_logged_ || state.stage != last_logged_->stage ||
+           state.elapsed_seconds - last_logged_->elapsed_seconds >= log_interval_;
+}
+
 void Progress::update(const ProgressState& state) {
     if (quiet_) return;
     if (terminal_) {
         out_ << "\r\033[K" << line(state) << std::flush;
         open_line_ = true;
-    } else {
+    } else if (log_line_due(state)) {
         out_ << line(state) << "\n" << std::flush;
+        last_logged_ = state;
+        pending_.reset();
+    } else {
+        pending_ = state;
     }
 }
 
 void Progress::finish() {
+    if (pending_) {
+        out_ << line(*pending_) << "\n" << std::flush;
+        last_logged_ = std::exchange(pending_, std::nullopt);
+    }
+    end_line();
+}
+
+void Progress::end_line() {
     if (open_line_) out_ << "\n" << std::flush;
     open_line_ = false;
 }
 
 void Progress::message(const std::string& text) {
     if (quiet_) return;
-    finish();
+    end_line();
     out_ << text << "\n" << std::flush;
 }
 

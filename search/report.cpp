@@ -126,17 +126,17 @@ std::string md_code(std::string_view text) {
 
 const RunConfig& config_of(const RunResult& result) {
     if (!result.config)
-        throw Error("write_run_outputs: the RunResult has no config; set RunResult::config to the "
-                    "run's RunConfig");
+        throw Failure("write_run_outputs: the RunResult has no config; set RunResult::config to "
+                      "the run's RunConfig");
     return *result.config;
 }
 
 const ArchiveRecord* chosen_record(const RunResult& result) {
     if (!result.chosen) return nullptr;
     if (*result.chosen >= result.records.size())
-        throw Error("write_run_outputs: chosen record " + std::to_string(*result.chosen) +
-                    " is out of range (" + std::to_string(result.records.size()) +
-                    " records); it must index RunResult::records");
+        throw Failure("write_run_outputs: chosen record " + std::to_string(*result.chosen) +
+                      " is out of range (" + std::to_string(result.records.size()) +
+                      " records); it must index RunResult::records");
     return &result.records[*result.chosen];
 }
 
@@ -688,8 +688,8 @@ std::string report_md(const RunResult& result, const Fronts& fronts, bool svg_wr
 std::vector<std::string> write_run_outputs(const std::string& run_dir, const RunResult& result) {
     std::error_code ec;
     if (!fs::is_directory(run_dir, ec))
-        throw Error(run_dir + ": run directory does not exist (or is not a directory); create it "
-                              "before writing the run's outputs");
+        throw Failure(run_dir + ": run directory does not exist (or is not a directory); create "
+                                "it before writing the run's outputs");
     // Refuse an inconsistent result before any file is touched.
     config_of(result);
     chosen_record(result);

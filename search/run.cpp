@@ -66,7 +66,8 @@ void prepare_directory(const RunConfig& config, bool resume) {
     std::error_code error;
     fs::create_directories(dir, error);
     if (error)
-        throw Error(config.output_dir + ": cannot create the run directory (" + error.message() + ")");
+        throw Failure(config.output_dir + ": cannot create the run directory (" + error.message() +
+                      ")");
     write_file_atomically((dir / config_copy_name).string(), config.source_text);
 }
 
@@ -178,21 +179,22 @@ private:
                 for (size_t i = 0; i < records.size(); ++i) records[i].own_accuracy = own[i];
             if (fresh) writer_.batch(records);
             result_.records.insert(result_.records.end(), records.begin(), records.end());
-            report_progress(policy->status());
+            report_progress(policy->status(), proposal.stage);
         }
     }
 
     // A policy that leaves its space or its limit is a bug: say which and stop.
     void check(const Proposal& proposal, int64_t limit) const {
         if (static_cast<int64_t>(proposal.candidates.size()) > limit)
-            throw Error("policy '" + config_.policy_name + "' proposed " +
-                        std::to_string(proposal.candidates.size()) + " candidates, more than the " +
-                        std::to_string(limit) + " asked for (a bug in the policy)");
+            throw Failure("policy '" + config_.policy_name + "' proposed " +
+                          std::to_string(proposal.candidates.size()) +
+                          " candidates, more than the " + std::to_string(limit) +
+                          " asked for (a bug in the policy)");
         for (const BitPolicy& candidate : proposal.candidates)
             if (std::string why = config_.space.violation(config_.graph, candidate); !why.empty())
-                throw Error("policy '" + config_.policy_name +
-                            "' proposed a candidate outside the search space (" + why +
-                            "): a bug in the policy");
+                throw Failure("policy '" + config_.policy_name +
+                              "' proposed a candidate outside the search space (" + why +
+                              "): a bug in the policy");
     }
 
     // The archived records of this batch when resuming, or empty when it must be evaluated.
@@ -236,8 +238,9 @@ private:
         return all;
     }
 
-    void report_progress(const std::string& status) {
+    void report_progress(const std::string& status, const std::string& stage) {
         ProgressState state;
+        state.stage = stage;
         state.evaluations = static_cast<int64_t>(result_.records.size());
         state.max_evaluations = config_.max_evaluations;
         state.max_seconds = config_.max_seconds;

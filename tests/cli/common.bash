@@ -8,18 +8,22 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 failures=0
 
-# expect_failure "<substring of stderr>" args... : the command must exit non-zero (not by a
-# signal: a crash is a failure too) and print the substring on stderr.
-expect_failure() {
-  local want=$1; shift
+# expect_exit <code> "<substring of stderr>" args... : the command must exit with <code> (the
+# codes of search/cli.h: 1 a failure while running, 2 bad usage or input) and print the
+# substring on stderr.
+expect_exit() {
+  local code=$1 want=$2; shift 2
   "$MPSEARCH" "$@" >"$WORK/out" 2>"$WORK/err"
   local rc=$?
-  if [[ $rc -eq 0 || $rc -ge 128 ]] || ! grep -qF -- "$want" "$WORK/err"; then
+  if [[ $rc -ne $code ]] || ! grep -qF -- "$want" "$WORK/err"; then
     echo "FAIL: mpsearch $* -> exit $rc, stderr:"; cat "$WORK/err"
-    echo "      expected a non-zero exit and: $want"
+    echo "      expected exit $code and: $want"
     failures=$((failures + 1))
   fi
 }
+
+# expect_input_error "<substring of stderr>" args... : rejected as bad usage or input (exit 2).
+expect_input_error() { expect_exit 2 "$@"; }
 
 finish() {
   if ((failures)); then echo "$failures check(s) failed"; exit 1; fi

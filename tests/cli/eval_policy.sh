@@ -42,25 +42,25 @@ grep -q "integer path" "$WORK/out.txt" || fail "verbose decisions: $(cat "$WORK/
 "$MPSEARCH" eval --model "$TINY" --limit 100 --json >"$WORK/float.json" || fail "float mode"
 grep -q '"bitops"' "$WORK/float.json" && fail "float mode reports bitops"
 
-# bad inputs: one clear message and a non-zero exit each
-expect_failure "was made for a model with SHA-256" eval --model "$TINY" --policy "$WORK/cnn.yaml" "${FAST[@]}"
+# bad inputs: one clear message and exit 2 each
+expect_input_error "was made for a model with SHA-256" eval --model "$TINY" --policy "$WORK/cnn.yaml" "${FAST[@]}"
 "$MPSEARCH" eval --model "$TINY" --uniform W8A8 "${FAST[@]}" --write-policy "$WORK/tiny.yaml" >/dev/null || fail "tiny policy"
 sed 's/^  conv1:/  conv9:/' "$WORK/tiny.yaml" >"$WORK/wrong_layer.yaml"
-expect_failure "conv9" eval --model "$TINY" --policy "$WORK/wrong_layer.yaml" "${FAST[@]}"
+expect_input_error "conv9" eval --model "$TINY" --policy "$WORK/wrong_layer.yaml" "${FAST[@]}"
 awk '/activation_bits/ && !done {sub(/: 8/, ": 9"); done=1} {print}' "$WORK/tiny.yaml" >"$WORK/bits9.yaml"
-expect_failure "9" eval --model "$TINY" --policy "$WORK/bits9.yaml" "${FAST[@]}"
-expect_failure "bits9.yaml:" eval --model "$TINY" --policy "$WORK/bits9.yaml" "${FAST[@]}"
+expect_input_error "9" eval --model "$TINY" --policy "$WORK/bits9.yaml" "${FAST[@]}"
+expect_input_error "bits9.yaml:" eval --model "$TINY" --policy "$WORK/bits9.yaml" "${FAST[@]}"
 printf 'version: 1\nmodel: [unclosed\n' >"$WORK/malformed.yaml"
-expect_failure "malformed.yaml" eval --model "$TINY" --policy "$WORK/malformed.yaml" "${FAST[@]}"
-expect_failure "absent.yaml" eval --model "$TINY" --policy "$WORK/absent.yaml" "${FAST[@]}"
-expect_failure "W4Q8" eval --model "$TINY" --uniform W4Q8 "${FAST[@]}"
-expect_failure "W9A8" eval --model "$TINY" --uniform W9A8 "${FAST[@]}"
-expect_failure "choose one policy" eval --model "$TINY" --uniform W4A8 --policy "$WORK/tiny.yaml"
-expect_failure "'gpu'" eval --model "$TINY" --uniform W4A8 --path gpu
-expect_failure "--path applies to a quantized evaluation" eval --model "$TINY" --path fake
-expect_failure "--calibration must be positive" eval --model "$TINY" --uniform W4A8 --calibration 0
-expect_failure "--workers must be positive" eval --model "$TINY" --uniform W4A8 --workers 0
-expect_failure "nosuchquantizer" eval --model "$TINY" --uniform W4A8 --quantizer nosuchquantizer "${FAST[@]}"
-expect_failure "median" eval --model "$TINY" --uniform W4A8 --calibration-method median "${FAST[@]}"
-expect_failure "contradicts" eval --model "$TINY" --policy "$WORK/tiny.yaml" --quantizer kmeans "${FAST[@]}"
+expect_input_error "malformed.yaml" eval --model "$TINY" --policy "$WORK/malformed.yaml" "${FAST[@]}"
+expect_input_error "absent.yaml" eval --model "$TINY" --policy "$WORK/absent.yaml" "${FAST[@]}"
+expect_input_error "W4Q8" eval --model "$TINY" --uniform W4Q8 "${FAST[@]}"
+expect_input_error "W9A8" eval --model "$TINY" --uniform W9A8 "${FAST[@]}"
+expect_input_error "choose one policy" eval --model "$TINY" --uniform W4A8 --policy "$WORK/tiny.yaml"
+expect_input_error "'gpu'" eval --model "$TINY" --uniform W4A8 --path gpu
+expect_input_error "--path applies to a quantized evaluation" eval --model "$TINY" --path fake
+expect_input_error "--calibration must be positive" eval --model "$TINY" --uniform W4A8 --calibration 0
+expect_input_error "--workers must be positive" eval --model "$TINY" --uniform W4A8 --workers 0
+expect_input_error "nosuchquantizer" eval --model "$TINY" --uniform W4A8 --quantizer nosuchquantizer "${FAST[@]}"
+expect_input_error "median" eval --model "$TINY" --uniform W4A8 --calibration-method median "${FAST[@]}"
+expect_input_error "contradicts" eval --model "$TINY" --policy "$WORK/tiny.yaml" --quantizer kmeans "${FAST[@]}"
 finish

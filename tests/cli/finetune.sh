@@ -33,13 +33,9 @@ awk -v a="$stored" -v b="$measured" 'BEGIN { d = a - b; if (d < 0) d = -d; exit 
 # Bad input: one clear message, exit 2, no output file.
 expect_bad_input() {
   local want=$1; shift
-  "$MPSEARCH" finetune "$@" >"$WORK/out" 2>"$WORK/err"
-  local rc=$?
-  if [[ $rc -ne 2 ]] || ! grep -qF -- "$want" "$WORK/err" || [[ $(wc -l <"$WORK/err") -ne 1 ]]; then
-    echo "FAIL: mpsearch finetune $* -> exit $rc, stderr:"; cat "$WORK/err"
-    echo "      expected exit 2 and one line with: $want"
-    failures=$((failures + 1))
-  fi
+  expect_exit 2 "$want" finetune "$@"
+  [[ $(wc -l <"$WORK/err") -eq 1 ]] ||
+    { echo "FAIL: mpsearch finetune $*: more than one line on stderr"; failures=$((failures + 1)); }
   if [[ -e "$WORK/x.onnx" || -e "$WORK/x.policy.yaml" ]]; then
     echo "FAIL: mpsearch finetune $* left an output file"; failures=$((failures + 1))
     rm -f "$WORK/x.onnx" "$WORK/x.policy.yaml"

@@ -12,7 +12,7 @@ policy: {name: greedy_sensitivity, lookahed: 2}
 budget: {max_evaluations: many}
 output: $WORK/run
 YAML
-expect_failure "bad.yaml:2:1: granularty" search --config "$WORK/bad.yaml"
+expect_input_error "bad.yaml:2:1: granularty" search --config "$WORK/bad.yaml"
 for want in "did you mean 'granularity'" "bad.yaml:3:" "bits.weights[2]" "bad.yaml:4:" \
             "max_relative_bitops" "bad.yaml:5:" "lookahead" "bad.yaml:6:" "max_evaluations"; do
   grep -qF -- "$want" "$WORK/err" || fail "message lacks '$want': $(cat "$WORK/err")"
@@ -20,6 +20,6 @@ done
 [[ ! -e $WORK/run ]] || fail "a run directory was created for a bad config"
 
 printf 'model: [unclosed\n' >"$WORK/malformed.yaml"
-expect_failure "malformed.yaml:1:" search --config "$WORK/malformed.yaml"
-expect_failure "missing.yaml" search --config "$WORK/missing.yaml"
+expect_input_error "malformed.yaml:1:" search --config "$WORK/malformed.yaml"
+expect_input_error "missing.yaml" search --config "$WORK/missing.yaml"
 finish

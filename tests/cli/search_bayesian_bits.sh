@@ -133,11 +133,11 @@ PY
 
 # bad input
 config "{name: bayesian_bits, grid: nested}" "$WORK/bad4" >"$WORK/bad4.yaml"
-expect_failure "grid" search --config "$WORK/bad4.yaml" --quiet
+expect_input_error "grid" search --config "$WORK/bad4.yaml" --quiet
 config "{name: bayesian_bits, mode: sometimes}" "$WORK/bad1" >"$WORK/bad1.yaml"
-expect_failure "mode" search --config "$WORK/bad1.yaml" --quiet
+expect_input_error "mode" search --config "$WORK/bad1.yaml" --quiet
 config "{name: bayesian_bits, mu_min: 1, mu_max: 0.1}" "$WORK/bad2" >"$WORK/bad2.yaml"
-expect_failure "mu_max must not be below mu_min" search --config "$WORK/bad2.yaml" --quiet
+expect_input_error "mu_max must not be below mu_min" search --config "$WORK/bad2.yaml" --quiet
 config "{name: bayesian_bits}" "$WORK/bad3" network >"$WORK/bad3.yaml"
-expect_failure "granularity \`network\`" search --config "$WORK/bad3.yaml" --quiet
+expect_input_error "granularity \`network\`" search --config "$WORK/bad3.yaml" --quiet
 finish

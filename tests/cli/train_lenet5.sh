@@ -11,9 +11,9 @@ measured=$(grep -o '"accuracy":[0-9.]*' "$WORK/eval.json" | sed 's/.*://')
 awk -v a="$printed" -v b="$measured" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 80 && d < 0.005) }' ||
   { echo "FAIL: train printed $printed %, eval measured $measured %"; exit 1; }
 
-expect_failure "resnet99" train --arch resnet99 --out "$WORK/x.onnx"
-expect_failure "the option '--out' is required" train --arch lenet5
-expect_failure "unrecognised option '--colour'" train --arch lenet5 --out "$WORK/x.onnx" --colour
-expect_failure "no train-images-idx3-ubyte" train --arch lenet5 --out "$WORK/x.onnx" --data "$WORK"
+expect_input_error "resnet99" train --arch resnet99 --out "$WORK/x.onnx"
+expect_input_error "the option '--out' is required" train --arch lenet5
+expect_input_error "unrecognised option '--colour'" train --arch lenet5 --out "$WORK/x.onnx" --colour
+expect_input_error "no train-images-idx3-ubyte" train --arch lenet5 --out "$WORK/x.onnx" --data "$WORK"
 [[ ! -e "$WORK/x.onnx" ]] || { echo "FAIL: a failed run left $WORK/x.onnx"; failures=$((failures + 1)); }
 finish
