@@ -22,6 +22,7 @@
 #include "evaluator/quantized_network.h"
 
 #include "evaluator/error.h"
+#include "evaluator/graph_builder.h"
 #include "evaluator/int8_isa.h"
 #include "evaluator/onednn_util.h"
 #include "evaluator/qnet_kernels.h"
@@ -30,6 +31,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <list>
 #include <optional>
 #include <set>
@@ -68,14 +70,6 @@ memory::desc retyped(const memory::desc& desc, dt type) {
     raw.data_type = memory::convert_to_c(type);
     return memory::desc(raw);
 }
-
-// One graph node plus the relu / clip fused into it.
-struct Stage {
-    const Node* node = nullptr;
-    const Node* eltwise = nullptr;
-    std::string output; // value the stage finally produces
-    int layer = -1;     // quantizable layer index, or -1
-};
 
 // A quantizable layer, fixed per graph.
 struct Layer {
@@ -132,12 +126,6 @@ struct LayerPd {
     }
 };
 
-struct Step {
-    dnnl::primitive primitive;
-    std::unordered_map<int, memory> args;
-    void execute(dnnl::stream& s) { primitive.execute(s, args); }
-};
-
 // One way of running a quantizable layer for one batch size.
 struct Variant {
     bool built = false;
@@ -151,15 +139,10 @@ struct Variant {
     std::string impl;              // oneDNN's implementation name
 };
 
-struct Plan {
-    int64_t n = 0;
-    memory input;
+struct Plan : PlanMemory {
     memory output; // row-major [n, classes] view
     std::vector<std::vector<Step>> steps; // per stage (empty for quantizable layers)
     std::vector<Step> final_steps;        // lay the logits out row-major
-    std::map<std::string, memory> values;
-    std::vector<std::pair<std::string, memory>> converted;
-    std::vector<memory> storage;
     std::vector<Variant> float_variant, integer_variant; // per layer
     memory scratchpad; // shared by the layer primitives (they run one at a time)
 };
@@ -182,7 +165,8 @@ struct QuantizedNetwork::Impl {
     dnnl::stream stream{engine};
     std::vector<Stage> stages;
     std::vector<Layer> layers;
-    std::map<std::string, std::vector<int>> readers; // value -> node indices
+    Readers readers;                                 // value -> node indices
+    std::optional<NodeBuilder> nodes;                // the non-layer nodes' primitives
     std::map<std::string, int> node_stage;           // node name -> stage index
     std::vector<std::vector<std::string>> live;      // per layer: values live at its cut
     std::map<std::string, memory> constants;
@@ -213,15 +197,6 @@ struct QuantizedNetwork::Impl {
     void run_stages(Plan& plan, size_t first_stage);
     void run_layer(Plan& plan, int l);
     const float* finish(Plan& plan, int64_t n);
-
-    // Plan building for the float ops between layers (as in inference.cpp, minus in-place sums).
-    memory as_layout(Plan& plan, std::vector<Step>& steps, const std::string& value,
-                     const memory::desc& want);
-    memory row_major_view(Plan& plan, std::vector<Step>& steps, const memory& source);
-    void build_pool(Plan& plan, const Stage& stage, std::vector<Step>& steps);
-    void build_add(Plan& plan, const Stage& stage, std::vector<Step>& steps);
-    void build_eltwise(Plan& plan, const Stage& stage, std::vector<Step>& steps);
-    void build_flatten(Plan& plan, const Stage& stage, std::vector<Step>& steps);
 };
 
 QuantizedNetwork::Impl::Impl(const Graph& folded, std::shared_ptr<const Calibration> calib,
@@ -241,8 +216,8 @@ QuantizedNetwork::Impl::Impl(const Graph& folded, std::shared_ptr<const Calibrat
                                       "fold_batch_norm() first");
     activation_tag = path == ExecutionPath::integer ? tag::acdb : blocked_activation_tag();
     uniform_quantizer = weights->quantizer().name() == "uniform";
-    for (int i = 0; i < static_cast<int>(graph.nodes.size()); ++i)
-        for (const std::string& value : graph.nodes[i].inputs) readers[value].push_back(i);
+    readers = readers_of(graph);
+    nodes.emplace(graph, readers, engine);
     classes = Tensor::count(graph.shapes.at(graph.output));
     image_floats = Tensor::count(graph.input_shape);
     plan_stages();
@@ -253,46 +228,31 @@ QuantizedNetwork::Impl::Impl(const Graph& folded, std::shared_ptr<const Calibrat
     plan_for(batch); // non-quantizable primitives now; layer variants on first use
 }
 
+// The fused stages (no sum post-ops: every value must stay intact for the cuts) and the
+// quantizable layers among them.
 void QuantizedNetwork::Impl::plan_stages() {
-    auto sole_reader = [&](const std::string& value) -> const Node* {
-        auto it = readers.find(value);
-        if (value == graph.output || it == readers.end() || it->second.size() != 1) return nullptr;
-        return &graph.nodes[it->second[0]];
-    };
-    std::set<const Node*> absorbed;
-    for (const Node& node : graph.nodes) {
-        if (absorbed.count(&node)) {
-            node_stage[node.name] = static_cast<int>(stages.size()) - 1;
-            continue;
-        }
-        Stage stage{&node, nullptr, node.output, -1};
-        if (node.op == Op::conv || node.op == Op::fully_connected || node.op == Op::add) {
-            const Node* act = sole_reader(node.output);
-            if (act && (act->op == Op::relu || act->op == Op::clip)) {
-                stage.eltwise = act;
-                stage.output = act->output;
-                absorbed.insert(act);
-            }
-        }
-        if (is_quantizable(node)) {
-            Layer layer;
-            layer.node = &node;
-            layer.stage = static_cast<int>(stages.size());
-            layer.input = node.inputs.at(0);
-            auto u = calibration->is_unsigned.find(layer.input);
-            if (u == calibration->is_unsigned.end())
-                throw Error(where(node) + ": the calibration knows nothing of its input '" +
-                            layer.input + "'; calibrate this same (BN-folded) graph");
-            layer.input_signed = !u->second;
-            layer.shifted_source = layer.input_signed && !isa.exact_s8_source;
-            layer.kernels = node.weight.dims.at(0);
-            layer.kernel_size = node.weight.numel() / layer.kernels;
-            layer.bias = node.bias.empty() ? Tensor({layer.kernels}) : node.bias;
-            stage.layer = static_cast<int>(layers.size());
-            layers.push_back(std::move(layer));
-        }
-        node_stage[node.name] = static_cast<int>(stages.size());
-        stages.push_back(stage);
+    stages = fuse_stages(graph, readers, false);
+    for (size_t s = 0; s < stages.size(); ++s) {
+        Stage& stage = stages[s];
+        const Node& node = *stage.node;
+        node_stage[node.name] = static_cast<int>(s);
+        if (stage.eltwise) node_stage[stage.eltwise->name] = static_cast<int>(s);
+        if (!is_quantizable(node)) continue;
+        Layer layer;
+        layer.node = &node;
+        layer.stage = static_cast<int>(s);
+        layer.input = node.inputs.at(0);
+        auto u = calibration->is_unsigned.find(layer.input);
+        if (u == calibration->is_unsigned.end())
+            throw Error(where(node) + ": the calibration knows nothing of its input '" +
+                        layer.input + "'; calibrate this same (BN-folded) graph");
+        layer.input_signed = !u->second;
+        layer.shifted_source = layer.input_signed && !isa.exact_s8_source;
+        layer.kernels = node.weight.dims.at(0);
+        layer.kernel_size = node.weight.numel() / layer.kernels;
+        layer.bias = node.bias.empty() ? Tensor({layer.kernels}) : node.bias;
+        stage.layer = static_cast<int>(layers.size());
+        layers.push_back(std::move(layer));
     }
 }
 
@@ -424,11 +384,11 @@ std::unique_ptr<Plan> QuantizedNetwork::Impl::build_plan(int64_t n) {
             }
             case Op::max_pool:
             case Op::average_pool:
-            case Op::global_average_pool: build_pool(*plan, stage, steps); break;
-            case Op::add: build_add(*plan, stage, steps); break;
+            case Op::global_average_pool: nodes->build_pool(*plan, stage, steps); break;
+            case Op::add: nodes->build_add(*plan, stage, steps); break;
             case Op::relu:
-            case Op::clip: build_eltwise(*plan, stage, steps); break;
-            case Op::flatten: build_flatten(*plan, stage, steps); break;
+            case Op::clip: nodes->build_eltwise(*plan, stage, steps); break;
+            case Op::flatten: nodes->build_flatten(*plan, stage, steps); break;
             case Op::batch_norm: throw Error(where(node) + ": unexpected batch_norm");
             }
         } catch (const dnnl::error& e) {
@@ -436,7 +396,7 @@ std::unique_ptr<Plan> QuantizedNetwork::Impl::build_plan(int64_t n) {
                         ")");
         }
     }
-    plan->output = row_major_view(*plan, plan->final_steps, plan->values.at(graph.output));
+    plan->output = nodes->row_major_view(*plan, plan->final_steps, plan->values.at(graph.output));
     return plan;
 }
 
@@ -472,22 +432,11 @@ LayerPd QuantizedNetwork::Impl::layer_primitive_desc(int l, bool integer,
     if (integer && layer.shifted_source && node.op == Op::conv)
         attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
     if (node.op == Op::conv) {
-        const int64_t g = node.groups;
-        const auto& w = node.weight.dims;
-        const memory::dims w_dims = g == 1 ? memory::dims{w[0], w[1], w[2], w[3]}
-                                           : memory::dims{g, w[0] / g, w[1], w[2], w[3]};
-        const memory::desc w_any(w_dims, wtype, tag::any);
-        const memory::dims strides{node.stride[0], node.stride[1]};
-        const memory::dims dilates{node.dilation[0] - 1, node.dilation[1] - 1};
-        const memory::dims pad_l{node.pad_begin[0], node.pad_begin[1]};
-        const memory::dims pad_r{node.pad_end[0], node.pad_end[1]};
-        using conv = dnnl::convolution_forward;
-        const auto algo = dnnl::algorithm::convolution_direct;
-        const conv::desc desc =
-            has_bias ? conv::desc(prop, algo, src, w_any, bias_md, dst, strides, dilates, pad_l,
-                                  pad_r)
-                     : conv::desc(prop, algo, src, w_any, dst, strides, dilates, pad_l, pad_r);
-        return {conv::primitive_desc(desc, attr, engine, true), {}};
+        const ConvGeometry geometry = conv_geometry(node);
+        const memory::desc w_any(geometry.weights, wtype, tag::any);
+        const auto desc =
+            conv_forward_desc(geometry, prop, src, w_any, has_bias ? &bias_md : nullptr, dst);
+        return {dnnl::convolution_forward::primitive_desc(desc, attr, engine, true), {}};
     }
     memory::dims w_dims{layer.kernels};
     const memory::dims src_dims = src.dims();
@@ -518,15 +467,10 @@ void QuantizedNetwork::Impl::build_variant(Plan& plan, int l, bool integer) {
     try {
         const std::pair<memory::desc, memory::desc> tries[] = {
             {have, out.get_desc()}, {src_any, out.get_desc()}, {src_any, dst_any}};
-        for (const auto& [src, dst] : tries) {
-            LayerPd candidate = layer_primitive_desc(l, integer, src, dst);
-            if (!candidate) continue;
-            if (!pd) pd = candidate;
-            if (!is_reference_impl(candidate.base())) {
-                pd = candidate;
-                break;
-            }
-        }
+        pd = first_fast<LayerPd>(
+            std::size(tries),
+            [&](size_t i) { return layer_primitive_desc(l, integer, tries[i].first, tries[i].second); },
+            [](const LayerPd& p) { return is_reference_impl(p.base()); });
     } catch (const dnnl::error& e) {
         throw Error(where(node) + ": oneDNN could not create its " +
                     (integer ? "integer" : "float") + " primitive (" + e.what() + ")");
@@ -539,11 +483,11 @@ void QuantizedNetwork::Impl::build_variant(Plan& plan, int l, bool integer) {
     v.staged = memory(have, engine);
     if (chosen.src_desc() != have) {
         v.src = memory(chosen.src_desc(), engine);
-        v.src_copy = Step{dnnl::reorder(v.staged, v.src), {}};
+        v.src_copy = Step{dnnl::reorder(v.staged, v.src), {}}; // arguments set per run
     }
     if (chosen.dst_desc() != out.get_desc()) {
         v.dst = memory(chosen.dst_desc(), engine);
-        v.dst_copy = Step{dnnl::reorder(v.dst, out), {{DNNL_ARG_FROM, v.dst}, {DNNL_ARG_TO, out}}};
+        v.dst_copy = reorder_step(v.dst, out);
     } else {
         v.dst = out;
     }
@@ -567,15 +511,10 @@ memory QuantizedNetwork::Impl::weights_memory(int l, bool integer, const memory:
         }
     const Tensor& w = layer.node->weight;
     const Node& node = *layer.node;
-    memory::dims user_dims;
-    if (node.op == Op::conv) {
-        const auto& d = w.dims;
-        const int64_t g = node.groups;
-        user_dims = g == 1 ? memory::dims{d[0], d[1], d[2], d[3]}
-                           : memory::dims{g, d[0] / g, d[1], d[2], d[3]};
-    } else {
-        user_dims = want.dims(); // [out, C, H, W] or [out, in]: row-major [out, in] data
-    }
+    // conv: [O, I, KH, KW] or grouped [G, O/G, I, KH, KW]; inner product: [out, C, H, W] or
+    // [out, in], both row-major [out, in] data
+    const memory::dims user_dims =
+        node.op == Op::conv ? conv_geometry(node).weights : want.dims();
     memory laid_out(want, engine);
     if (integer) {
         std::vector<int8_t> codes(static_cast<size_t>(w.numel()));
@@ -683,87 +622,6 @@ const float* QuantizedNetwork::Impl::finish(Plan& plan, int64_t n) {
     std::memcpy(logits.data(), plan.output.get_data_handle(),
                 static_cast<size_t>(n * classes) * sizeof(float));
     return logits.data();
-}
-
-// --- Float ops between the layers (as in inference.cpp). ---
-
-memory QuantizedNetwork::Impl::row_major_view(Plan& plan, std::vector<Step>& steps,
-                                              const memory& source) {
-    const memory::dims dims = source.get_desc().dims();
-    const memory::desc flat = plain_desc({plan.n, Tensor::count(dims) / plan.n});
-    if (source.get_desc() == plain_desc(dims) && source.get() != plan.input.get())
-        return memory(flat, engine, source.get_data_handle());
-    memory laid_out(plain_desc(dims), engine);
-    steps.push_back({dnnl::reorder(source, laid_out),
-                     {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, laid_out}}});
-    plan.storage.push_back(laid_out);
-    return memory(flat, engine, laid_out.get_data_handle());
-}
-
-memory QuantizedNetwork::Impl::as_layout(Plan& plan, std::vector<Step>& steps,
-                                         const std::string& value, const memory::desc& want) {
-    const memory& have = plan.values.at(value);
-    if (have.get_desc() == want) return have;
-    for (auto& [name, mem] : plan.converted)
-        if (name == value && mem.get_desc() == want) return mem;
-    memory copy(want, engine);
-    steps.push_back({dnnl::reorder(have, copy), {{DNNL_ARG_FROM, have}, {DNNL_ARG_TO, copy}}});
-    plan.converted.emplace_back(value, copy);
-    return copy;
-}
-
-void QuantizedNetwork::Impl::build_pool(Plan& plan, const Stage& stage, std::vector<Step>& steps) {
-    const Node& node = *stage.node;
-    const memory src = plan.values.at(node.inputs[0]);
-    const memory::dims dst_dims = with_batch(plan.n, graph.shapes.at(node.output));
-    const auto pd = pooling_inference(node, src.get_desc(), dst_dims, engine);
-    memory dst(pd.dst_desc(), engine);
-    steps.push_back({dnnl::pooling_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}});
-    plan.values[stage.output] = dst;
-}
-
-void QuantizedNetwork::Impl::build_add(Plan& plan, const Stage& stage, std::vector<Step>& steps) {
-    const Node& node = *stage.node;
-    const memory a = plan.values.at(node.inputs.at(0));
-    const memory b = as_layout(plan, steps, node.inputs.at(1), a.get_desc());
-    using binary = dnnl::binary;
-    const binary::desc desc(dnnl::algorithm::binary_add, a.get_desc(), b.get_desc(), a.get_desc());
-    const binary::primitive_desc pd(desc, attr_with(eltwise_post_op(stage.eltwise)), engine);
-    memory dst(pd.dst_desc(), engine);
-    steps.push_back({binary(pd), {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, b}, {DNNL_ARG_DST, dst}}});
-    plan.values[node.output] = dst;
-    plan.values[stage.output] = dst;
-}
-
-void QuantizedNetwork::Impl::build_eltwise(Plan& plan, const Stage& stage,
-                                           std::vector<Step>& steps) {
-    const Node& node = *stage.node;
-    const memory src = plan.values.at(node.inputs[0]);
-    using eltwise = dnnl::eltwise_forward;
-    const bool relu = node.op == Op::relu;
-    const eltwise::desc desc(dnnl::prop_kind::forward_inference,
-                             relu ? dnnl::algorithm::eltwise_relu : dnnl::algorithm::eltwise_clip,
-                             src.get_desc(), relu ? 0.0f : node.clip_min,
-                             relu ? 0.0f : node.clip_max);
-    const eltwise::primitive_desc pd(desc, engine);
-    memory dst(pd.dst_desc(), engine);
-    steps.push_back({eltwise(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}});
-    plan.values[stage.output] = dst;
-}
-
-void QuantizedNetwork::Impl::build_flatten(Plan& plan, const Stage& stage,
-                                           std::vector<Step>& steps) {
-    const Node& node = *stage.node;
-    const memory src = plan.values.at(node.inputs[0]);
-    bool only_inner_products = node.output != graph.output;
-    if (auto it = readers.find(node.output); it != readers.end())
-        for (int reader : it->second)
-            only_inner_products &= graph.nodes[reader].op == Op::fully_connected;
-    if (only_inner_products) {
-        plan.values[node.output] = src; // the inner product reads the 4-D memory directly
-        return;
-    }
-    plan.values[node.output] = row_major_view(plan, steps, src);
 }
 
 // --- Public API ---
