@@ -2,6 +2,7 @@
 
 #include "evaluator/activation_range.h"
 #include "evaluator/error.h"
+#include "evaluator/graph_builder.h"
 #include "evaluator/host_chunks.h"
 
 #include <algorithm>
@@ -111,14 +112,13 @@ void build_conv(TrainBuild& b, const Node& n, TrainLayer& layer) {
     const int64_t OW = (W + n.pad_begin[1] + n.pad_end[1] - (n.dilation[1] * (KW - 1) + 1)) /
                            n.stride[1] + 1;
     if (OH < 1 || OW < 1) fail(n, "kernel larger than the padded input");
-    const memory::dims wdims = G == 1 ? memory::dims{O, C, KH, KW}
-                                      : memory::dims{G, O / G, C / G, KH, KW};
-    const memory::desc wplain(wdims, dt::f32, G == 1 ? tag::oihw : tag::goihw);
+    const onednn::ConvGeometry geometry = onednn::conv_geometry(n);
+    const memory::dims& wdims = geometry.weights;
+    const memory::desc wplain(wdims, dt::f32, geometry.weights_tag);
     const bool has_bias = !n.bias.empty();
     const memory::desc bias_md = has_bias ? memory::desc({O}, dt::f32, tag::x) : memory::desc();
-    const memory::dims dst_dims{N, O, OH, OW}, strides{n.stride[0], n.stride[1]},
-        dilates{n.dilation[0] - 1, n.dilation[1] - 1}, pad_l{n.pad_begin[0], n.pad_begin[1]},
-        pad_r{n.pad_end[0], n.pad_end[1]};
+    const memory::dims dst_dims{N, O, OH, OW}, &strides = geometry.strides,
+        &dilates = geometry.dilates, &pad_l = geometry.pad_l, &pad_r = geometry.pad_r;
 
     // The three convolution primitives, planned together so that none of them falls back to the
     // slow reference kernel: reading the input value in its own layout saves a reorder, but the
@@ -131,12 +131,12 @@ void build_conv(TrainBuild& b, const Node& n, TrainLayer& layer) {
         dnnl::convolution_backward_weights::primitive_desc bww;
         dnnl::convolution_backward_data::primitive_desc bwd;
         bool slow = false;
+        explicit operator bool() const { return bool(fwd); }
     };
     auto make_plan = [&](const memory::desc& src_hint, const memory::desc& dst_hint) {
         Plan p;
-        const dnnl::convolution_forward::desc d(
-            forward_kind(b), dnnl::algorithm::convolution_direct, src_hint, any_desc(wdims),
-            bias_md, dst_hint, strides, dilates, pad_l, pad_r);
+        const auto d = onednn::conv_forward_desc(geometry, forward_kind(b), src_hint,
+                                                 any_desc(wdims), &bias_md, dst_hint);
         p.fwd = dnnl::convolution_forward::primitive_desc(d, b.engine);
         p.slow = is_reference_impl(p.fwd);
         if (!b.training()) return p;
@@ -164,18 +164,12 @@ void build_conv(TrainBuild& b, const Node& n, TrainLayer& layer) {
         {blocked_src, blocked_dst},
         {nhwc_src, nhwc_dst},
     };
-    Plan plan;
-    for (size_t i = 0; i < candidates.size(); ++i) {
-        try {
-            plan = make_plan(candidates[i].first, candidates[i].second);
-        } catch (const dnnl::error&) {
-            if (i + 1 == candidates.size()) throw;
-            continue;
-        }
-        if (!plan.slow) break;
-    }
-    // Keep the first candidate if all are slow: correct, just slower.
-    if (plan.slow) plan = make_plan(candidates[0].first, candidates[0].second);
+    // When all are slow, the first that oneDNN could create: correct, just slower.
+    const Plan plan = onednn::first_fast<Plan>(
+        candidates.size(),
+        [&](size_t i) { return make_plan(candidates[i].first, candidates[i].second); },
+        [](const Plan& p) { return p.slow; });
+    if (!plan) fail(n, "oneDNN has no convolution for this shape");
     const auto& fwd = plan.fwd;
 
     memory src = b.value(in);
