@@ -98,9 +98,9 @@ dnnl::prop_kind forward_kind(const TrainBuild& b) {
     return b.training() ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
 }
 
-void build_conv(TrainBuild& b, const Node& n, TrainLayer& layer) {
-    const std::string& in = n.inputs[0];
-    const auto sd = spatial_dims(b, n, in);
+// The output dims {N, O, OH, OW} of conv `n` on its input, after checking the weights fit.
+memory::dims conv_output_dims(TrainBuild& b, const Node& n) {
+    const auto sd = spatial_dims(b, n, n.inputs[0]);
     const int64_t N = sd[0], C = sd[1], H = sd[2], W = sd[3];
     if (n.weight.dims.size() != 4) fail(n, "weight must be OIHW");
     const int64_t O = n.weight.dims[0], G = n.groups;
@@ -112,63 +112,76 @@ void build_conv(TrainBuild& b, const Node& n, TrainLayer& layer) {
     const int64_t OW = (W + n.pad_begin[1] + n.pad_end[1] - (n.dilation[1] * (KW - 1) + 1)) /
                            n.stride[1] + 1;
     if (OH < 1 || OW < 1) fail(n, "kernel larger than the padded input");
+    return {N, O, OH, OW};
+}
+
+// The three convolution primitives of one conv, planned together.
+struct ConvPlan {
+    dnnl::convolution_forward::primitive_desc fwd;
+    dnnl::convolution_backward_weights::primitive_desc bww;
+    dnnl::convolution_backward_data::primitive_desc bwd;
+    bool slow = false;
+    explicit operator bool() const { return bool(fwd); }
+};
+
+// The plan for source and destination layout hints: forward, then (training) the weight
+// gradient and (when the input needs one) the data gradient.
+ConvPlan conv_plan(TrainBuild& b, const onednn::ConvGeometry& geometry,
+                   const memory::desc& bias_md, bool data_gradient,
+                   const memory::desc& src_hint, const memory::desc& dst_hint) {
+    const onednn::ConvGeometry& g = geometry;
+    ConvPlan p;
+    const auto d = onednn::conv_forward_desc(g, forward_kind(b), src_hint, any_desc(g.weights),
+                                             &bias_md, dst_hint);
+    p.fwd = dnnl::convolution_forward::primitive_desc(d, b.engine);
+    p.slow = is_reference_impl(p.fwd);
+    if (!b.training()) return p;
+    const dnnl::convolution_backward_weights::desc bww_d(
+        dnnl::algorithm::convolution_direct, p.fwd.src_desc(), any_desc(g.weights), bias_md,
+        p.fwd.dst_desc(), g.strides, g.dilates, g.pad_l, g.pad_r);
+    p.bww = dnnl::convolution_backward_weights::primitive_desc(bww_d, b.engine, p.fwd);
+    p.slow |= is_reference_impl(p.bww);
+    if (!data_gradient) return p;
+    // The fast backward-data kernels want the weights blocked the other way round (e.g.
+    // OIhw16o16i instead of OIhw16i16o): let oneDNN choose and reorder the (small) weights.
+    const dnnl::convolution_backward_data::desc bwd_d(
+        dnnl::algorithm::convolution_direct, p.fwd.src_desc(), any_desc(g.weights),
+        p.fwd.dst_desc(), g.strides, g.dilates, g.pad_l, g.pad_r);
+    p.bwd = dnnl::convolution_backward_data::primitive_desc(bwd_d, b.engine, p.fwd);
+    p.slow |= is_reference_impl(p.bwd);
+    return p;
+}
+
+void build_conv(TrainBuild& b, const Node& n, TrainLayer& layer) {
+    const std::string& in = n.inputs[0];
+    const memory::dims dst_dims = conv_output_dims(b, n);
+    const memory::dims sd = spatial_dims(b, n, in);
     const onednn::ConvGeometry geometry = onednn::conv_geometry(n);
-    const memory::dims& wdims = geometry.weights;
-    const memory::desc wplain(wdims, dt::f32, geometry.weights_tag);
+    const memory::desc wplain(geometry.weights, dt::f32, geometry.weights_tag);
     const bool has_bias = !n.bias.empty();
-    const memory::desc bias_md = has_bias ? memory::desc({O}, dt::f32, tag::x) : memory::desc();
-    const memory::dims dst_dims{N, O, OH, OW}, &strides = geometry.strides,
-        &dilates = geometry.dilates, &pad_l = geometry.pad_l, &pad_r = geometry.pad_r;
+    const memory::desc bias_md =
+        has_bias ? memory::desc({dst_dims[1]}, dt::f32, tag::x) : memory::desc();
 
     // The three convolution primitives, planned together so that none of them falls back to the
     // slow reference kernel: reading the input value in its own layout saves a reorder, but the
     // graph input (plain) or a channel count that is not a multiple of the block size (lenet5's
-    // 6 channels) needs another layout, found by trying a few.
+    // 6 channels) needs another layout, found by trying a few. When all are slow, the first that
+    // oneDNN could create: correct, just slower.
     const memory::desc src_md = b.desc(in);
     const bool data_gradient = b.training() && b.at(in).needs_grad;
-    struct Plan {
-        dnnl::convolution_forward::primitive_desc fwd;
-        dnnl::convolution_backward_weights::primitive_desc bww;
-        dnnl::convolution_backward_data::primitive_desc bwd;
-        bool slow = false;
-        explicit operator bool() const { return bool(fwd); }
-    };
-    auto make_plan = [&](const memory::desc& src_hint, const memory::desc& dst_hint) {
-        Plan p;
-        const auto d = onednn::conv_forward_desc(geometry, forward_kind(b), src_hint,
-                                                 any_desc(wdims), &bias_md, dst_hint);
-        p.fwd = dnnl::convolution_forward::primitive_desc(d, b.engine);
-        p.slow = is_reference_impl(p.fwd);
-        if (!b.training()) return p;
-        const dnnl::convolution_backward_weights::desc bww_d(
-            dnnl::algorithm::convolution_direct, p.fwd.src_desc(), any_desc(wdims), bias_md,
-            p.fwd.dst_desc(), strides, dilates, pad_l, pad_r);
-        p.bww = dnnl::convolution_backward_weights::primitive_desc(bww_d, b.engine, p.fwd);
-        p.slow |= is_reference_impl(p.bww);
-        if (!data_gradient) return p;
-        // The fast backward-data kernels want the weights blocked the other way round (e.g.
-        // OIhw16o16i instead of OIhw16i16o): let oneDNN choose and reorder the (small) weights.
-        const dnnl::convolution_backward_data::desc bwd_d(
-            dnnl::algorithm::convolution_direct, p.fwd.src_desc(), any_desc(wdims),
-            p.fwd.dst_desc(), strides, dilates, pad_l, pad_r);
-        p.bwd = dnnl::convolution_backward_data::primitive_desc(bwd_d, b.engine, p.fwd);
-        p.slow |= is_reference_impl(p.bwd);
-        return p;
-    };
-    const memory::desc nhwc_src(sd, dt::f32, tag::nhwc), nhwc_dst(dst_dims, dt::f32, tag::nhwc);
-    const memory::desc blocked_src(sd, dt::f32, tag::nChw16c),
-        blocked_dst(dst_dims, dt::f32, tag::nChw16c);
     const std::vector<std::pair<memory::desc, memory::desc>> candidates{
         {in == b.input ? any_desc(sd) : src_md, any_desc(dst_dims)},
         {any_desc(sd), any_desc(dst_dims)},
-        {blocked_src, blocked_dst},
-        {nhwc_src, nhwc_dst},
+        {memory::desc(sd, dt::f32, tag::nChw16c), memory::desc(dst_dims, dt::f32, tag::nChw16c)},
+        {memory::desc(sd, dt::f32, tag::nhwc), memory::desc(dst_dims, dt::f32, tag::nhwc)},
     };
-    // When all are slow, the first that oneDNN could create: correct, just slower.
-    const Plan plan = onednn::first_fast<Plan>(
+    const ConvPlan plan = onednn::first_fast<ConvPlan>(
         candidates.size(),
-        [&](size_t i) { return make_plan(candidates[i].first, candidates[i].second); },
-        [](const Plan& p) { return p.slow; });
+        [&](size_t i) {
+            return conv_plan(b, geometry, bias_md, data_gradient, candidates[i].first,
+                             candidates[i].second);
+        },
+        [](const ConvPlan& p) { return p.slow; });
     if (!plan) fail(n, "oneDNN has no convolution for this shape");
     const auto& fwd = plan.fwd;
 
