@@ -28,6 +28,7 @@
 #include "evaluator/graph.h"
 #include "evaluator/policy_file.h"
 #include "evaluator/quantized_network.h"
+#include "evaluator/score.h"
 
 #include <cstdint>
 #include <memory>
@@ -36,23 +37,6 @@
 #include <vector>
 
 namespace mps {
-
-struct Score {
-    double accuracy_percent = 0.0; // top-1 (argmax, first index on ties)
-    double mean_loss = 0.0;        // mean cross-entropy
-    // Divergence from the FP32 network (the W32A32 policy on the same images), for
-    // sensitivity metrics: mean over images of KL(softmax(fp32 logits) || softmax(logits)), and
-    // the SQNR of the logits, 10 log10(sum fp32^2 / sum (logits - fp32)^2) in dB (+infinity when
-    // the logits equal the FP32 ones).
-    double mean_kl = 0.0;
-    double logit_sqnr_db = 0.0;
-    int64_t correct = 0;
-    int64_t images = 0;
-    Split split = Split::validation;
-    Costs costs;                   // BitOPs, weight bytes, MACs, FLOPs, peak activations
-    double seconds = 0.0;          // time spent on this candidate's forward passes (all workers)
-    ExecutionPath path = ExecutionPath::integer;
-};
 
 struct EvaluatorOptions {
     int64_t calibration_images = 1000;

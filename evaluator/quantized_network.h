@@ -29,9 +29,13 @@
 // the prefix does not depend on bits of layers >= L).
 #include "evaluator/activation_range.h"
 #include "evaluator/bit_policy.h"
+#include "evaluator/calibrate.h"
+#include "evaluator/calibration.h"
 #include "evaluator/dataset.h"
+#include "evaluator/execution_path.h"
 #include "evaluator/graph.h"
 #include "evaluator/quantizer.h"
+#include "evaluator/weight_cache.h"
 
 #include <cstdint>
 #include <functional>
@@ -42,65 +46,6 @@
 #include <vector>
 
 namespace mps {
-
-enum class ExecutionPath { integer, fake };
-const char* execution_path_name(ExecutionPath path); // "int", "fake"
-ExecutionPath parse_execution_path(const std::string& name); // "int" | "fake"; mps::Error else
-
-// Memo of computed ranges, safe to use from many threads; a copy starts empty (the ranges are a
-// pure function of the observers, so nothing is lost).
-class RangeMemo {
-public:
-    RangeMemo() = default;
-    RangeMemo(const RangeMemo&) {}
-    RangeMemo& operator=(const RangeMemo&);
-    ~RangeMemo();
-    // The memoized value for (value, bits), computing it with `compute` on first use.
-    float get(const std::string& value, int bits, const std::function<float()>& compute) const;
-
-private:
-    mutable std::mutex mutex_;
-    mutable std::map<std::pair<std::string, int>, float> ranges_;
-};
-
-// Calibrated activation statistics of every quantizable layer's input value, gathered once on the
-// float32 network over the calibration images; immutable afterwards (range() is thread-safe).
-struct Calibration {
-    CalibrationMethod method;
-    std::map<std::string, ActivationObserver> observers; // value name -> statistics
-    std::map<std::string, bool> is_unsigned;             // value name -> non-negative by construction
-    // The clipping range of `value` at `bits` under `method` (cached per (value, bits)). Throws
-    // mps::Error for a value that was not calibrated.
-    float range(const std::string& value, int bits) const;
-    RangeMemo memo = {};
-};
-// Runs the float32 network (oneDNN, batches of `batch`) over every calibration image and observes
-// the input value of every quantizable layer (a value read by several layers once). `folded` must
-// have its shapes inferred; the images must match its input shape (mps::Error otherwise).
-Calibration calibrate(const Graph& folded, const Dataset& calibration_images,
-                      const CalibrationMethod& method, int64_t batch = 256);
-
-// Quantize-dequantized weights per (layer name, weight bit vector), shared by all workers.
-// Thread-safe; bounded by `max_bytes` (least recently used entries evicted; an entry handed out
-// stays alive while its shared_ptr is held). Two threads missing the same key at once may both
-// quantize it (the results are identical); the quantization runs outside the lock.
-class WeightCache {
-public:
-    WeightCache(const Graph& folded, std::shared_ptr<const WeightQuantizer> quantizer,
-                int64_t max_bytes = int64_t{1} << 30);
-    ~WeightCache();
-    // Quantize-dequantized OIHW / [out, in] weights of `layer` at per-kernel `bits`.
-    std::shared_ptr<const Tensor> get(const std::string& layer, const std::vector<int>& bits);
-    const WeightQuantizer& quantizer() const;
-    int64_t hits() const;
-    int64_t misses() const;
-    int64_t bytes() const;   // bytes of the weights held now
-    int64_t entries() const; // entries held now
-
-private:
-    struct Impl;
-    std::unique_ptr<Impl> impl_;
-};
 
 // The float32 values live at a cut before one quantizable layer, for n images.
 struct ActivationCut {

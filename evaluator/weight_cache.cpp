@@ -1,7 +1,8 @@
 // WeightCache: quantize-dequantized weight tensors per (layer, per-kernel bit vector), shared by
 // every worker of an evaluation, least recently used entries evicted beyond a byte budget.
-#include "evaluator/quantized_network.h"
+#include "evaluator/weight_cache.h"
 
+#include "evaluator/bit_policy.h"
 #include "evaluator/error.h"
 
 #include <atomic>

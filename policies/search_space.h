@@ -14,7 +14,7 @@
 //   - a pinned layer has exactly its pinned bits (all kernels), whatever the granularity.
 #include "evaluator/bit_policy.h"
 #include "evaluator/costs.h"
-#include "evaluator/evaluator.h"
+#include "evaluator/score.h"
 #include "evaluator/graph.h"
 
 #include <cstdint>
@@ -69,7 +69,7 @@ struct SearchSpace {
 // What a policy scored, as the run loop hands it back.
 struct Evaluation {
     BitPolicy policy;
-    Score score; // on the validation split (evaluator/evaluator.h)
+    Score score; // on the validation split (evaluator/score.h)
 };
 
 // What the run (and a policy that refines a chosen point) optimizes once constraints hold.
