@@ -18,6 +18,9 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace mps::cli {
 
@@ -147,8 +150,8 @@ QuantizedSetup quantized_setup(const EvalArgs& args, const Graph& graph) {
     return {std::move(file.policy), file.weight_quantizer, file.activation_calibration};
 }
 
-int report_quantized(const EvalArgs& args, const Graph& graph) {
-    const QuantizedSetup setup = quantized_setup(args, graph);
+// The evaluator's options for one quantized evaluation of `setup` as the flags ask.
+EvaluatorOptions quantized_options(const EvalArgs& args, const QuantizedSetup& setup) {
     EvaluatorOptions options;
     options.calibration_images = args.calibration;
     options.weight_quantizer = setup.weight_quantizer;
@@ -157,8 +160,11 @@ int report_quantized(const EvalArgs& args, const Graph& graph) {
     options.workers = static_cast<int>(args.workers);
     options.batch = args.batch;
     options.incremental_cache_bytes = 0; // one candidate: nothing to reuse
+    return options;
+}
 
-    const Split split = parse_split(args.split);
+// The calibration images and the scored split (its first --limit images).
+EvaluationData quantized_data(const EvalArgs& args, Split split) {
     EvaluationData data;
     // Calibration images come from the training file; so does a validation split: read it once.
     const Dataset training_file = load_fashion_mnist_training_file(args.data);
@@ -167,53 +173,64 @@ int report_quantized(const EvalArgs& args, const Graph& graph) {
                                           : fashion_mnist_split(training_file, split);
     if (args.limit > 0) scored = scored.slice(0, args.limit);
     (split == Split::test ? data.test : data.validation) = std::move(scored);
+    return data;
+}
 
-    Evaluator evaluator(graph, args.model, std::move(data), options);
-    const Score score = evaluator.evaluate(setup.policy, split);
+// --write-policy: the evaluated policy with its quantizers and the metrics just measured.
+void write_evaluated_policy(const EvalArgs& args, const QuantizedSetup& setup, const Score& score) {
+    PolicyFile file;
+    file.model_path = args.model;
+    file.model_sha256 = sha256_file(args.model);
+    file.weight_quantizer = setup.weight_quantizer;
+    file.activation_calibration = setup.calibration;
+    file.policy = setup.policy;
+    PolicyMetrics metrics = metrics_from_costs(score.costs);
+    metrics.accuracy = score.accuracy_percent;
+    metrics.split = args.split;
+    file.metrics = metrics;
+    write_policy_file(args.write_policy, file);
+}
+
+// What a quantized evaluation measured, for the reports below.
+struct QuantizedResult {
+    Score score;
+    double images_per_second = 0.0;
+    std::vector<std::string> decisions; // --verbose: the execution path of every layer
+    double calibration_seconds = 0.0;
+};
+
+void print_quantized_json(const EvalArgs& args, const Graph& graph, const QuantizedSetup& setup,
+                          const QuantizedResult& result) {
+    const Score& score = result.score;
     const Costs& costs = score.costs;
-    const double images_per_second = score.seconds > 0 ? score.images / score.seconds : 0.0;
-    const std::vector<std::string> decisions =
-        args.verbose ? evaluator.path_decisions(setup.policy) : std::vector<std::string>{};
-
-    if (!args.write_policy.empty()) {
-        PolicyFile file;
-        file.model_path = args.model;
-        file.model_sha256 = sha256_file(args.model);
-        file.weight_quantizer = setup.weight_quantizer;
-        file.activation_calibration = setup.calibration;
-        file.policy = setup.policy;
-        PolicyMetrics metrics = metrics_from_costs(costs);
-        metrics.accuracy = score.accuracy_percent;
-        metrics.split = args.split;
-        file.metrics = metrics;
-        write_policy_file(args.write_policy, file);
+    nlohmann::json out = {{"accuracy", score.accuracy_percent},
+                          {"loss", score.mean_loss},
+                          {"images", score.images},
+                          {"images_per_second", result.images_per_second},
+                          {"macs", costs.macs},
+                          {"params", graph_params(graph)},
+                          {"weight_bytes", costs.weight_bytes()},
+                          {"relative_weight_bytes", costs.relative_weight_bytes()},
+                          {"bitops", costs.bitops},
+                          {"relative_bitops", costs.relative_bitops()},
+                          {"flops", costs.flops},
+                          {"peak_activation_bytes", costs.peak_activation_bytes()},
+                          {"path", execution_path_name(score.path)},
+                          {"policy", setup.policy.to_string()},
+                          {"weight_quantizer", setup.weight_quantizer.name},
+                          {"calibration_method", setup.calibration.name},
+                          {"calibration_images", args.calibration}};
+    if (args.verbose) {
+        out["path_decisions"] = result.decisions;
+        out["calibration_seconds"] = result.calibration_seconds;
     }
+    std::cout << out.dump() << "\n";
+}
 
-    if (args.json) {
-        nlohmann::json out = {{"accuracy", score.accuracy_percent},
-                              {"loss", score.mean_loss},
-                              {"images", score.images},
-                              {"images_per_second", images_per_second},
-                              {"macs", costs.macs},
-                              {"params", graph_params(graph)},
-                              {"weight_bytes", costs.weight_bytes()},
-                              {"relative_weight_bytes", costs.relative_weight_bytes()},
-                              {"bitops", costs.bitops},
-                              {"relative_bitops", costs.relative_bitops()},
-                              {"flops", costs.flops},
-                              {"peak_activation_bytes", costs.peak_activation_bytes()},
-                              {"path", execution_path_name(score.path)},
-                              {"policy", setup.policy.to_string()},
-                              {"weight_quantizer", setup.weight_quantizer.name},
-                              {"calibration_method", setup.calibration.name},
-                              {"calibration_images", args.calibration}};
-        if (args.verbose) {
-            out["path_decisions"] = decisions;
-            out["calibration_seconds"] = evaluator.calibration_seconds();
-        }
-        std::cout << out.dump() << "\n";
-        return 0;
-    }
+void print_quantized_text(const EvalArgs& args, const QuantizedSetup& setup,
+                          const QuantizedResult& result) {
+    const Score& score = result.score;
+    const Costs& costs = score.costs;
     std::printf("model              %s\n", args.model.c_str());
     std::printf("policy             %s\n", setup.policy.to_string().c_str());
     std::printf("quantizers         weights %s, activations %s over %lld calibration images\n",
@@ -223,7 +240,7 @@ int report_quantized(const EvalArgs& args, const Graph& graph) {
                 static_cast<long long>(score.images));
     std::printf("top-1 accuracy     %.2f %%\n", score.accuracy_percent);
     std::printf("mean loss          %.4f\n", score.mean_loss);
-    std::printf("images/s           %.0f\n", images_per_second);
+    std::printf("images/s           %.0f\n", result.images_per_second);
     std::printf("MACs per image     %lld\n", static_cast<long long>(costs.macs));
     std::printf("BitOPs per image   %lld (%.4f of float32)\n", static_cast<long long>(costs.bitops),
                 costs.relative_bitops());
@@ -232,10 +249,29 @@ int report_quantized(const EvalArgs& args, const Graph& graph) {
     std::printf("peak activations   %.1f bytes per image (%.4f of float32)\n",
                 costs.peak_activation_bytes(), costs.relative_peak_activation());
     if (args.verbose) {
-        std::printf("calibration        %.3f s\n", evaluator.calibration_seconds());
-        for (const std::string& line : decisions) std::printf("  %s\n", line.c_str());
+        std::printf("calibration        %.3f s\n", result.calibration_seconds);
+        for (const std::string& line : result.decisions) std::printf("  %s\n", line.c_str());
     }
     if (!args.write_policy.empty()) std::printf("policy written to  %s\n", args.write_policy.c_str());
+}
+
+// Scores the policy (the file's or --uniform's) on the split, writes it if asked, then reports.
+int report_quantized(const EvalArgs& args, const Graph& graph) {
+    const QuantizedSetup setup = quantized_setup(args, graph);
+    EvaluatorOptions options = quantized_options(args, setup);
+    const Split split = parse_split(args.split);
+    Evaluator evaluator(graph, args.model, quantized_data(args, split), std::move(options));
+    QuantizedResult result;
+    result.score = evaluator.evaluate(setup.policy, split);
+    const Score& score = result.score;
+    result.images_per_second = score.seconds > 0 ? score.images / score.seconds : 0.0;
+    if (args.verbose) {
+        result.decisions = evaluator.path_decisions(setup.policy);
+        result.calibration_seconds = evaluator.calibration_seconds();
+    }
+    if (!args.write_policy.empty()) write_evaluated_policy(args, setup, score);
+    if (args.json) print_quantized_json(args, graph, setup, result);
+    else print_quantized_text(args, setup, result);
     return 0;
 }
 

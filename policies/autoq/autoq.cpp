@@ -78,6 +78,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mps {
@@ -133,6 +134,40 @@ std::optional<int> next_lower(const std::vector<int>& allowed, int bits) {
     return *(it + 1);
 }
 
+// How far `costs` is over the constraint on `axis`, in that axis' units; at least 1, so that the
+// projection lowers something on every pass. It spends this on running totals of the savings.
+int64_t excess_on(Axis axis, const Constraints& c, const Costs& costs) {
+    int64_t excess = 0;
+    if (axis == Axis::bitops)
+        excess = costs.bitops -
+                 static_cast<int64_t>(std::floor(*c.max_relative_bitops *
+                                                 static_cast<double>(costs.fp32_bitops)));
+    else if (axis == Axis::weight_bits)
+        excess = costs.weight_bits - static_cast<int64_t>(std::floor(*c.max_weight_bytes * 8.0));
+    else
+        excess = costs.flops - 2 * *c.max_macs;
+    return std::max<int64_t>(excess, 1);
+}
+
+// What the projection lowers by one weight step at a time: one kernel of a layer (kernel
+// granularity; `kernel` set), every kernel of one layer (layer) or of every unpinned layer
+// (network), so that the projected policy stays of the space's granularity.
+struct ProjectionUnit {
+    std::vector<size_t> layers;
+    std::optional<size_t> kernel;
+};
+
+// The kernels [first, end) of a layer with `kernels` kernels that `unit` moves.
+std::pair<size_t, size_t> unit_kernels(const ProjectionUnit& unit, size_t kernels) {
+    return unit.kernel ? std::pair{*unit.kernel, *unit.kernel + 1} : std::pair{size_t{0}, kernels};
+}
+
+// What lowering a unit by one step would cost in quantization error and save on the axis.
+struct WeightStep {
+    double sensitivity = 0.0; // summed increase of relative error (may be negative)
+    int64_t saving = 0;
+};
+
 // Min-max normalizes `values` in place (all 0 when they are equal).
 void min_max(std::vector<float*> values) {
     if (values.empty()) return;
@@ -142,6 +177,31 @@ void min_max(std::vector<float*> values) {
         hi = std::max(hi, *v);
     }
     for (float* v : values) *v = hi > lo ? (*v - lo) / (hi - lo) : 0.0f;
+}
+
+// ||w - Q(w)||^2 / ||w||^2 (at most 1) of kernel `w`, whose ||w||^2 is `s2`, under `quantizer` at
+// each of `weight_bits`; 0 where nothing is lost (32 bits) or there is nothing to lose. `quantized`
+// is scratch of w.size() values.
+std::vector<float> relative_errors(std::span<const float> w, double s2,
+                                   const std::vector<int>& weight_bits,
+                                   const WeightQuantizer& quantizer,
+                                   std::vector<float>& quantized) {
+    const size_t size = w.size();
+    std::vector<float> errors;
+    for (int bits : weight_bits) {
+        if (bits >= 32 || size == 0 || s2 == 0.0) {
+            errors.push_back(0.0f);
+            continue;
+        }
+        quantizer.quantize_kernel(w, bits, quantized);
+        double e = 0.0;
+        for (size_t i = 0; i < size; ++i) {
+            const double d = static_cast<double>(w[i]) - quantized[i];
+            e += d * d;
+        }
+        errors.push_back(static_cast<float>(std::min(1.0, e / s2)));
+    }
+    return errors;
 }
 
 // One HLC step of an episode.
@@ -170,6 +230,9 @@ public:
 
 private:
     void describe_layers(const WeightQuantizer& quantizer);
+    std::vector<float> layer_description(size_t layer) const;
+    std::vector<KernelFeatures> kernel_features(const Node& n, size_t kernels, size_t size,
+                                                const WeightQuantizer& quantizer) const;
     void set_budget_axis();
     void start_round();
     Episode rollout(int64_t index);
@@ -179,6 +242,12 @@ private:
     int64_t layer_cost(Axis axis, const LayerBits& bits, size_t layer) const;
     LayerView view(size_t layer, const std::vector<float>& state) const;
     void project(BitPolicy& policy) const;
+    std::vector<ProjectionUnit> projection_units() const;
+    std::optional<WeightStep> weight_step(const BitPolicy& policy, const ProjectionUnit& unit,
+                                          Axis axis, const std::vector<int>& allowed) const;
+    bool lower_weights(BitPolicy& policy, const std::vector<ProjectionUnit>& units, Axis axis,
+                       int64_t excess, const std::vector<int>& allowed) const;
+    void lower_activations(BitPolicy& policy, Axis axis) const;
     double error(size_t layer, size_t kernel, int bits) const;
     void learn();
     double relabelled_goal(const Episode& episode, const Step& step);
@@ -274,77 +343,79 @@ AutoqPolicy::AutoqPolicy(const PolicyContext& c)
 void AutoqPolicy::describe_layers(const WeightQuantizer& quantizer) {
     for (size_t l = 0; l < layers_.size(); ++l) {
         const Node& n = *layers_[l];
-        const bool conv = n.op == Op::conv;
         const int64_t kernels = kernel_count(n);
-        const int64_t c_in = conv ? n.weight.dims[1] * n.groups : n.weight.dims[1];
-        const bool depthwise = conv && n.groups > 1 && n.groups == c_in;
-        const auto& in_shape = graph_.shapes.at(n.inputs[0]);
-        double max_abs = 0.0, sum = 0.0, sum2 = 0.0;
-        for (float w : n.weight.data) {
-            max_abs = std::max(max_abs, std::abs(static_cast<double>(w)));
-            sum += w;
-            sum2 += static_cast<double>(w) * w;
-        }
-        const double count = static_cast<double>(std::max<int64_t>(1, n.weight.numel()));
-        const double std_w = std::sqrt(std::max(0.0, sum2 / count - (sum / count) * (sum / count)));
-        descriptions_.push_back({static_cast<float>(l), static_cast<float>(c_in),
-                                 static_cast<float>(kernels),
-                                 static_cast<float>(conv ? n.kernel[0] * n.kernel[1] : 1),
-                                 static_cast<float>(conv ? n.stride[0] : 0),
-                                 static_cast<float>(in_shape.size() == 3 ? in_shape[1] : 1),
-                                 static_cast<float>(n.weight.numel()),
-                                 static_cast<float>(node_macs(graph_, n)),
-                                 static_cast<float>(max_abs), static_cast<float>(std_w),
-                                 conv && !depthwise ? 1.0f : 0.0f, depthwise ? 1.0f : 0.0f,
-                                 conv ? 0.0f : 1.0f});
-
+        descriptions_.push_back(layer_description(l));
         const size_t size = static_cast<size_t>(n.weight.numel() / std::max<int64_t>(1, kernels));
-        std::vector<KernelFeatures> features(static_cast<size_t>(kernels));
-        std::vector<float> quantized(size);
-        for (size_t k = 0; k < features.size(); ++k) {
-            const std::span<const float> w(n.weight.data.data() + k * size, size);
-            double s = 0.0, s2 = 0.0, m = 0.0;
-            for (float v : w) {
-                s += v;
-                s2 += static_cast<double>(v) * v;
-                m = std::max(m, std::abs(static_cast<double>(v)));
-            }
-            const double mean = s / static_cast<double>(std::max<size_t>(1, size));
-            KernelFeatures& f = features[k];
-            f.mean = static_cast<float>(mean);
-            f.std = static_cast<float>(std::sqrt(std::max(0.0, s2 / std::max<size_t>(1, size) - mean * mean)));
-            f.max_abs = static_cast<float>(m);
-            for (int bits : space_.weight_bits) {
-                if (bits >= 32 || size == 0 || s2 == 0.0) {
-                    f.error.push_back(0.0f);
-                    continue;
-                }
-                quantizer.quantize_kernel(w, bits, quantized);
-                double e = 0.0;
-                for (size_t i = 0; i < size; ++i) {
-                    const double d = static_cast<double>(w[i]) - quantized[i];
-                    e += d * d;
-                }
-                f.error.push_back(static_cast<float>(std::min(1.0, e / s2)));
-            }
-        }
-        std::vector<float*> means, stds, maxes;
-        for (KernelFeatures& f : features) {
-            means.push_back(&f.mean);
-            stds.push_back(&f.std);
-            maxes.push_back(&f.max_abs);
-        }
-        min_max(means);
-        min_max(stds);
-        min_max(maxes);
-        kernels_.push_back(std::move(features));
+        kernels_.push_back(kernel_features(n, static_cast<size_t>(kernels), size, quantizer));
         shapes_.push_back({kernel_macs(graph_, n), static_cast<int64_t>(size), n.bias.numel() * 32});
     }
+    // The first 10 values are min-max normalized over the layers; the one-hot type is kept.
     for (size_t column = 0; column < 10; ++column) {
         std::vector<float*> values;
         for (auto& d : descriptions_) values.push_back(&d[column]);
         min_max(values);
     }
+}
+
+// Layer `layer`'s description_size raw values (see "layer state" in the header comment), before
+// describe_layers normalizes them over the layers.
+std::vector<float> AutoqPolicy::layer_description(size_t layer) const {
+    const Node& n = *layers_[layer];
+    const bool conv = n.op == Op::conv;
+    const int64_t kernels = kernel_count(n);
+    const int64_t c_in = conv ? n.weight.dims[1] * n.groups : n.weight.dims[1];
+    const bool depthwise = conv && n.groups > 1 && n.groups == c_in;
+    const auto& in_shape = graph_.shapes.at(n.inputs[0]);
+    double max_abs = 0.0, sum = 0.0, sum2 = 0.0;
+    for (float w : n.weight.data) {
+        max_abs = std::max(max_abs, std::abs(static_cast<double>(w)));
+        sum += w;
+        sum2 += static_cast<double>(w) * w;
+    }
+    const double count = static_cast<double>(std::max<int64_t>(1, n.weight.numel()));
+    const double std_w = std::sqrt(std::max(0.0, sum2 / count - (sum / count) * (sum / count)));
+    return {static_cast<float>(layer), static_cast<float>(c_in), static_cast<float>(kernels),
+            static_cast<float>(conv ? n.kernel[0] * n.kernel[1] : 1),
+            static_cast<float>(conv ? n.stride[0] : 0),
+            static_cast<float>(in_shape.size() == 3 ? in_shape[1] : 1),
+            static_cast<float>(n.weight.numel()), static_cast<float>(node_macs(graph_, n)),
+            static_cast<float>(max_abs), static_cast<float>(std_w),
+            conv && !depthwise ? 1.0f : 0.0f, depthwise ? 1.0f : 0.0f, conv ? 0.0f : 1.0f};
+}
+
+// The features of node `n`'s `kernels` kernels of `size` weights each: mean, std and max |w|
+// min-max normalized within the layer, and the relative quantization error at each of the
+// space's weight bits (KernelFeatures::error, in space_.weight_bits' order).
+std::vector<KernelFeatures> AutoqPolicy::kernel_features(const Node& n, size_t kernels, size_t size,
+                                                         const WeightQuantizer& quantizer) const {
+    std::vector<KernelFeatures> features(kernels);
+    std::vector<float> quantized(size); // scratch, reused across the layer's kernels
+    for (size_t k = 0; k < features.size(); ++k) {
+        const std::span<const float> w(n.weight.data.data() + k * size, size);
+        double s = 0.0, s2 = 0.0, m = 0.0;
+        for (float v : w) {
+            s += v;
+            s2 += static_cast<double>(v) * v;
+            m = std::max(m, std::abs(static_cast<double>(v)));
+        }
+        const double mean = s / static_cast<double>(std::max<size_t>(1, size));
+        KernelFeatures& f = features[k];
+        f.mean = static_cast<float>(mean);
+        f.std = static_cast<float>(
+            std::sqrt(std::max(0.0, s2 / std::max<size_t>(1, size) - mean * mean)));
+        f.max_abs = static_cast<float>(m);
+        f.error = relative_errors(w, s2, space_.weight_bits, quantizer, quantized);
+    }
+    std::vector<float*> means, stds, maxes;
+    for (KernelFeatures& f : features) {
+        means.push_back(&f.mean);
+        stds.push_back(&f.std);
+        maxes.push_back(&f.max_abs);
+    }
+    min_max(means);
+    min_max(stds);
+    min_max(maxes);
+    return features;
 }
 
 void AutoqPolicy::set_budget_axis() {
@@ -438,111 +509,120 @@ double AutoqPolicy::error(size_t layer, size_t kernel, int bits) const {
     return kernels_[layer][kernel].error[static_cast<size_t>(it - space_.weight_bits.begin())];
 }
 
-// See "projection" in the header comment.
+// See "projection" in the header comment. Each pass recomputes the costs from scratch, finds the
+// first exceeded constraint and lowers weights (or, failing that, activations) on its axis.
 void AutoqPolicy::project(BitPolicy& policy) const {
     const std::vector<int>& allowed =
         space_.granularity == Granularity::kernel ? kernel_bits_ : space_.weight_bits;
+    const std::vector<ProjectionUnit> units = projection_units();
     for (;;) {
         const Costs costs = compute_costs(graph_, policy);
         const std::optional<Axis> over = exceeded(space_.constraints, costs);
         if (!over) return; // exceeded() checks what meets_cost_constraints() checks
-        const Axis axis = *over;
         // Lower weight bits step by step on running totals; compute_costs checks again after.
-        int64_t excess = 0;
-        const Constraints& c = space_.constraints;
-        if (axis == Axis::bitops)
-            excess = costs.bitops - static_cast<int64_t>(std::floor(*c.max_relative_bitops * static_cast<double>(costs.fp32_bitops)));
-        else if (axis == Axis::weight_bits)
-            excess = costs.weight_bits - static_cast<int64_t>(std::floor(*c.max_weight_bytes * 8.0));
-        else
-            excess = costs.flops - 2 * *c.max_macs;
-        excess = std::max<int64_t>(excess, 1);
-
-        // Every unit that moves together: (layer, kernel) or (layers, all kernels).
-        struct Unit {
-            std::vector<size_t> layers;
-            std::optional<size_t> kernel;
-        };
-        std::vector<Unit> units;
-        if (space_.granularity == Granularity::network) units.push_back({unpinned_, std::nullopt});
-        else if (space_.granularity == Granularity::layer)
-            for (size_t l : unpinned_) units.push_back({{l}, std::nullopt});
-        else
-            for (size_t l : unpinned_)
-                for (size_t k = 0; k < kernels_[l].size(); ++k) units.push_back({{l}, k});
-
-        bool lowered = false;
-        while (excess > 0) {
-            const Unit* best = nullptr;
-            double best_ratio = std::numeric_limits<double>::infinity();
-            int64_t best_saving = 0;
-            for (const Unit& u : units) {
-                double sensitivity = 0.0;
-                int64_t saving = 0;
-                bool possible = true;
-                for (size_t l : u.layers) {
-                    const LayerBits& bits = policy.layers[l];
-                    const size_t first = u.kernel ? *u.kernel : 0;
-                    const size_t end = u.kernel ? *u.kernel + 1 : bits.weight_bits.size();
-                    for (size_t k = first; k < end && possible; ++k) {
-                        const auto lower = next_lower(allowed, bits.weight_bits[k]);
-                        if (!lower) {
-                            possible = false;
-                            break;
-                        }
-                        if (*lower == 0 && std::count(bits.weight_bits.begin(), bits.weight_bits.end(), 0) + 1 ==
-                                               static_cast<std::ptrdiff_t>(bits.weight_bits.size()))
-                            possible = false; // pruning the last kept kernel would cut the network
-                        sensitivity += error(l, k, *lower) - error(l, k, bits.weight_bits[k]);
-                        saving += kernel_cost(axis, shapes_[l], bits.weight_bits[k], bits.activation_bits) -
-                                  kernel_cost(axis, shapes_[l], *lower, bits.activation_bits);
-                    }
-                }
-                if (!possible || saving <= 0) continue;
-                const double ratio = std::max(0.0, sensitivity) / static_cast<double>(saving);
-                if (ratio < best_ratio) {
-                    best = &u;
-                    best_ratio = ratio;
-                    best_saving = saving;
-                }
-            }
-            if (!best) break;
-            for (size_t l : best->layers) {
-                LayerBits& bits = policy.layers[l];
-                const size_t first = best->kernel ? *best->kernel : 0;
-                const size_t end = best->kernel ? *best->kernel + 1 : bits.weight_bits.size();
-                for (size_t k = first; k < end; ++k) bits.weight_bits[k] = *next_lower(allowed, bits.weight_bits[k]);
-            }
-            excess -= best_saving;
-            lowered = true;
-        }
-        if (lowered) continue;
-
-        // No weight step saves anything on this axis: lower activations, the biggest saving first.
-        std::optional<size_t> target;
-        int64_t target_saving = 0;
-        for (size_t l : unpinned_) {
-            const LayerBits& bits = policy.layers[l];
-            const auto lower = next_lower(space_.activation_bits, bits.activation_bits);
-            if (!lower) continue;
-            LayerBits moved = bits;
-            moved.activation_bits = *lower;
-            const int64_t saving = layer_cost(axis, bits, l) - layer_cost(axis, moved, l);
-            if (saving > target_saving) {
-                target = l;
-                target_saving = saving;
-            }
-        }
-        if (!target)
-            throw Error("autoq: no policy of the search space meets the cost constraints (even "
-                        "after lowering every bit-width the projection can); raise the limits, "
-                        "allow lower bit-widths or pruning, or pin fewer layers");
-        const std::vector<size_t> lowered_layers =
-            space_.granularity == Granularity::network ? unpinned_ : std::vector<size_t>{*target};
-        for (size_t l : lowered_layers)
-            policy.layers[l].activation_bits =
-                *next_lower(space_.activation_bits, policy.layers[l].activation_bits);
+        const int64_t excess = excess_on(*over, space_.constraints, costs);
+        if (lower_weights(policy, units, *over, excess, allowed)) continue;
+        lower_activations(policy, *over);
     }
+}
+
+// Every unit that moves together, in graph (then kernel) order: the order breaks ties.
+std::vector<ProjectionUnit> AutoqPolicy::projection_units() const {
+    std::vector<ProjectionUnit> units;
+    if (space_.granularity == Granularity::network) units.push_back({unpinned_, std::nullopt});
+    else if (space_.granularity == Granularity::layer)
+        for (size_t l : unpinned_) units.push_back({{l}, std::nullopt});
+    else
+        for (size_t l : unpinned_)
+            for (size_t k = 0; k < kernels_[l].size(); ++k) units.push_back({{l}, k});
+    return units;
+}
+
+// Lowering `unit` by one allowed step in `policy`, or nothing when a kernel of it is at its
+// lowest bits or the step would prune a layer's last kept kernel (that would cut the network).
+std::optional<WeightStep> AutoqPolicy::weight_step(const BitPolicy& policy,
+                                                   const ProjectionUnit& unit, Axis axis,
+                                                   const std::vector<int>& allowed) const {
+    WeightStep step;
+    for (size_t l : unit.layers) {
+        const LayerBits& bits = policy.layers[l];
+        const auto [first, end] = unit_kernels(unit, bits.weight_bits.size());
+        for (size_t k = first; k < end; ++k) {
+            const auto lower = next_lower(allowed, bits.weight_bits[k]);
+            if (!lower) return std::nullopt;
+            const std::vector<int>& w = bits.weight_bits;
+            if (*lower == 0 && std::count(w.begin(), w.end(), 0) + 1 ==
+                                   static_cast<std::ptrdiff_t>(w.size()))
+                return std::nullopt; // pruning the last kept kernel would cut the network
+            step.sensitivity += error(l, k, *lower) - error(l, k, bits.weight_bits[k]);
+            const int activation_bits = bits.activation_bits;
+            step.saving += kernel_cost(axis, shapes_[l], bits.weight_bits[k], activation_bits) -
+                           kernel_cost(axis, shapes_[l], *lower, activation_bits);
+        }
+    }
+    return step;
+}
+
+// Greedily lowers the unit with the least error per unit of cost saved on `axis` (ties: the
+// earlier unit) until `excess` is saved or no step saves anything. Returns whether any moved.
+bool AutoqPolicy::lower_weights(BitPolicy& policy, const std::vector<ProjectionUnit>& units,
+                                Axis axis, int64_t excess, const std::vector<int>& allowed) const {
+    bool lowered = false;
+    while (excess > 0) {
+        const ProjectionUnit* best = nullptr;
+        double best_ratio = std::numeric_limits<double>::infinity();
+        int64_t best_saving = 0;
+        for (const ProjectionUnit& u : units) {
+            const std::optional<WeightStep> step = weight_step(policy, u, axis, allowed);
+            if (!step || step->saving <= 0) continue;
+            const double ratio =
+                std::max(0.0, step->sensitivity) / static_cast<double>(step->saving);
+            if (ratio < best_ratio) {
+                best = &u;
+                best_ratio = ratio;
+                best_saving = step->saving;
+            }
+        }
+        if (!best) break;
+        for (size_t l : best->layers) {
+            std::vector<int>& weight_bits = policy.layers[l].weight_bits;
+            const auto [first, end] = unit_kernels(*best, weight_bits.size());
+            for (size_t k = first; k < end; ++k)
+                weight_bits[k] = *next_lower(allowed, weight_bits[k]);
+        }
+        excess -= best_saving;
+        lowered = true;
+    }
+    return lowered;
+}
+
+// No weight step saves anything on `axis`: lower the activation bits of the layer that saves the
+// most there (ties: the earlier layer; network granularity: every unpinned layer with it). Throws
+// when no activation can go lower either, as then no policy of the space meets the constraints.
+void AutoqPolicy::lower_activations(BitPolicy& policy, Axis axis) const {
+    std::optional<size_t> target;
+    int64_t target_saving = 0;
+    for (size_t l : unpinned_) {
+        const LayerBits& bits = policy.layers[l];
+        const auto lower = next_lower(space_.activation_bits, bits.activation_bits);
+        if (!lower) continue;
+        LayerBits moved = bits;
+        moved.activation_bits = *lower;
+        const int64_t saving = layer_cost(axis, bits, l) - layer_cost(axis, moved, l);
+        if (saving > target_saving) {
+            target = l;
+            target_saving = saving;
+        }
+    }
+    if (!target)
+        throw Error("autoq: no policy of the search space meets the cost constraints (even "
+                    "after lowering every bit-width the projection can); raise the limits, "
+                    "allow lower bit-widths or pruning, or pin fewer layers");
+    const std::vector<size_t> lowered_layers =
+        space_.granularity == Granularity::network ? unpinned_ : std::vector<size_t>{*target};
+    for (size_t l : lowered_layers)
+        policy.layers[l].activation_bits =
+            *next_lower(space_.activation_bits, policy.layers[l].activation_bits);
 }
 
 // --- Rounds ----------------------------------------------------------------------------------
