@@ -39,12 +39,6 @@ std::optional<int> next_lower(const std::vector<int>& allowed, int bits) {
     return *(it + 1);
 }
 
-// What the budget fitting needs of one quantizable layer to update costs kernel by kernel.
-struct LayerShape {
-    int64_t kernel_macs = 0;        // MACs per image of one kernel
-    int64_t weights_per_kernel = 0;
-};
-
 class RandomPolicy final : public SearchPolicy {
 public:
     explicit RandomPolicy(const PolicyContext& context)
@@ -55,10 +49,8 @@ public:
           kernel_bits_(context.space.kernel_weight_bits()), start_(context.space.highest(graph_)) {
         for (size_t i = 0; i < start_.layers.size(); ++i)
             if (!space_.is_pinned(start_.layers[i].name)) unpinned_.push_back(i);
-        for (const Node* layer : quantizable_layers(graph_)) {
-            const int64_t kernels = std::max<int64_t>(1, kernel_count(*layer));
-            shapes_.push_back({kernel_macs(graph_, *layer), layer->weight.numel() / kernels});
-        }
+        for (const Node* layer : quantizable_layers(graph_))
+            shapes_.push_back(kernel_shape(graph_, *layer));
     }
 
     Proposal propose(int64_t limit) override {
@@ -195,15 +187,13 @@ private:
     }
 
     // Adds (sign +1) or removes (-1) the share of one kernel of layer `l` at `weight_bits` with
-    // the layer's input at `activation_bits`: BitOPs MACs * b_w * b_a; weight bits #weights * b_w
-    // plus a 32-bit scale when 1 <= b_w <= 16 (biases do not change); FLOPs 2 * MACs unless pruned.
+    // the layer's input at `activation_bits` (kernel_costs; biases do not change).
     void add_kernel(Costs& costs, size_t l, int weight_bits, int activation_bits,
                     int64_t sign) const {
-        const LayerShape& shape = shapes_[l];
-        const bool scaled = weight_bits >= 1 && weight_bits <= 16;
-        costs.bitops += sign * shape.kernel_macs * weight_bits * activation_bits;
-        costs.weight_bits += sign * (shape.weights_per_kernel * weight_bits + (scaled ? 32 : 0));
-        costs.flops += sign * (weight_bits > 0 ? 2 * shape.kernel_macs : 0);
+        const KernelCosts share = kernel_costs(shapes_[l], weight_bits, activation_bits);
+        costs.bitops += sign * share.bitops;
+        costs.weight_bits += sign * share.weight_bits;
+        costs.flops += sign * 2 * share.unpruned_macs;
     }
 
     const Graph& graph_;
@@ -214,7 +204,7 @@ private:
     std::vector<int> kernel_bits_;  // allowed bits of one kernel (0 last when pruning is allowed)
     BitPolicy start_;               // highest bits; the pinned layers' entries are final
     std::vector<size_t> unpinned_;  // indices into BitPolicy::layers
-    std::vector<LayerShape> shapes_; // per quantizable layer, graph order
+    std::vector<KernelShape> shapes_; // per quantizable layer, graph order
     int64_t proposed_ = 0;
 };
 

@@ -101,19 +101,13 @@ constexpr double relabel_sigma = 0.1;
 
 enum class Axis { bitops, weight_bits, flops };
 
-struct LayerShape {
-    int64_t kernel_macs = 0;
-    int64_t weights_per_kernel = 0;
-    int64_t bias_bits = 0;
-};
-
-// One kernel's share of a cost axis, as evaluator/costs.h defines the costs (biases apart).
-int64_t kernel_cost(Axis axis, const LayerShape& s, int weight_bits, int activation_bits) {
+// One kernel's share of a cost axis (kernel_costs in evaluator/costs.h; biases apart).
+int64_t kernel_cost(Axis axis, const KernelShape& s, int weight_bits, int activation_bits) {
+    const KernelCosts share = kernel_costs(s, weight_bits, activation_bits);
     switch (axis) {
-    case Axis::bitops: return s.kernel_macs * weight_bits * activation_bits;
-    case Axis::weight_bits:
-        return s.weights_per_kernel * weight_bits + (weight_bits >= 1 && weight_bits <= 16 ? 32 : 0);
-    case Axis::flops: return weight_bits > 0 ? 2 * s.kernel_macs : 0;
+    case Axis::bitops: return share.bitops;
+    case Axis::weight_bits: return share.weight_bits;
+    case Axis::flops: return 2 * share.unpruned_macs;
     }
     return 0;
 }
@@ -197,7 +191,7 @@ private:
     std::vector<size_t> step_layers_;            // the layers an episode's HLC steps look at
     std::vector<std::vector<float>> descriptions_; // per layer, normalized
     std::vector<std::vector<KernelFeatures>> kernels_;
-    std::vector<LayerShape> shapes_;
+    std::vector<KernelShape> shapes_;
     BitPolicy start_;
 
     Axis budget_axis_ = Axis::bitops;
@@ -338,7 +332,7 @@ void AutoqPolicy::describe_layers(const WeightQuantizer& quantizer) {
         min_max(stds);
         min_max(maxes);
         kernels_.push_back(std::move(features));
-        shapes_.push_back({kernel_macs(graph_, n), static_cast<int64_t>(size), n.bias.numel() * 32});
+        shapes_.push_back(kernel_shape(graph_, n));
     }
     for (size_t column = 0; column < 10; ++column) {
         std::vector<float*> values;
@@ -364,7 +358,7 @@ void AutoqPolicy::set_budget_axis() {
     budget_ = std::max(budget_, 1.0);
     for (size_t l = 0; l < layers_.size(); ++l) {
         if (space_.is_pinned(layers_[l]->name)) fixed_cost_ += layer_cost(budget_axis_, start_.layers[l], l);
-        if (budget_axis_ == Axis::weight_bits) fixed_cost_ += shapes_[l].bias_bits;
+        if (budget_axis_ == Axis::weight_bits) fixed_cost_ += bias_bits(*layers_[l]);
     }
 }
 
