@@ -32,13 +32,6 @@ struct Step {
     size_t kernel = 0;
 };
 
-// The next allowed value below `bits` in the descending list `allowed`, or nullopt at its end.
-std::optional<int> next_lower(const std::vector<int>& allowed, int bits) {
-    const auto it = std::find(allowed.begin(), allowed.end(), bits);
-    if (it == allowed.end() || it + 1 == allowed.end()) return std::nullopt;
-    return *(it + 1);
-}
-
 class RandomPolicy final : public SearchPolicy {
 public:
     explicit RandomPolicy(const PolicyContext& context)
@@ -135,25 +128,25 @@ private:
         if (unpinned_.empty()) return steps;
         if (space_.granularity == Granularity::network) {
             const LayerBits& any = policy.layers[unpinned_.front()];
-            if (next_lower(space_.weight_bits, any.weight_bits.front()))
+            if (next_lower_bits(space_.weight_bits, any.weight_bits.front()))
                 steps.push_back({false, true, true, 0, 0});
-            if (next_lower(space_.activation_bits, any.activation_bits))
+            if (next_lower_bits(space_.activation_bits, any.activation_bits))
                 steps.push_back({true, true, false, 0, 0});
             return steps;
         }
         for (size_t l : unpinned_) {
             const LayerBits& layer = policy.layers[l];
-            if (next_lower(space_.activation_bits, layer.activation_bits))
+            if (next_lower_bits(space_.activation_bits, layer.activation_bits))
                 steps.push_back({true, false, false, l, 0});
             if (space_.granularity == Granularity::layer) {
-                if (next_lower(space_.weight_bits, layer.weight_bits.front()))
+                if (next_lower_bits(space_.weight_bits, layer.weight_bits.front()))
                     steps.push_back({false, false, true, l, 0});
                 continue;
             }
             const auto kept = std::count_if(layer.weight_bits.begin(), layer.weight_bits.end(),
                                             [](int b) { return b != 0; });
             for (size_t k = 0; k < layer.weight_bits.size(); ++k) {
-                const auto lower = next_lower(kernel_bits_, layer.weight_bits[k]);
+                const auto lower = next_lower_bits(kernel_bits_, layer.weight_bits[k]);
                 // Pruning the last kept kernel would cut the network.
                 if (lower && (*lower != 0 || kept > 1)) steps.push_back({false, false, false, l, k});
             }
@@ -171,13 +164,14 @@ private:
             LayerBits& layer = policy.layers[l];
             const LayerBits before = layer;
             if (step.activation) {
-                layer.activation_bits = *next_lower(space_.activation_bits, layer.activation_bits);
+                layer.activation_bits =
+                    *next_lower_bits(space_.activation_bits, layer.activation_bits);
             } else if (step.all_kernels) {
-                const int lower = *next_lower(space_.weight_bits, layer.weight_bits.front());
+                const int lower = *next_lower_bits(space_.weight_bits, layer.weight_bits.front());
                 std::fill(layer.weight_bits.begin(), layer.weight_bits.end(), lower);
             } else {
                 int& bits = layer.weight_bits[step.kernel];
-                bits = *next_lower(kernel_bits_, bits);
+                bits = *next_lower_bits(kernel_bits_, bits);
             }
             for (size_t k = 0; k < layer.weight_bits.size(); ++k) {
                 add_kernel(costs, l, before.weight_bits[k], before.activation_bits, -1);

@@ -121,12 +121,6 @@ std::optional<Axis> exceeded(const Constraints& c, const Costs& costs) {
     return std::nullopt;
 }
 
-std::optional<int> next_lower(const std::vector<int>& allowed, int bits) {
-    const auto it = std::find(allowed.begin(), allowed.end(), bits);
-    if (it == allowed.end() || it + 1 == allowed.end()) return std::nullopt;
-    return *(it + 1);
-}
-
 // Min-max normalizes `values` in place (all 0 when they are equal).
 void min_max(std::vector<float*> values) {
     if (values.empty()) return;
@@ -479,7 +473,7 @@ void AutoqPolicy::project(BitPolicy& policy) const {
                     const size_t first = u.kernel ? *u.kernel : 0;
                     const size_t end = u.kernel ? *u.kernel + 1 : bits.weight_bits.size();
                     for (size_t k = first; k < end && possible; ++k) {
-                        const auto lower = next_lower(allowed, bits.weight_bits[k]);
+                        const auto lower = next_lower_bits(allowed, bits.weight_bits[k]);
                         if (!lower) {
                             possible = false;
                             break;
@@ -505,7 +499,8 @@ void AutoqPolicy::project(BitPolicy& policy) const {
                 LayerBits& bits = policy.layers[l];
                 const size_t first = best->kernel ? *best->kernel : 0;
                 const size_t end = best->kernel ? *best->kernel + 1 : bits.weight_bits.size();
-                for (size_t k = first; k < end; ++k) bits.weight_bits[k] = *next_lower(allowed, bits.weight_bits[k]);
+                for (size_t k = first; k < end; ++k)
+                    bits.weight_bits[k] = *next_lower_bits(allowed, bits.weight_bits[k]);
             }
             excess -= best_saving;
             lowered = true;
@@ -517,7 +512,7 @@ void AutoqPolicy::project(BitPolicy& policy) const {
         int64_t target_saving = 0;
         for (size_t l : unpinned_) {
             const LayerBits& bits = policy.layers[l];
-            const auto lower = next_lower(space_.activation_bits, bits.activation_bits);
+            const auto lower = next_lower_bits(space_.activation_bits, bits.activation_bits);
             if (!lower) continue;
             LayerBits moved = bits;
             moved.activation_bits = *lower;
@@ -535,7 +530,7 @@ void AutoqPolicy::project(BitPolicy& policy) const {
             space_.granularity == Granularity::network ? unpinned_ : std::vector<size_t>{*target};
         for (size_t l : lowered_layers)
             policy.layers[l].activation_bits =
-                *next_lower(space_.activation_bits, policy.layers[l].activation_bits);
+                *next_lower_bits(space_.activation_bits, policy.layers[l].activation_bits);
     }
 }
 
