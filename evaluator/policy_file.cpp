@@ -4,6 +4,7 @@
 
 #include "evaluator/activation_range.h"
 #include "evaluator/error.h"
+#include "evaluator/number_text.h"
 #include "evaluator/sha256.h"
 
 #include <yaml-cpp/yaml.h>
@@ -184,20 +185,16 @@ private:
 
     int64_t integer(const YAML::Node& node, const std::string& what) const {
         const std::string text = scalar(node, what);
-        int64_t value = 0;
-        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-        if (ec != std::errc() || end != text.data() + text.size())
-            fail(node, what + " must be an integer, got '" + text + "'");
-        return value;
+        const std::optional<int64_t> value = parse_number<int64_t>(text);
+        if (!value) fail(node, what + " must be an integer, got '" + text + "'");
+        return *value;
     }
 
     double number(const YAML::Node& node, const std::string& what) const {
         const std::string text = scalar(node, what);
-        double value = 0;
-        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-        if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value))
-            fail(node, what + " must be a number, got '" + text + "'");
-        return value;
+        const std::optional<double> value = parse_number<double>(text);
+        if (!value) fail(node, what + " must be a number, got '" + text + "'");
+        return *value;
     }
 
     void read_version(const YAML::Node& node) const {

@@ -3,6 +3,7 @@
 #include "policies/policy.h"
 
 #include "evaluator/error.h"
+#include "evaluator/number_text.h"
 
 #include <algorithm>
 #include <cctype>
@@ -77,20 +78,6 @@ bool in_range(const ParamSpec& spec, double value) {
     return (!spec.min || value >= *spec.min) && (!spec.max || value <= *spec.max);
 }
 
-// The whole of `text` as a number of type T (a leading '+' allowed, as YAML allows it).
-template <typename T>
-bool parse_number(const std::string& text, T& value) {
-    const char* begin = text.data();
-    const char* end = text.data() + text.size();
-    if (begin != end && *begin == '+') {
-        ++begin;
-        if (begin != end && (*begin == '+' || *begin == '-')) return false;
-    }
-    if (begin == end) return false;
-    const auto result = std::from_chars(begin, end, value);
-    return result.ec == std::errc() && result.ptr == end;
-}
-
 } // namespace
 
 namespace {
@@ -129,16 +116,14 @@ ParamValue parse_param(const ParamSpec& spec, const std::string& text) {
     const std::string value = trimmed(text);
     switch (spec.kind) {
     case ParamSpec::Kind::integer: {
-        int64_t number = 0;
-        if (!parse_number(value, number) || !in_range(spec, static_cast<double>(number)))
-            bad_value(spec, text);
-        return number;
+        const std::optional<int64_t> number = parse_number<int64_t>(value);
+        if (!number || !in_range(spec, static_cast<double>(*number))) bad_value(spec, text);
+        return *number;
     }
     case ParamSpec::Kind::real: {
-        double number = 0.0;
-        if (!parse_number(value, number) || !std::isfinite(number) || !in_range(spec, number))
-            bad_value(spec, text);
-        return number;
+        const std::optional<double> number = parse_number<double>(value);
+        if (!number || !in_range(spec, *number)) bad_value(spec, text);
+        return *number;
     }
     case ParamSpec::Kind::boolean: {
         // YAML 1.1 spellings, which yaml-cpp's as<bool>() accepts too.

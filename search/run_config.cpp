@@ -5,6 +5,7 @@
 
 #include "evaluator/activation_range.h"
 #include "evaluator/costs.h"
+#include "evaluator/number_text.h"
 #include "evaluator/onnx_io.h"
 
 #include <yaml-cpp/yaml.h>
@@ -117,17 +118,6 @@ std::string short_text(double v) {
     char text[64];
     std::snprintf(text, sizeof text, "%.4g", v);
     return text;
-}
-
-// The whole of `text` as a number of type T (a leading '+' allowed, as YAML allows it).
-template <typename T>
-bool parse_number(const std::string& text, T& value) {
-    const char* begin = text.data();
-    const char* end = text.data() + text.size();
-    if (begin != end && *begin == '+') ++begin;
-    if (begin == end || *begin == '+') return false;
-    const auto result = std::from_chars(begin, end, value);
-    return result.ec == std::errc() && result.ptr == end;
 }
 
 bool is_zoo_name(const std::string& model) {
@@ -355,16 +345,12 @@ private:
             problem(f, "expected " + range + ", got " + node_kind(f.node) + "; " + fix);
             return std::nullopt;
         }
-        int64_t value = 0;
-        double real = 0;
         const std::string& s = f.node.Scalar();
-        bool ok = parse_number(s, value);
-        if (!ok && parse_number(s, real) && std::isfinite(real) && real == std::floor(real) &&
-            std::fabs(real) < 9.0e18) { // 1e6 is an integer too
-            value = static_cast<int64_t>(real);
-            ok = true;
-        }
-        if (!ok || value < lo || value > hi) {
+        std::optional<int64_t> value = parse_number<int64_t>(s);
+        if (const auto real = parse_number<double>(s);
+            !value && real && *real == std::floor(*real) && std::fabs(*real) < 9.0e18)
+            value = static_cast<int64_t>(*real); // 1e6 is an integer too
+        if (!value || *value < lo || *value > hi) {
             problem(f, "expected " + range + ", got '" + s + "'; " + fix);
             return std::nullopt;
         }
@@ -372,8 +358,8 @@ private:
     }
 
     std::optional<uint64_t> unsigned_integer(const Field& f) {
-        uint64_t value = 0;
-        if (f.node.IsScalar() && parse_number(f.node.Scalar(), value)) return value;
+        if (f.node.IsScalar())
+            if (const auto value = parse_number<uint64_t>(f.node.Scalar())) return value;
         problem(f, "expected an integer in [0, 2^64 - 1], got " + node_kind(f.node) +
                        "; use any non-negative integer, e.g. 1");
         return std::nullopt;
@@ -384,10 +370,9 @@ private:
                                  const std::string& fix) {
         std::string range = "a number " + std::string(inclusive ? ">= " : "> ") + number_text(lo);
         if (std::isfinite(hi)) range += " and <= " + number_text(hi);
-        double value = 0;
-        const bool ok = f.node.IsScalar() && parse_number(f.node.Scalar(), value) &&
-                        std::isfinite(value);
-        if (!ok || (inclusive ? value < lo : value <= lo) || value > hi) {
+        const std::optional<double> value =
+            f.node.IsScalar() ? parse_number<double>(f.node.Scalar()) : std::nullopt;
+        if (!value || (inclusive ? *value < lo : *value <= lo) || *value > hi) {
             problem(f, "expected " + range + ", got " + node_kind(f.node) + "; " + fix);
             return std::nullopt;
         }
@@ -613,13 +598,15 @@ private:
             const YAML::Node item = f.node[i];
             const Field element{item, item.Mark(), f.path + "[" + std::to_string(i) + "]",
                                 item.Mark()};
-            int value = 0;
-            if (!item.IsScalar() || !parse_number(item.Scalar(), value)) {
+            const std::optional<int> parsed =
+                item.IsScalar() ? parse_number<int>(item.Scalar()) : std::nullopt;
+            if (!parsed) {
                 problem(element, "expected a bit-width (1..8, 16 or 32), got " + node_kind(item) +
                                      "; write a whole number such as 4");
                 ok = false;
                 continue;
             }
+            const int value = *parsed;
             // Weights and activations allow the same widths here: 0 (pruning) is not a width.
             if (value == 0 || !valid_activation_bits(value)) {
                 problem(element, "bit-width " + item.Scalar() + " is not allowed; use 1..8, "
@@ -726,8 +713,7 @@ private:
     // policy costs on this model.
     std::optional<Limit> cost_limit(const Field& f, bool bitops) {
         Limit limit{0, f.mark, f.path, f.node.IsScalar() ? f.node.Scalar() : ""};
-        double value = 0;
-        if (f.node.IsScalar() && parse_number(f.node.Scalar(), value)) {
+        if (f.node.IsScalar() && parse_number<double>(f.node.Scalar())) {
             auto n = number(f, 0, false, HUGE_VAL,
                             bitops ? "e.g. 0.0625 (= W4A8 of FP32's 32x32) or W4A4"
                                    : "e.g. 12000 or W4A4");

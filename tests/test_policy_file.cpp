@@ -193,6 +193,10 @@ TEST_CASE("policy_file: the hand-written valid file reads") {
     minimal = minimal.substr(0, minimal.find("metrics:"));
     minimal.erase(minimal.find("quantizers:"), minimal.find("layers:") - minimal.find("quantizers:"));
     CHECK(f.error_of_text(minimal).empty());
+    // Numbers read as everywhere else (number_text.h): a '+' sign is allowed.
+    std::string signed_bits = f.valid_text();
+    signed_bits.replace(signed_bits.find("activation_bits: 8"), 18, "activation_bits: +8");
+    CHECK(f.error_of_text(signed_bits).empty());
 }
 
 TEST_CASE("policy_file: every rejection names the file and the line") {
@@ -224,6 +228,7 @@ TEST_CASE("policy_file: every rejection names the file and the line") {
         {14, "    weight_bits: -1\n", 14, "weight bit-width -1 is out of range"},
         {13, "    activation_bits: 0\n", 13, "activation bit-width 0 is out of range"},
         {13, "    activation_bits: 4.5\n", 13, "must be an integer, got '4.5'"},
+        {13, "    activation_bits: +-4\n", 13, "must be an integer, got '+-4'"},
         {13, "    activation_bit: 4\n", 13, "unknown key 'activation_bit'"},
         {13, "", 13, "missing key 'activation_bits'"}, // a block mapping is marked at its first key
         {14, "    weight_bits: {a: 1}\n", 14, "a number or a list"},

@@ -173,6 +173,10 @@ TEST_CASE("quantizers: registry lists names and rejects unknown names and argume
     CHECK_THROWS_WITH_AS(make_weight_quantizer("ls", {{"two_bit", "best"}}),
                          doctest::Contains("'greedy' or 'optimal'"), Error);
     CHECK(make_weight_quantizer("kmeans", {{"iterations", "7"}})->args().at("iterations") == "7");
+    // Quantizer arguments read numbers as every other reader does (number_text.h).
+    CHECK_NOTHROW(make_weight_quantizer("kmeans", {{"iterations", "+7"}}));
+    CHECK_THROWS_WITH_AS(make_weight_quantizer("kmeans", {{"iterations", "+-7"}}),
+                         doctest::Contains("must be an integer"), Error);
     CHECK(make_weight_quantizer("ls")->args().at("two_bit") == "greedy");
 }
 

@@ -264,6 +264,8 @@ TEST_CASE("run config: values of the wrong type") {
     };
     const std::vector<Case> cases{
         {"seed: abc", "seed", "expected an integer"},
+        {"workers: +-2", "workers", "got '+-2'"}, // one sign at most (number_text.h)
+        {"bits: {weights: [8, ++4]}", "bits.weights[1]", "got '++4'"},
         {"workers: [2]", "workers", "got a list"},
         {"bits: {weights: 8}", "bits.weights", "expected a non-empty list"},
         {"bits: {weights: {a: 1}}", "bits.weights", "got a mapping"},
