@@ -1,6 +1,7 @@
 #pragma once
-// Numbers as text: the one rule every reader of the program (run config, policy files, policy
-// parameters, quantizer arguments) follows.
+// Numbers as text, both ways: the one rule every reader (run config, policy files, policy
+// parameters, quantizer arguments) and every writer (policy.yaml, pareto.csv, report.md, the
+// gnuplot scripts, messages) of the program follows.
 //
 // parse_number<T>(text), T an integer type or double: the whole of `text` as a T, or nullopt.
 //   Accepted: an optional single sign, '+' (YAML allows it) or '-' (signed types and double
@@ -11,9 +12,15 @@
 //   ("+-2", "--2", "++2"); anything left over ("4x", "1.5" or "1e6" as an integer); hexadecimal;
 //   a value outside T's range ("300" as int8_t, "1e400"); for a double anything not finite
 //   ("inf", "nan").
+//
+// shortest_decimal(v): the shortest decimal text that parse_number<double> (and strtod) reads
+// back as exactly `v`, as std::to_chars writes it: "0.5", "1e-06", "16", "0.1", "12000"
+// (fixed or exponent form, whichever is shorter; fixed on a tie); "inf", "-inf", "nan" when v is
+// not finite.
 #include <charconv>
 #include <cmath>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <type_traits>
@@ -35,5 +42,7 @@ std::optional<T> parse_number(std::string_view text) {
         if (!std::isfinite(value)) return std::nullopt;
     return value;
 }
+
+std::string shortest_decimal(double v);
 
 } // namespace mps

@@ -10,8 +10,6 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
-#include <charconv>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -34,13 +32,6 @@ PolicyMetrics metrics_from_costs(const Costs& costs) {
 // Writing
 
 namespace {
-
-// The shortest decimal form that reads back to the same double.
-std::string number_text(double v) {
-    char text[64];
-    auto [end, ec] = std::to_chars(text, text + sizeof text, v);
-    return ec == std::errc() ? std::string(text, end) : std::to_string(v);
-}
 
 void emit_quantizer(YAML::Emitter& out, const char* name_key, const QuantizerSpec& spec) {
     out << YAML::BeginMap << YAML::Key << name_key << YAML::Value << spec.name;
@@ -69,16 +60,17 @@ void emit_layers(YAML::Emitter& out, const BitPolicy& policy) {
 
 void emit_metrics(YAML::Emitter& out, const PolicyMetrics& m) {
     out << YAML::BeginMap;
-    if (m.accuracy) out << YAML::Key << "accuracy" << YAML::Value << number_text(*m.accuracy);
+    if (m.accuracy) out << YAML::Key << "accuracy" << YAML::Value << shortest_decimal(*m.accuracy);
     if (m.split) out << YAML::Key << "split" << YAML::Value << *m.split;
     if (m.bitops) out << YAML::Key << "bitops" << YAML::Value << *m.bitops;
     if (m.relative_bitops)
-        out << YAML::Key << "relative_bitops" << YAML::Value << number_text(*m.relative_bitops);
+        out << YAML::Key << "relative_bitops" << YAML::Value
+            << shortest_decimal(*m.relative_bitops);
     if (m.weight_bytes)
-        out << YAML::Key << "weight_bytes" << YAML::Value << number_text(*m.weight_bytes);
+        out << YAML::Key << "weight_bytes" << YAML::Value << shortest_decimal(*m.weight_bytes);
     if (m.relative_weight_bytes)
         out << YAML::Key << "relative_weight_bytes" << YAML::Value
-            << number_text(*m.relative_weight_bytes);
+            << shortest_decimal(*m.relative_weight_bytes);
     if (m.macs) out << YAML::Key << "macs" << YAML::Value << *m.macs;
     out << YAML::EndMap;
 }

@@ -7,9 +7,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
-#include <cmath>
-#include <system_error>
 
 namespace mps {
 
@@ -29,13 +26,6 @@ const char* kind_name(const ParamValue& value) {
     static constexpr ParamSpec::Kind kinds[] = {ParamSpec::Kind::integer, ParamSpec::Kind::real,
                                                 ParamSpec::Kind::boolean, ParamSpec::Kind::text};
     return kind_name(kinds[value.index()]);
-}
-
-// Shortest text that reads back as the same double ("0.5", "1e-06", "16").
-std::string number_to_string(double value) {
-    char buffer[64];
-    const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
-    return std::string(buffer, result.ptr);
 }
 
 std::string trimmed(const std::string& text) {
@@ -61,11 +51,11 @@ std::string expectation(const ParamSpec& spec) {
     }
     std::string text = kind_name(spec.kind);
     if (spec.min && spec.max)
-        text += " in [" + number_to_string(*spec.min) + ", " + number_to_string(*spec.max) + "]";
+        text += " in [" + shortest_decimal(*spec.min) + ", " + shortest_decimal(*spec.max) + "]";
     else if (spec.min)
-        text += " >= " + number_to_string(*spec.min);
+        text += " >= " + shortest_decimal(*spec.min);
     else if (spec.max)
-        text += " <= " + number_to_string(*spec.max);
+        text += " <= " + shortest_decimal(*spec.max);
     return text;
 }
 
@@ -149,7 +139,7 @@ ParamValues default_params(std::span<const ParamSpec> specs) {
 
 std::string param_to_string(const ParamValue& value) {
     if (const auto* i = std::get_if<int64_t>(&value)) return std::to_string(*i);
-    if (const auto* d = std::get_if<double>(&value)) return number_to_string(*d);
+    if (const auto* d = std::get_if<double>(&value)) return shortest_decimal(*d);
     if (const auto* b = std::get_if<bool>(&value)) return *b ? "true" : "false";
     return std::get<std::string>(value);
 }

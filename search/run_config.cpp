@@ -11,7 +11,6 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -98,16 +97,9 @@ std::string suggestion(const std::string& word, const std::vector<std::string>& 
     return close.empty() ? "" : "did you mean '" + close + "'? ";
 }
 
-// The shortest decimal text that reads back to the same double.
-std::string number_text(double v) {
-    char text[64];
-    auto [end, ec] = std::to_chars(text, text + sizeof text, v);
-    return ec == std::errc() ? std::string(text, end) : std::to_string(v);
-}
-
 // `v` (> 0) rounded up to 4 significant digits: short, and still a limit that can be met.
 std::string rounded_up_text(double v) {
-    if (!(v > 0)) return number_text(v);
+    if (!(v > 0)) return shortest_decimal(v);
     const double step = std::pow(10.0, std::floor(std::log10(v)) - 3);
     char text[64];
     std::snprintf(text, sizeof text, "%.4g", std::ceil(v / step) * step);
@@ -368,8 +360,9 @@ private:
     // A number > lo (or >= lo when `inclusive`) and <= hi.
     std::optional<double> number(const Field& f, double lo, bool inclusive, double hi,
                                  const std::string& fix) {
-        std::string range = "a number " + std::string(inclusive ? ">= " : "> ") + number_text(lo);
-        if (std::isfinite(hi)) range += " and <= " + number_text(hi);
+        std::string range =
+            "a number " + std::string(inclusive ? ">= " : "> ") + shortest_decimal(lo);
+        if (std::isfinite(hi)) range += " and <= " + shortest_decimal(hi);
         const std::optional<double> value =
             f.node.IsScalar() ? parse_number<double>(f.node.Scalar()) : std::nullopt;
         if (!value || (inclusive ? *value < lo : *value <= lo) || *value > hi) {
@@ -805,7 +798,7 @@ private:
             if (limit.value >= minimum) continue;
             problem(limit.mark, limit.path,
                     "impossible constraint: " + limit.as_written +
-                        (limit.as_written == number_text(limit.value)
+                        (limit.as_written == shortest_decimal(limit.value)
                              ? ""
                              : " (= " + short_text(limit.value) + ")") +
                         " is below " + rounded_up_text(minimum) + ", " + what + "; " + fix +

@@ -450,6 +450,9 @@ TEST_CASE("activations: calibration rules max, percentile and mse") {
     CHECK_THROWS_WITH_AS(make_calibration("percentile", {{"percentile", "101"}}),
                          doctest::Contains("must be a number in"), Error);
     CHECK(calibration_args(pct).at("percentile") == "99.99");
+    // shortest_decimal's form, which reads back as the same double ("1e+02" before it).
+    CHECK(calibration_args(make_calibration("percentile", {{"percentile", "100"}}))
+              .at("percentile") == "100");
 }
 
 TEST_CASE("activations: observer ranges do not depend on batching, order or merging") {
