@@ -7,6 +7,7 @@
 #include "evaluator/costs.h"
 #include "evaluator/number_text.h"
 #include "evaluator/onnx_io.h"
+#include "evaluator/yaml_problems.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -21,30 +22,6 @@
 #include <sstream>
 
 namespace mps {
-
-// ----------------------------------------------------------------------------------------------
-// Problems
-
-namespace {
-
-std::string describe_problems(const std::string& file, const std::vector<ConfigProblem>& problems) {
-    std::string text;
-    for (const ConfigProblem& p : problems) {
-        if (!text.empty()) text += '\n';
-        text += file;
-        if (p.line > 0) text += ":" + std::to_string(p.line) + ":" + std::to_string(p.column);
-        text += ": ";
-        if (!p.key_path.empty()) text += p.key_path + ": ";
-        text += p.message;
-    }
-    return text;
-}
-
-} // namespace
-
-ConfigError::ConfigError(std::string file, std::vector<ConfigProblem> problems)
-    : Error(describe_problems(file, problems)), file_(std::move(file)),
-      problems_(std::move(problems)) {}
 
 // ----------------------------------------------------------------------------------------------
 // Suggestions
@@ -182,27 +159,19 @@ struct Limit {
 
 class ConfigReader {
 public:
-    ConfigReader(const std::string& text, const std::string& name) {
+    ConfigReader(const std::string& text, const std::string& name) : problems_(name, text) {
         config_.source_path = name;
         config_.source_text = text;
     }
 
     RunConfig read() {
-        YAML::Node root;
-        try {
-            root = YAML::Load(config_.source_text);
-        } catch (const YAML::Exception& e) {
-            problem(within_text(e.mark), "",
-                    "malformed YAML: " + e.msg +
-                        "; fix the syntax (indentation, brackets, a ':' after each key)");
-            fail();
-        }
+        const YAML::Node root = problems_.parse();
         if (!root.IsMap()) {
             YAML::Mark start;
             problem(root.IsNull() ? start : root.Mark(), "",
                     "the file is " + (root.IsNull() ? std::string("empty") : node_kind(root)) +
                         ", not a mapping of keys; start from configs/quickstart.yaml");
-            fail();
+            problems_.raise();
         }
         const Fields top = fields(root, YAML::Mark(), "",
                                   {"model", "data", "quantizers", "granularity", "bits", "pinned",
@@ -226,48 +195,17 @@ public:
             if (auto workers = integer(*f, 1, 256, "e.g. the number of cores"))
                 config_.workers = static_cast<int>(*workers);
         read_output(top.get("output"));
-        if (!problems_.empty()) fail();
+        problems_.raise_if_any();
         return std::move(config_);
     }
 
 private:
     // --- problems ---
 
-    // The parser reports a file that ends too early (an unclosed bracket or quote) at the end of
-    // the text, a line after the last one when the file ends with a newline; the end of the last
-    // line is where an editor shows it.
-    YAML::Mark within_text(YAML::Mark mark) const {
-        const std::string& text = config_.source_text;
-        const int lines = static_cast<int>(std::count(text.begin(), text.end(), '\n')) +
-                          (text.empty() || text.back() == '\n' ? 0 : 1);
-        if (mark.is_null() || lines == 0 || mark.line < lines) return mark;
-        const size_t end = text.back() == '\n' ? text.size() - 1 : text.size();
-        const size_t start = text.rfind('\n', end == 0 ? 0 : end - 1);
-        mark.line = lines - 1;
-        mark.column = static_cast<int>(end - (start == std::string::npos ? 0 : start + 1));
-        return mark;
-    }
-
     void problem(const YAML::Mark& mark, const std::string& path, const std::string& message) {
-        ConfigProblem p;
-        if (!mark.is_null()) {
-            p.line = mark.line + 1;
-            p.column = mark.column + 1;
-        }
-        p.key_path = path;
-        p.message = message;
-        problems_.push_back(std::move(p));
+        problems_.add(mark, path, message);
     }
     void problem(const Field& f, const std::string& message) { problem(f.mark, f.path, message); }
-
-    [[noreturn]] void fail() {
-        // File order; problems at the same place keep the order they were found in.
-        std::stable_sort(problems_.begin(), problems_.end(),
-                         [](const ConfigProblem& a, const ConfigProblem& b) {
-                             return std::pair(a.line, a.column) < std::pair(b.line, b.column);
-                         });
-        throw ConfigError(config_.source_path, std::move(problems_));
-    }
 
     // --- structure ---
 
@@ -925,7 +863,7 @@ private:
     }
 
     RunConfig config_;
-    std::vector<ConfigProblem> problems_;
+    YamlProblems problems_; // every problem, reported together at the end
     bool model_loaded_ = false;
     bool weight_bits_unknown_ = false;     // bits.weights has a problem
     bool activation_bits_unknown_ = false; // bits.activations has a problem
