@@ -133,9 +133,13 @@ public:
         check_keys(root, {"version", "model", "quantizers", "layers", "metrics"});
         PolicyFile file;
         if (const YAML::Node version = required(root, "version")) read_version(version);
-        if (const YAML::Node model = required(root, "model")) read_model(model, model_path, file);
+        bool same_model = true;
+        if (const YAML::Node model = required(root, "model"))
+            same_model = read_model(model, model_path, file);
         if (root["quantizers"]) read_quantizers(root["quantizers"], file);
-        if (const YAML::Node layers = required(root, "layers")) file.policy = read_layers(layers);
+        // The layers of a policy made for another model would all be problems of one mistake.
+        if (const YAML::Node layers = required(root, "layers"); layers && same_model)
+            file.policy = read_layers(layers);
         if (root["metrics"]) file.metrics = read_metrics(root["metrics"]);
         problems_.raise_if_any();
         return file;
@@ -196,25 +200,30 @@ private:
                               std::to_string(policy_file_version));
     }
 
-    void read_model(const YAML::Node& node, const std::string& model_path, PolicyFile& file) {
-        if (!node.IsMap()) return problem(node, "'model' must be a mapping with 'path' and 'sha256'");
+    // False when the file names another model than `model_path` (a hash mismatch).
+    bool read_model(const YAML::Node& node, const std::string& model_path, PolicyFile& file) {
+        if (!node.IsMap()) {
+            problem(node, "'model' must be a mapping with 'path' and 'sha256'");
+            return true;
+        }
         check_keys(node, {"path", "sha256"});
         if (const YAML::Node path = required(node, "path"))
             file.model_path = scalar(path, "model path").value_or("");
         const YAML::Node hash = required(node, "sha256");
-        if (!hash) return;
-        const std::optional<std::string> sha256 = scalar(hash, "model sha256");
-        if (!sha256) return;
+        const std::optional<std::string> sha256 =
+            hash ? scalar(hash, "model sha256") : std::nullopt;
+        if (!sha256) return true;
         file.model_sha256 = *sha256;
         const bool well_formed = sha256->size() == 64 &&
                                  sha256->find_first_not_of("0123456789abcdef") == std::string::npos;
-        if (!well_formed) return problem(hash, "model sha256 must be 64 lowercase hex digits");
-        if (model_path.empty()) return;
+        if (!well_formed) problem(hash, "model sha256 must be 64 lowercase hex digits");
+        if (!well_formed || model_path.empty()) return true;
         const std::string actual = sha256_file(model_path);
-        if (actual != *sha256)
-            problem(hash, "the policy was made for a model with SHA-256 " + *sha256 + " (" +
-                              file.model_path + ") but " + model_path + " has SHA-256 " + actual +
-                              "; use the model the policy was searched on, or search again");
+        if (actual == *sha256) return true;
+        problem(hash, "the policy was made for a model with SHA-256 " + *sha256 + " (" +
+                          file.model_path + ") but " + model_path + " has SHA-256 " + actual +
+                          "; use the model the policy was searched on, or search again");
+        return false;
     }
 
     std::optional<QuantizerSpec> read_quantizer(const YAML::Node& node, const std::string& name_key,
@@ -261,8 +270,10 @@ private:
     }
 
     void read_quantizers(const YAML::Node& node, PolicyFile& file) {
-        if (!node.IsMap())
-            return problem(node, "'quantizers' must be a mapping with 'weights' and 'activations'");
+        if (!node.IsMap()) {
+            problem(node, "'quantizers' must be a mapping with 'weights' and 'activations'");
+            return;
+        }
         check_keys(node, {"weights", "activations"});
         if (const YAML::Node w = node["weights"])
             read_checked(w, "name", "weight quantizer", file.weight_quantizer,

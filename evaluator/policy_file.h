@@ -7,7 +7,8 @@
 // position of the offending key or value): unsupported version, model hash mismatch, unknown
 // quantizer or argument, unknown / duplicate / missing layer, wrong kernel count, bit-width out of
 // range, a value of the wrong type, an unknown key (typos must not be silently ignored). Malformed
-// YAML is the one problem of its file.
+// YAML is the one problem of its file; a file made for another model (hash mismatch) is not
+// checked against this model's layers.
 #include "evaluator/bit_policy.h"
 #include "evaluator/costs.h"
 #include "evaluator/graph.h"

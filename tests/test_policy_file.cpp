@@ -325,6 +325,18 @@ TEST_CASE("policy_file: every problem of a file is reported at once, in file ord
         CHECK(has_line(error, f.at(e.line, e.column), e.message));
 }
 
+TEST_CASE("policy_file: a policy made for another model is one problem, not one per layer") {
+    Fixture f;
+    std::string text = f.valid_text();
+    text.replace(text.find(f.hash), f.hash.size(), std::string(64, 'a'));
+    text.replace(text.find("conv0:"), 6, "conv9:"); // would be unknown for this model
+    const std::vector<YamlProblem> problems = f.problems_of_text(text);
+    REQUIRE(problems.size() == 1);
+    CHECK(problems[0].line == 4);
+    CHECK(problems[0].message.find("the policy was made for a model with SHA-256") !=
+          std::string::npos);
+}
+
 TEST_CASE("policy_file: damaged files give mps::Error, never another exception") {
     Fixture f;
     const std::string valid = f.valid_text();
