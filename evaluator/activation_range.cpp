@@ -2,11 +2,10 @@
 
 #include "evaluator/bit_policy.h"
 #include "evaluator/error.h"
+#include "evaluator/number_text.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 
 namespace mps {
 
@@ -125,15 +124,7 @@ CalibrationMethod make_calibration(const std::string& name, const QuantizerArgs&
 QuantizerArgs calibration_args(const CalibrationMethod& method) {
     switch (method.rule) {
     case CalibrationRule::max: return {};
-    case CalibrationRule::percentile: {
-        char text[32];
-        // Shortest form that reads back to the same double.
-        for (int precision = 1; precision <= 17; ++precision) {
-            std::snprintf(text, sizeof text, "%.*g", precision, method.percentile);
-            if (std::strtod(text, nullptr) == method.percentile) break;
-        }
-        return {{"percentile", text}};
-    }
+    case CalibrationRule::percentile: return {{"percentile", shortest_decimal(method.percentile)}};
     case CalibrationRule::mse: return {{"grid", std::to_string(method.grid)}};
     }
     return {};

@@ -15,21 +15,42 @@ namespace {
 
 constexpr int64_t fp32 = float_bits;
 
+// Quantized kernels carry one float scale; pruned (0) and float (32) kernels do not.
 bool has_scale(int bits) { return bits >= 1 && bits <= 16; }
+
+} // namespace
+
+KernelShape kernel_shape(const Graph& graph, const Node& node) {
+    const int64_t kernels = kernel_count(node);
+    return {kernel_macs(graph, node), kernels ? node.weight.numel() / kernels : 0};
+}
+
+KernelCosts kernel_costs(const KernelShape& kernel, int weight_bits, int activation_bits) {
+    KernelCosts c;
+    c.bitops = kernel.macs * weight_bits * activation_bits;
+    c.weight_bits = kernel.weights * weight_bits + (has_scale(weight_bits) ? fp32 : 0);
+    c.unpruned_macs = weight_bits > 0 ? kernel.macs : 0;
+    return c;
+}
+
+int64_t bias_bits(const Node& node) { return node.bias.numel() * fp32; }
+
+namespace {
 
 LayerCosts layer_costs(const Graph& graph, const Node& node, const LayerBits& bits) {
     LayerCosts c;
     c.name = node.name;
     c.kernels = kernel_count(node);
-    c.kernel_macs = kernel_macs(graph, node);
+    const KernelShape kernel = kernel_shape(graph, node);
+    c.kernel_macs = kernel.macs;
     c.macs = c.kernel_macs * c.kernels;
-    const int64_t weights_per_kernel = c.kernels ? node.weight.numel() / c.kernels : 0;
     for (int b : bits.weight_bits) {
-        if (b > 0) c.unpruned_macs += c.kernel_macs;
-        c.bitops += c.kernel_macs * b * bits.activation_bits;
-        c.weight_bits += weights_per_kernel * b + (has_scale(b) ? fp32 : 0);
+        const KernelCosts k = kernel_costs(kernel, b, bits.activation_bits);
+        c.unpruned_macs += k.unpruned_macs;
+        c.bitops += k.bitops;
+        c.weight_bits += k.weight_bits;
     }
-    c.weight_bits += node.bias.numel() * fp32;
+    c.weight_bits += bias_bits(node);
     return c;
 }
 

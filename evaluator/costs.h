@@ -73,6 +73,27 @@ private:
 // Requires infer_shapes().
 int64_t kernel_macs(const Graph& graph, const Node& node);
 
+// What the per-kernel cost rule needs of one kernel of a conv / fully_connected node (every
+// kernel of a layer has the same). Requires infer_shapes().
+struct KernelShape {
+    int64_t macs = 0;    // kernel_macs
+    int64_t weights = 0; // weights of one kernel (0 for a node without kernels)
+};
+KernelShape kernel_shape(const Graph& graph, const Node& node);
+
+// One kernel's share of the costs above at weight bits b_w, with its layer's input at
+// activation bits b_a: the rule compute_costs sums, for searches that update costs kernel by
+// kernel instead of recomputing the network (biases apart: they do not depend on the bits).
+struct KernelCosts {
+    int64_t bitops = 0;        // MACs * b_w * b_a
+    int64_t weight_bits = 0;   // #weights * b_w, plus a 32-bit scale when 1 <= b_w <= 16
+    int64_t unpruned_macs = 0; // MACs unless b_w = 0 (pruned); FLOPs are twice these
+};
+KernelCosts kernel_costs(const KernelShape& kernel, int weight_bits, int activation_bits);
+
+// Bits of a node's bias: every element at 32 bits, pruned kernels included.
+int64_t bias_bits(const Node& node);
+
 // Costs of `graph` (shapes inferred) under `policy`; validates the policy first (mps::Error).
 Costs compute_costs(const Graph& graph, const BitPolicy& policy);
 

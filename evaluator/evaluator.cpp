@@ -2,6 +2,7 @@
 
 #include "evaluator/error.h"
 #include "evaluator/evaluate.h"
+#include "evaluator/lru_cache.h"
 
 #include <omp.h>
 #include <tbb/parallel_for.h>
@@ -12,7 +13,6 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
-#include <list>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -88,44 +88,32 @@ public:
         bool operator==(const Key&) const = default;
     };
 
-    explicit CutCache(int64_t max_bytes) : max_bytes_(max_bytes) {}
+    explicit CutCache(int64_t max_bytes) : cuts_(max_bytes) {}
 
     std::shared_ptr<const ActivationCut> find(const Key& key, const BitPolicy& policy) {
         std::lock_guard lock(mutex_);
-        auto it = index_.find(key);
-        if (it == index_.end() || !same_prefix(*it->second->source, policy, key.layer))
-            return nullptr;
-        recency_.splice(recency_.begin(), recency_, it->second);
-        return it->second->cut;
+        // Looked at before it counts as used: a colliding prefix hash is a miss.
+        const Entry* entry = cuts_.peek(key);
+        if (!entry || !same_prefix(*entry->source, policy, key.layer)) return nullptr;
+        return cuts_.find(key)->cut;
     }
 
+    // Replaces what `key` held (e.g. a collision). A cut larger than the whole cache is not kept.
     void store(const Key& key, std::shared_ptr<const BitPolicy> source,
                std::shared_ptr<const ActivationCut> cut) {
         const int64_t bytes = cut_bytes(*cut);
-        if (bytes > max_bytes_) return;
+        if (bytes > cuts_.capacity()) return;
         std::lock_guard lock(mutex_);
-        if (auto it = index_.find(key); it != index_.end()) { // replace (e.g. a collision)
-            bytes_ -= it->second->bytes;
-            recency_.erase(it->second);
-            index_.erase(it);
-        }
-        recency_.push_front({key, std::move(source), std::move(cut), bytes});
-        index_[key] = recency_.begin();
-        bytes_ += bytes;
+        evictions_ += static_cast<int64_t>(
+            cuts_.insert(key, {std::move(source), std::move(cut)}, bytes));
         ++captures_;
-        while (bytes_ > max_bytes_) {
-            bytes_ -= recency_.back().bytes;
-            index_.erase(recency_.back().key);
-            recency_.pop_back();
-            ++evictions_;
-        }
     }
 
     void add_to(IncrementalStats& stats) const {
         std::lock_guard lock(mutex_);
         stats.captures = captures_;
         stats.evictions = evictions_;
-        stats.bytes = bytes_;
+        stats.bytes = cuts_.cost();
     }
 
 private:
@@ -137,16 +125,12 @@ private:
         }
     };
     struct Entry {
-        Key key;
-        std::shared_ptr<const BitPolicy> source;
+        std::shared_ptr<const BitPolicy> source; // the policy whose prefix produced the cut
         std::shared_ptr<const ActivationCut> cut;
-        int64_t bytes = 0;
     };
-    int64_t max_bytes_;
     mutable std::mutex mutex_;
-    std::list<Entry> recency_; // most recently used first
-    std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index_;
-    int64_t bytes_ = 0, captures_ = 0, evictions_ = 0;
+    LruCache<Key, Entry, KeyHash> cuts_; // by bytes, under the mutex
+    int64_t captures_ = 0, evictions_ = 0;
 };
 
 // Sets this thread's OpenMP team size for oneDNN for the scope, then restores it (the caller's

@@ -4,17 +4,21 @@
 
 #include "evaluator/activation_range.h"
 #include "evaluator/error.h"
+#include "evaluator/number_text.h"
 #include "evaluator/sha256.h"
+#include "evaluator/yaml_problems.h"
 
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
-#include <charconv>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <unistd.h>
 
 namespace mps {
@@ -33,13 +37,6 @@ PolicyMetrics metrics_from_costs(const Costs& costs) {
 // Writing
 
 namespace {
-
-// The shortest decimal form that reads back to the same double.
-std::string number_text(double v) {
-    char text[64];
-    auto [end, ec] = std::to_chars(text, text + sizeof text, v);
-    return ec == std::errc() ? std::string(text, end) : std::to_string(v);
-}
 
 void emit_quantizer(YAML::Emitter& out, const char* name_key, const QuantizerSpec& spec) {
     out << YAML::BeginMap << YAML::Key << name_key << YAML::Value << spec.name;
@@ -68,16 +65,17 @@ void emit_layers(YAML::Emitter& out, const BitPolicy& policy) {
 
 void emit_metrics(YAML::Emitter& out, const PolicyMetrics& m) {
     out << YAML::BeginMap;
-    if (m.accuracy) out << YAML::Key << "accuracy" << YAML::Value << number_text(*m.accuracy);
+    if (m.accuracy) out << YAML::Key << "accuracy" << YAML::Value << shortest_decimal(*m.accuracy);
     if (m.split) out << YAML::Key << "split" << YAML::Value << *m.split;
     if (m.bitops) out << YAML::Key << "bitops" << YAML::Value << *m.bitops;
     if (m.relative_bitops)
-        out << YAML::Key << "relative_bitops" << YAML::Value << number_text(*m.relative_bitops);
+        out << YAML::Key << "relative_bitops" << YAML::Value
+            << shortest_decimal(*m.relative_bitops);
     if (m.weight_bytes)
-        out << YAML::Key << "weight_bytes" << YAML::Value << number_text(*m.weight_bytes);
+        out << YAML::Key << "weight_bytes" << YAML::Value << shortest_decimal(*m.weight_bytes);
     if (m.relative_weight_bytes)
         out << YAML::Key << "relative_weight_bytes" << YAML::Value
-            << number_text(*m.relative_weight_bytes);
+            << shortest_decimal(*m.relative_weight_bytes);
     if (m.macs) out << YAML::Key << "macs" << YAML::Value << *m.macs;
     out << YAML::EndMap;
 }
@@ -119,236 +117,299 @@ void write_policy_file(const std::string& path, const PolicyFile& file) {
 
 namespace {
 
-// Reads one file; every error names the file and the 1-based line of the offending node.
+// Reads one file in one pass, collecting every problem with its position (yaml_problems.h):
+// a part that cannot be read is left out of the result and the pass goes on with the rest.
 class Reader {
 public:
-    Reader(std::string path, const Graph& graph) : path_(std::move(path)), graph_(graph) {}
+    Reader(const std::string& path, const std::string& text, const Graph& graph)
+        : graph_(graph), problems_(path, text) {}
 
     PolicyFile read(const std::string& model_path) {
-        const YAML::Node root = load();
-        if (!root.IsMap())
-            fail(root, "the file is not a YAML mapping; a policy file starts with 'version: 1'");
+        const YAML::Node root = problems_.parse();
+        if (!root.IsMap()) {
+            problems_.add(root, "the file is not a YAML mapping; a policy file starts with 'version: 1'");
+            problems_.raise();
+        }
         check_keys(root, {"version", "model", "quantizers", "layers", "metrics"});
         PolicyFile file;
-        read_version(required(root, "version"));
-        read_model(required(root, "model"), model_path, file);
+        if (const YAML::Node version = required(root, "version")) read_version(version);
+        bool same_model = true;
+        if (const YAML::Node model = required(root, "model"))
+            same_model = read_model(model, model_path, file);
         if (root["quantizers"]) read_quantizers(root["quantizers"], file);
-        file.policy = read_layers(required(root, "layers"));
+        // The layers of a policy made for another model would all be problems of one mistake.
+        if (const YAML::Node layers = required(root, "layers"); layers && same_model)
+            file.policy = read_layers(layers);
         if (root["metrics"]) file.metrics = read_metrics(root["metrics"]);
+        problems_.raise_if_any();
         return file;
     }
 
 private:
-    YAML::Node load() {
-        try {
-            return YAML::LoadFile(path_);
-        } catch (const YAML::BadFile&) {
-            throw Error(path_ + ": cannot open the policy file; check the path");
-        } catch (const YAML::Exception& e) {
-            throw Error(where(e.mark) + "malformed YAML: " + e.msg);
-        }
-    }
+    void problem(const YAML::Node& node, const std::string& message) { problems_.add(node, message); }
 
-    std::string where(const YAML::Mark& mark) const {
-        if (mark.is_null()) return path_ + ": ";
-        return path_ + ":" + std::to_string(mark.line + 1) + ": ";
-    }
-
-    [[noreturn]] void fail(const YAML::Node& node, const std::string& message) const {
-        throw Error(where(node.Mark()) + message);
-    }
-
-    YAML::Node required(const YAML::Node& map, const std::string& key) const {
+    // The value of `key`, or an undefined node and a problem at the mapping.
+    YAML::Node required(const YAML::Node& map, const std::string& key) {
         YAML::Node value = map[key];
-        if (!value) fail(map, "missing key '" + key + "'; see docs/policy-format.md");
+        if (!value) problem(map, "missing key '" + key + "'; see docs/policy-format.md");
         return value;
     }
 
-    void check_keys(const YAML::Node& map, const std::set<std::string>& known) const {
+    void check_keys(const YAML::Node& map, const std::set<std::string>& known) {
         std::set<std::string> seen;
         for (auto it = map.begin(); it != map.end(); ++it) {
-            const std::string key = scalar(it->first, "a key");
-            if (!known.count(key)) {
+            const std::optional<std::string> key = scalar(it->first, "a key");
+            if (!key) continue;
+            if (!known.count(*key)) {
                 std::string list;
                 for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
-                fail(it->first, "unknown key '" + key + "'; expected one of: " + list);
+                problem(it->first, "unknown key '" + *key + "'; expected one of: " + list);
+            } else if (!seen.insert(*key).second) {
+                problem(it->first, "key '" + *key + "' appears twice");
             }
-            if (!seen.insert(key).second) fail(it->first, "key '" + key + "' appears twice");
         }
     }
 
-    std::string scalar(const YAML::Node& node, const std::string& what) const {
-        if (!node.IsScalar()) fail(node, what + " must be a single value");
-        return node.Scalar();
+    std::optional<std::string> scalar(const YAML::Node& node, const std::string& what) {
+        if (node.IsScalar()) return node.Scalar();
+        problem(node, what + " must be a single value");
+        return std::nullopt;
     }
 
-    int64_t integer(const YAML::Node& node, const std::string& what) const {
-        const std::string text = scalar(node, what);
-        int64_t value = 0;
-        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-        if (ec != std::errc() || end != text.data() + text.size())
-            fail(node, what + " must be an integer, got '" + text + "'");
+    // `kind` names T in the problem: "an integer", "a number".
+    template <typename T>
+    std::optional<T> parsed(const YAML::Node& node, const std::string& what, const char* kind) {
+        const std::optional<std::string> text = scalar(node, what);
+        if (!text) return std::nullopt;
+        const std::optional<T> value = parse_number<T>(*text);
+        if (!value) problem(node, what + " must be " + kind + ", got '" + *text + "'");
         return value;
     }
-
-    double number(const YAML::Node& node, const std::string& what) const {
-        const std::string text = scalar(node, what);
-        double value = 0;
-        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-        if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value))
-            fail(node, what + " must be a number, got '" + text + "'");
-        return value;
+    std::optional<int64_t> integer(const YAML::Node& node, const std::string& what) {
+        return parsed<int64_t>(node, what, "an integer");
+    }
+    std::optional<double> number(const YAML::Node& node, const std::string& what) {
+        return parsed<double>(node, what, "a number");
     }
 
-    void read_version(const YAML::Node& node) const {
-        const int64_t version = integer(node, "version");
-        if (version != policy_file_version)
-            fail(node, "policy file version " + std::to_string(version) +
-                           " is not supported; this build reads version " +
-                           std::to_string(policy_file_version));
+    void read_version(const YAML::Node& node) {
+        const std::optional<int64_t> version = integer(node, "version");
+        if (version && *version != policy_file_version)
+            problem(node, "policy file version " + std::to_string(*version) +
+                              " is not supported; this build reads version " +
+                              std::to_string(policy_file_version));
     }
 
-    void read_model(const YAML::Node& node, const std::string& model_path,
-                    PolicyFile& file) const {
-        if (!node.IsMap()) fail(node, "'model' must be a mapping with 'path' and 'sha256'");
+    // False when the file names another model than `model_path` (a hash mismatch).
+    bool read_model(const YAML::Node& node, const std::string& model_path, PolicyFile& file) {
+        if (!node.IsMap()) {
+            problem(node, "'model' must be a mapping with 'path' and 'sha256'");
+            return true;
+        }
         check_keys(node, {"path", "sha256"});
-        file.model_path = scalar(required(node, "path"), "model path");
+        if (const YAML::Node path = required(node, "path"))
+            file.model_path = scalar(path, "model path").value_or("");
         const YAML::Node hash = required(node, "sha256");
-        file.model_sha256 = scalar(hash, "model sha256");
-        const bool well_formed =
-            file.model_sha256.size() == 64 &&
-            file.model_sha256.find_first_not_of("0123456789abcdef") == std::string::npos;
-        if (!well_formed) fail(hash, "model sha256 must be 64 lowercase hex digits");
-        if (model_path.empty()) return;
+        const std::optional<std::string> sha256 =
+            hash ? scalar(hash, "model sha256") : std::nullopt;
+        if (!sha256) return true;
+        file.model_sha256 = *sha256;
+        const bool well_formed = sha256->size() == 64 &&
+                                 sha256->find_first_not_of("0123456789abcdef") == std::string::npos;
+        if (!well_formed) problem(hash, "model sha256 must be 64 lowercase hex digits");
+        if (!well_formed || model_path.empty()) return true;
         const std::string actual = sha256_file(model_path);
-        if (actual != file.model_sha256)
-            fail(hash, "the policy was made for a model with SHA-256 " + file.model_sha256 +
-                           " (" + file.model_path + ") but " + model_path + " has SHA-256 " +
-                           actual + "; use the model the policy was searched on, or search again");
+        if (actual == *sha256) return true;
+        problem(hash, "the policy was made for a model with SHA-256 " + *sha256 + " (" +
+                          file.model_path + ") but " + model_path + " has SHA-256 " + actual +
+                          "; use the model the policy was searched on, or search again");
+        return false;
     }
 
-    QuantizerSpec read_quantizer(const YAML::Node& node, const std::string& name_key,
-                                 const std::string& what) const {
-        if (!node.IsMap()) fail(node, what + " must be a mapping with '" + name_key + "' and 'args'");
+    std::optional<QuantizerSpec> read_quantizer(const YAML::Node& node, const std::string& name_key,
+                                                const std::string& what) {
+        if (!node.IsMap()) {
+            problem(node, what + " must be a mapping with '" + name_key + "' and 'args'");
+            return std::nullopt;
+        }
         check_keys(node, {name_key, "args"});
         QuantizerSpec spec;
-        spec.name = scalar(required(node, name_key), what + " " + name_key);
+        const YAML::Node name = required(node, name_key);
+        const std::optional<std::string> name_text =
+            name ? scalar(name, what + " " + name_key) : std::nullopt;
+        bool complete = name_text.has_value();
+        spec.name = name_text.value_or("");
         if (const YAML::Node args = node["args"]; args && !args.IsNull()) {
-            if (!args.IsMap()) fail(args, what + " args must be a mapping (name: value)");
-            for (auto it = args.begin(); it != args.end(); ++it)
-                spec.args[scalar(it->first, "an argument name")] =
-                    scalar(it->second, "argument '" + it->first.Scalar() + "'");
+            if (!args.IsMap()) {
+                problem(args, what + " args must be a mapping (name: value)");
+                return std::nullopt;
+            }
+            for (auto it = args.begin(); it != args.end(); ++it) {
+                const auto key = scalar(it->first, "an argument name");
+                const auto value = scalar(it->second, "argument '" + it->first.Scalar() + "'");
+                if (key && value) spec.args[*key] = *value;
+                complete = complete && key && value;
+            }
         }
+        if (!complete) return std::nullopt;
         return spec;
     }
 
-    void read_quantizers(const YAML::Node& node, PolicyFile& file) const {
-        if (!node.IsMap()) fail(node, "'quantizers' must be a mapping with 'weights' and 'activations'");
+    // The quantizer or rule of `node` when it reads and `make` accepts it, else a problem.
+    template <typename Make>
+    void read_checked(const YAML::Node& node, const std::string& name_key,
+                      const std::string& what, QuantizerSpec& spec, Make make) {
+        const std::optional<QuantizerSpec> read = read_quantizer(node, name_key, what);
+        if (!read) return;
+        try {
+            make(read->name, read->args);
+            spec = *read;
+        } catch (const Error& e) {
+            problem(node, e.what());
+        }
+    }
+
+    void read_quantizers(const YAML::Node& node, PolicyFile& file) {
+        if (!node.IsMap()) {
+            problem(node, "'quantizers' must be a mapping with 'weights' and 'activations'");
+            return;
+        }
         check_keys(node, {"weights", "activations"});
-        if (const YAML::Node w = node["weights"]) {
-            file.weight_quantizer = read_quantizer(w, "name", "weight quantizer");
-            try {
-                make_weight_quantizer(file.weight_quantizer.name, file.weight_quantizer.args);
-            } catch (const Error& e) {
-                fail(w, e.what());
-            }
-        }
-        if (const YAML::Node a = node["activations"]) {
-            file.activation_calibration = read_quantizer(a, "calibration", "activation quantizer");
-            try {
-                make_calibration(file.activation_calibration.name,
-                                 file.activation_calibration.args);
-            } catch (const Error& e) {
-                fail(a, e.what());
-            }
-        }
+        if (const YAML::Node w = node["weights"])
+            read_checked(w, "name", "weight quantizer", file.weight_quantizer,
+                         [](const std::string& name, const QuantizerArgs& args) {
+                             make_weight_quantizer(name, args);
+                         });
+        if (const YAML::Node a = node["activations"])
+            read_checked(a, "calibration", "activation quantizer", file.activation_calibration,
+                         [](const std::string& name, const QuantizerArgs& args) {
+                             make_calibration(name, args);
+                         });
     }
 
-    int bits(const YAML::Node& node, const std::string& what, bool weight) const {
-        const int64_t b = integer(node, what);
-        const bool ok = weight ? valid_weight_bits(static_cast<int>(b))
-                               : valid_activation_bits(static_cast<int>(b));
-        if (b < -1000 || b > 1000 || !ok)
-            fail(node, what + " " + std::to_string(b) + " is out of range; use " +
-                           (weight ? "0 (pruned), 1..8, 16 or 32 (float)" : "1..8, 16 or 32 (float)"));
-        return static_cast<int>(b);
+    std::optional<int> bits(const YAML::Node& node, const std::string& what, bool weight) {
+        const std::optional<int64_t> b = integer(node, what);
+        if (!b) return std::nullopt;
+        const bool ok = *b >= -1000 && *b <= 1000 &&
+                        (weight ? valid_weight_bits(static_cast<int>(*b))
+                                : valid_activation_bits(static_cast<int>(*b)));
+        if (ok) return static_cast<int>(*b);
+        problem(node, what + " " + std::to_string(*b) + " is out of range; use " +
+                          (weight ? "0 (pruned), 1..8, 16 or 32 (float)" : "1..8, 16 or 32 (float)"));
+        return std::nullopt;
     }
 
-    LayerBits read_layer(const Node& layer, const YAML::Node& node) const {
-        const std::string who = "layer '" + layer.name + "'";
-        if (!node.IsMap())
-            fail(node, who + " must be a mapping with 'activation_bits' and 'weight_bits'");
-        check_keys(node, {"activation_bits", "weight_bits"});
-        LayerBits result;
-        result.name = layer.name;
-        result.activation_bits =
-            bits(required(node, "activation_bits"), who + ": activation bit-width", false);
-        const YAML::Node w = required(node, "weight_bits");
+    // Every kernel's weight bits of `layer` from `w` (one number or one per kernel).
+    std::optional<std::vector<int>> read_weight_bits(const Node& layer, const YAML::Node& w,
+                                                     const std::string& who) {
         const int64_t kernels = kernel_count(layer);
         if (w.IsScalar()) {
-            result.weight_bits.assign(static_cast<size_t>(kernels),
-                                      bits(w, who + ": weight bit-width", true));
-        } else if (w.IsSequence()) {
-            if (static_cast<int64_t>(w.size()) != kernels)
-                fail(w, who + " has " + std::to_string(kernels) + " kernels but weight_bits lists " +
-                            std::to_string(w.size()) +
-                            "; give one entry per kernel, or a single number for all");
-            for (size_t k = 0; k < w.size(); ++k)
-                result.weight_bits.push_back(
-                    bits(w[k], who + " kernel " + std::to_string(k) + ": weight bit-width", true));
-        } else {
-            fail(w, who + ": weight_bits must be a number or a list with one number per kernel");
+            const std::optional<int> b = bits(w, who + ": weight bit-width", true);
+            if (!b) return std::nullopt;
+            return std::vector<int>(static_cast<size_t>(kernels), *b);
         }
+        if (!w.IsSequence()) {
+            problem(w, who + ": weight_bits must be a number or a list with one number per kernel");
+            return std::nullopt;
+        }
+        if (static_cast<int64_t>(w.size()) != kernels) {
+            problem(w, who + " has " + std::to_string(kernels) + " kernels but weight_bits lists " +
+                           std::to_string(w.size()) +
+                           "; give one entry per kernel, or a single number for all");
+            return std::nullopt;
+        }
+        std::vector<int> result;
+        for (size_t k = 0; k < w.size(); ++k) // every bad kernel is a problem of its own
+            if (const auto b = bits(w[k], who + " kernel " + std::to_string(k) +
+                                              ": weight bit-width", true))
+                result.push_back(*b);
+        if (result.size() != w.size()) return std::nullopt;
         return result;
     }
 
-    BitPolicy read_layers(const YAML::Node& node) const {
-        if (!node.IsMap()) fail(node, "'layers' must be a mapping from layer (ONNX node) name to bits");
-        std::map<std::string, LayerBits> found;
+    std::optional<LayerBits> read_layer(const Node& layer, const YAML::Node& node) {
+        const std::string who = "layer '" + layer.name + "'";
+        if (!node.IsMap()) {
+            problem(node, who + " must be a mapping with 'activation_bits' and 'weight_bits'");
+            return std::nullopt;
+        }
+        check_keys(node, {"activation_bits", "weight_bits"});
+        const YAML::Node a = required(node, "activation_bits");
+        const std::optional<int> activation =
+            a ? bits(a, who + ": activation bit-width", false) : std::nullopt;
+        const YAML::Node w = required(node, "weight_bits");
+        const std::optional<std::vector<int>> weight =
+            w ? read_weight_bits(layer, w, who) : std::nullopt;
+        if (!activation || !weight) return std::nullopt;
+        return LayerBits{layer.name, *activation, *weight};
+    }
+
+    // The node of layer name `key`, or a problem and nullptr.
+    const Node* find_layer(const YAML::Node& key, const std::string& name) {
+        const Node* layer = graph_.find_node(name);
+        if (!layer)
+            problem(key, "unknown layer '" + name + "': the model has no node of that name; " +
+                             "quantizable layers are: " + layer_list());
+        else if (!is_quantizable(*layer))
+            problem(key, "layer '" + name + "' is a " + op_name(layer->op) +
+                             " node; only conv and fully connected layers take bits (" +
+                             layer_list() + ")");
+        return layer && is_quantizable(*layer) ? layer : nullptr;
+    }
+
+    BitPolicy read_layers(const YAML::Node& node) {
+        if (!node.IsMap()) {
+            problem(node, "'layers' must be a mapping from layer (ONNX node) name to bits");
+            return {};
+        }
+        std::set<std::string> given;              // layer names in the file
+        std::map<std::string, LayerBits> found;   // the ones that read
         for (auto it = node.begin(); it != node.end(); ++it) {
-            const std::string name = scalar(it->first, "a layer name");
-            const Node* layer = graph_.find_node(name);
-            if (!layer)
-                fail(it->first, "unknown layer '" + name + "': the model has no node of that name; " +
-                                    "quantizable layers are: " + layer_list());
-            if (!is_quantizable(*layer))
-                fail(it->first, "layer '" + name + "' is a " + op_name(layer->op) +
-                                    " node; only conv and fully connected layers take bits (" +
-                                    layer_list() + ")");
-            if (found.count(name)) fail(it->first, "layer '" + name + "' appears twice");
-            found[name] = read_layer(*layer, it->second);
+            const std::optional<std::string> name = scalar(it->first, "a layer name");
+            if (!name) continue;
+            const Node* layer = find_layer(it->first, *name);
+            if (!layer) continue;
+            if (!given.insert(*name).second) {
+                problem(it->first, "layer '" + *name + "' appears twice");
+                continue;
+            }
+            if (auto bits = read_layer(*layer, it->second)) found.emplace(*name, std::move(*bits));
         }
         BitPolicy policy;
         std::string missing;
         for (const Node* layer : quantizable_layers(graph_)) {
-            auto it = found.find(layer->name);
-            if (it == found.end())
+            if (!given.count(layer->name))
                 missing += (missing.empty() ? "'" : ", '") + layer->name + "'";
-            else
+            else if (auto it = found.find(layer->name); it != found.end())
                 policy.layers.push_back(it->second);
         }
         if (!missing.empty())
-            fail(node, "layers " + missing + " of the model are missing; every conv and fully " +
-                           "connected layer needs activation_bits and weight_bits");
-        policy.validate(graph_);
+            problem(node, "layers " + missing + " of the model are missing; every conv and fully " +
+                              "connected layer needs activation_bits and weight_bits");
         return policy;
     }
 
-    PolicyMetrics read_metrics(const YAML::Node& node) const {
-        if (!node.IsMap()) fail(node, "'metrics' must be a mapping");
+    PolicyMetrics read_metrics(const YAML::Node& node) {
+        if (!node.IsMap()) {
+            problem(node, "'metrics' must be a mapping");
+            return {};
+        }
         check_keys(node, {"accuracy", "split", "bitops", "relative_bitops", "weight_bytes",
                           "relative_weight_bytes", "macs"});
         PolicyMetrics m;
-        if (node["accuracy"]) m.accuracy = number(node["accuracy"], "metrics accuracy");
+        const auto real = [&](const char* key, std::optional<double>& to) {
+            if (node[key]) to = number(node[key], std::string("metrics ") + key);
+        };
+        const auto whole = [&](const char* key, std::optional<int64_t>& to) {
+            if (node[key]) to = integer(node[key], std::string("metrics ") + key);
+        };
+        real("accuracy", m.accuracy);
         if (node["split"]) m.split = scalar(node["split"], "metrics split");
-        if (node["bitops"]) m.bitops = integer(node["bitops"], "metrics bitops");
-        if (node["relative_bitops"])
-            m.relative_bitops = number(node["relative_bitops"], "metrics relative_bitops");
-        if (node["weight_bytes"]) m.weight_bytes = number(node["weight_bytes"], "metrics weight_bytes");
-        if (node["relative_weight_bytes"])
-            m.relative_weight_bytes =
-                number(node["relative_weight_bytes"], "metrics relative_weight_bytes");
-        if (node["macs"]) m.macs = integer(node["macs"], "metrics macs");
+        whole("bitops", m.bitops);
+        real("relative_bitops", m.relative_bitops);
+        real("weight_bytes", m.weight_bytes);
+        real("relative_weight_bytes", m.relative_weight_bytes);
+        whole("macs", m.macs);
         return m;
     }
 
@@ -359,15 +420,26 @@ private:
         return list;
     }
 
-    std::string path_;
     const Graph& graph_;
+    YamlProblems problems_;
 };
 
 } // namespace
 
 PolicyFile read_policy_file(const std::string& path, const Graph& graph,
                             const std::string& model_path) {
-    return Reader(path, graph).read(model_path);
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path + ": cannot open the policy file; check the path");
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) throw Error(path + ": cannot read the policy file");
+    PolicyFile file = Reader(path, text.str(), graph).read(model_path);
+    try {
+        file.policy.validate(graph); // the reader checked every rule: this cannot fail
+    } catch (const Error& e) {
+        throw Error(path + ": " + e.what());
+    }
+    return file;
 }
 
 } // namespace mps

@@ -2,11 +2,13 @@
 // Policy files: a bit-width policy with the model it belongs to, the quantizers it assumes and the
 // figures it scored, as YAML (format and example: docs/policy-format.md).
 //
-// Reading validates everything against the model and reports the first problem as mps::Error
-// "<file>:<line>: <problem>; <fix>" (1-based line): malformed YAML, unsupported version, model
-// hash mismatch, unknown quantizer or argument, unknown / duplicate / missing layer, wrong kernel
-// count, bit-width out of range, a value of the wrong type, an unknown key (typos must not be
-// silently ignored).
+// Reading validates everything against the model and reports every problem at once as a
+// YamlError (yaml_problems.h), one per line, "<file>:<line>:<column>: <problem>; <fix>" (1-based
+// position of the offending key or value): unsupported version, model hash mismatch, unknown
+// quantizer or argument, unknown / duplicate / missing layer, wrong kernel count, bit-width out of
+// range, a value of the wrong type, an unknown key (typos must not be silently ignored). Malformed
+// YAML is the one problem of its file; a file made for another model (hash mismatch) is not
+// checked against this model's layers.
 #include "evaluator/bit_policy.h"
 #include "evaluator/costs.h"
 #include "evaluator/graph.h"

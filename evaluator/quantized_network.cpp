@@ -24,6 +24,7 @@
 #include "evaluator/error.h"
 #include "evaluator/graph_builder.h"
 #include "evaluator/int8_isa.h"
+#include "evaluator/lru_cache.h"
 #include "evaluator/onednn_util.h"
 #include "evaluator/qnet_kernels.h"
 
@@ -32,7 +33,6 @@
 #include <algorithm>
 #include <cstring>
 #include <iterator>
-#include <list>
 #include <optional>
 #include <set>
 #include <span>
@@ -94,11 +94,20 @@ struct LayerState {
 };
 
 // A layer's weights reordered for one primitive layout at one bit vector.
-struct WeightEntry {
+// Layer weights laid out for one variant: per-kernel bits, integer or float, oneDNN layout.
+struct WeightKey {
     std::vector<int> bits;
     bool integer = false;
     memory::desc desc;
-    memory mem;
+    bool operator==(const WeightKey&) const = default;
+};
+
+struct WeightKeyHash { // the layout is left to operator== (a layer uses one or two)
+    size_t operator()(const WeightKey& key) const noexcept {
+        size_t h = key.integer ? 1 : 2;
+        for (int b : key.bits) h = h * 1099511628211ULL ^ static_cast<size_t>(b + 1);
+        return h;
+    }
 };
 
 // The primitive descriptor of a conv or an inner product (empty when oneDNN has none).
@@ -162,7 +171,7 @@ struct QuantizedNetwork::Impl {
 
     bool has_policy = false;
     std::vector<LayerState> state;
-    std::vector<std::list<WeightEntry>> weight_cache; // per layer, most recent first
+    std::vector<LruCache<WeightKey, memory, WeightKeyHash>> weight_cache; // per layer
     std::map<int64_t, std::unique_ptr<Plan>> plans;
     std::vector<float> logits;
     int64_t last_n = 0;
@@ -212,7 +221,7 @@ QuantizedNetwork::Impl::Impl(const Graph& folded, std::shared_ptr<const Calibrat
     plan_stages();
     find_live_values();
     state.resize(layers.size());
-    weight_cache.resize(layers.size());
+    for (size_t l = 0; l < layers.size(); ++l) weight_cache.emplace_back(max_weight_entries);
     logits.assign(static_cast<size_t>(batch * classes), 0.0f);
     plan_for(batch); // non-quantizable primitives now; layer variants on first use
 }
@@ -493,11 +502,8 @@ memory QuantizedNetwork::Impl::weights_memory(int l, bool integer, const memory:
     const Layer& layer = layers[static_cast<size_t>(l)];
     const LayerState& s = state[static_cast<size_t>(l)];
     auto& cache = weight_cache[static_cast<size_t>(l)];
-    for (auto it = cache.begin(); it != cache.end(); ++it)
-        if (it->integer == integer && it->desc == want && it->bits == s.weight_bits) {
-            cache.splice(cache.begin(), cache, it);
-            return it->mem;
-        }
+    WeightKey key{s.weight_bits, integer, want};
+    if (const memory* cached = cache.find(key)) return *cached;
     const Tensor& w = layer.node->weight;
     const Node& node = *layer.node;
     // conv: [O, I, KH, KW] or grouped [G, O/G, I, KH, KW]; inner product: [out, C, H, W] or
@@ -526,8 +532,7 @@ memory QuantizedNetwork::Impl::weights_memory(int l, bool integer, const memory:
         dnnl::reorder(source, laid_out).execute(stream, source, laid_out);
         stream.wait();
     }
-    cache.push_front({s.weight_bits, integer, want, laid_out});
-    if (cache.size() > max_weight_entries) cache.pop_back();
+    cache.insert(std::move(key), laid_out);
     return laid_out;
 }
 

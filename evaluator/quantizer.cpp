@@ -4,10 +4,9 @@
 
 #include "evaluator/bit_policy.h"
 #include "evaluator/error.h"
+#include "evaluator/number_text.h"
 
 #include <algorithm>
-#include <charconv>
-#include <cmath>
 
 namespace mps {
 
@@ -108,12 +107,11 @@ int int_arg(const std::string& owner, const QuantizerArgs& args, const std::stri
     auto it = args.find(key);
     if (it == args.end()) return fallback;
     const std::string& text = it->second;
-    int value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size() || value < lo || value > hi)
+    const std::optional<int> value = parse_number<int>(text);
+    if (!value || *value < lo || *value > hi)
         throw Error(owner + ": argument " + key + " = '" + text + "' must be an integer in [" +
                     std::to_string(lo) + ", " + std::to_string(hi) + "]");
-    return value;
+    return *value;
 }
 
 double double_arg(const std::string& owner, const QuantizerArgs& args, const std::string& key,
@@ -121,13 +119,11 @@ double double_arg(const std::string& owner, const QuantizerArgs& args, const std
     auto it = args.find(key);
     if (it == args.end()) return fallback;
     const std::string& text = it->second;
-    double value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value) ||
-        value < lo || value > hi)
+    const std::optional<double> value = parse_number<double>(text);
+    if (!value || *value < lo || *value > hi)
         throw Error(owner + ": argument " + key + " = '" + text + "' must be a number in [" +
                     std::to_string(lo) + ", " + std::to_string(hi) + "]");
-    return value;
+    return *value;
 }
 
 } // namespace mps

@@ -4,10 +4,9 @@
 
 #include "evaluator/bit_policy.h"
 #include "evaluator/error.h"
+#include "evaluator/lru_cache.h"
 
 #include <atomic>
-#include <list>
-#include <unordered_map>
 
 namespace mps {
 
@@ -32,51 +31,35 @@ int64_t tensor_bytes(const Tensor& t) { return t.numel() * static_cast<int64_t>(
 } // namespace
 
 struct WeightCache::Impl {
-    struct Entry {
-        Key key;
-        std::shared_ptr<const Tensor> weights;
-    };
+    explicit Impl(int64_t max_bytes) : cache(max_bytes) {}
+
     std::shared_ptr<const WeightQuantizer> quantizer;
     std::map<std::string, const Node*> layers; // quantizable layers by name
-    int64_t max_bytes = 0;
 
     mutable std::mutex mutex;
-    std::list<Entry> recency; // most recently used first
-    std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index;
-    int64_t bytes = 0;
+    LruCache<Key, std::shared_ptr<const Tensor>, KeyHash> cache; // by bytes, under the mutex
     std::atomic<int64_t> hits{0}, misses{0};
 
-    // Under the lock: the entry for `key` moved to the front, or nullptr.
+    // Under the lock: the entry for `key` (now the most recent), or nullptr.
     std::shared_ptr<const Tensor> find(const Key& key) {
-        auto it = index.find(key);
-        if (it == index.end()) return nullptr;
-        recency.splice(recency.begin(), recency, it->second);
-        return it->second->weights;
+        const auto* weights = cache.find(key);
+        return weights ? *weights : nullptr;
     }
 
-    // Under the lock: inserts (or returns the entry another thread inserted meanwhile) and evicts
-    // from the back until the budget holds (the new entry itself is never evicted here).
+    // Under the lock: inserts, or returns the entry another thread inserted meanwhile.
     std::shared_ptr<const Tensor> insert(Key key, std::shared_ptr<const Tensor> weights) {
         if (auto existing = find(key)) return existing;
-        bytes += tensor_bytes(*weights);
-        recency.push_front({key, weights});
-        index.emplace(std::move(key), recency.begin());
-        while (bytes > max_bytes && recency.size() > 1) {
-            Entry& victim = recency.back();
-            bytes -= tensor_bytes(*victim.weights);
-            index.erase(victim.key);
-            recency.pop_back();
-        }
+        const int64_t bytes = tensor_bytes(*weights);
+        cache.insert(std::move(key), weights, bytes);
         return weights;
     }
 };
 
 WeightCache::WeightCache(const Graph& folded, std::shared_ptr<const WeightQuantizer> quantizer,
                          int64_t max_bytes)
-    : impl_(std::make_unique<Impl>()) {
+    : impl_(std::make_unique<Impl>(max_bytes)) {
     if (!quantizer) throw Error("WeightCache: no weight quantizer given");
     impl_->quantizer = std::move(quantizer);
-    impl_->max_bytes = max_bytes;
     for (const Node* layer : quantizable_layers(folded)) impl_->layers[layer->name] = layer;
 }
 
@@ -109,12 +92,12 @@ int64_t WeightCache::misses() const { return impl_->misses; }
 
 int64_t WeightCache::bytes() const {
     std::lock_guard lock(impl_->mutex);
-    return impl_->bytes;
+    return impl_->cache.cost();
 }
 
 int64_t WeightCache::entries() const {
     std::lock_guard lock(impl_->mutex);
-    return static_cast<int64_t>(impl_->recency.size());
+    return static_cast<int64_t>(impl_->cache.size());
 }
 
 } // namespace mps

@@ -119,25 +119,6 @@ bool weight_bytes_axis(const PolicyContext& context) {
     return context.objective == Objective::weight_bytes || only_weight_bytes;
 }
 
-// Index of `bits` in the descending list `allowed`, or nullopt.
-std::optional<size_t> position(const std::vector<int>& allowed, int bits) {
-    const auto it = std::find(allowed.begin(), allowed.end(), bits);
-    if (it == allowed.end()) return std::nullopt;
-    return static_cast<size_t>(it - allowed.begin());
-}
-
-std::optional<int> step_up(const std::vector<int>& allowed, int bits) {
-    const auto p = position(allowed, bits);
-    if (!p || *p == 0) return std::nullopt;
-    return allowed[*p - 1];
-}
-
-std::optional<int> step_down(const std::vector<int>& allowed, int bits) {
-    const auto p = position(allowed, bits);
-    if (!p || *p + 1 >= allowed.size()) return std::nullopt;
-    return allowed[*p + 1];
-}
-
 // One refine move inside a layer (header comment): new kernel bits whose sum does not exceed the
 // old one, or nullopt when no kernel can be raised and paid for. `error[k]` ranks kernel k.
 std::optional<std::vector<int>> rebalance(const std::vector<int>& bits,
@@ -149,7 +130,7 @@ std::optional<std::vector<int>> rebalance(const std::vector<int>& bits,
                      [&](size_t x, size_t y) { return error[x] < error[y]; });
     size_t receiver = order.size(); // rank of the most sensitive kernel that can go up
     for (size_t rank = order.size(); rank-- > 0;)
-        if (step_up(allowed, bits[order[rank]])) {
+        if (next_higher_bits(allowed, bits[order[rank]])) {
             receiver = rank;
             break;
         }
@@ -157,12 +138,12 @@ std::optional<std::vector<int>> rebalance(const std::vector<int>& bits,
 
     std::vector<int> moved = bits;
     const size_t top = order[receiver];
-    const int need = *step_up(allowed, bits[top]) - bits[top];
+    const int need = *next_higher_bits(allowed, bits[top]) - bits[top];
     int freed = 0;
     size_t lowered_end = 0; // ranks below this may have been lowered
     for (size_t rank = 0; rank < receiver && freed < need; ++rank) {
         const size_t k = order[rank];
-        if (const auto lower = step_down(allowed, bits[k])) {
+        if (const auto lower = next_lower_bits(allowed, bits[k])) {
             moved[k] = *lower;
             freed += bits[k] - *lower;
             lowered_end = rank + 1;
@@ -173,7 +154,7 @@ std::optional<std::vector<int>> rebalance(const std::vector<int>& bits,
     int budget = freed - need;
     for (size_t rank = receiver; rank-- > lowered_end;) {
         const size_t k = order[rank];
-        const auto higher = step_up(allowed, bits[k]);
+        const auto higher = next_higher_bits(allowed, bits[k]);
         if (higher && *higher - bits[k] <= budget) {
             budget -= *higher - bits[k];
             moved[k] = *higher;

@@ -3,12 +3,10 @@
 #include "policies/policy.h"
 
 #include "evaluator/error.h"
+#include "evaluator/number_text.h"
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
-#include <cmath>
-#include <system_error>
 
 namespace mps {
 
@@ -28,13 +26,6 @@ const char* kind_name(const ParamValue& value) {
     static constexpr ParamSpec::Kind kinds[] = {ParamSpec::Kind::integer, ParamSpec::Kind::real,
                                                 ParamSpec::Kind::boolean, ParamSpec::Kind::text};
     return kind_name(kinds[value.index()]);
-}
-
-// Shortest text that reads back as the same double ("0.5", "1e-06", "16").
-std::string number_to_string(double value) {
-    char buffer[64];
-    const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
-    return std::string(buffer, result.ptr);
 }
 
 std::string trimmed(const std::string& text) {
@@ -60,11 +51,11 @@ std::string expectation(const ParamSpec& spec) {
     }
     std::string text = kind_name(spec.kind);
     if (spec.min && spec.max)
-        text += " in [" + number_to_string(*spec.min) + ", " + number_to_string(*spec.max) + "]";
+        text += " in [" + shortest_decimal(*spec.min) + ", " + shortest_decimal(*spec.max) + "]";
     else if (spec.min)
-        text += " >= " + number_to_string(*spec.min);
+        text += " >= " + shortest_decimal(*spec.min);
     else if (spec.max)
-        text += " <= " + number_to_string(*spec.max);
+        text += " <= " + shortest_decimal(*spec.max);
     return text;
 }
 
@@ -75,20 +66,6 @@ std::string expectation(const ParamSpec& spec) {
 
 bool in_range(const ParamSpec& spec, double value) {
     return (!spec.min || value >= *spec.min) && (!spec.max || value <= *spec.max);
-}
-
-// The whole of `text` as a number of type T (a leading '+' allowed, as YAML allows it).
-template <typename T>
-bool parse_number(const std::string& text, T& value) {
-    const char* begin = text.data();
-    const char* end = text.data() + text.size();
-    if (begin != end && *begin == '+') {
-        ++begin;
-        if (begin != end && (*begin == '+' || *begin == '-')) return false;
-    }
-    if (begin == end) return false;
-    const auto result = std::from_chars(begin, end, value);
-    return result.ec == std::errc() && result.ptr == end;
 }
 
 } // namespace
@@ -129,16 +106,14 @@ ParamValue parse_param(const ParamSpec& spec, const std::string& text) {
     const std::string value = trimmed(text);
     switch (spec.kind) {
     case ParamSpec::Kind::integer: {
-        int64_t number = 0;
-        if (!parse_number(value, number) || !in_range(spec, static_cast<double>(number)))
-            bad_value(spec, text);
-        return number;
+        const std::optional<int64_t> number = parse_number<int64_t>(value);
+        if (!number || !in_range(spec, static_cast<double>(*number))) bad_value(spec, text);
+        return *number;
     }
     case ParamSpec::Kind::real: {
-        double number = 0.0;
-        if (!parse_number(value, number) || !std::isfinite(number) || !in_range(spec, number))
-            bad_value(spec, text);
-        return number;
+        const std::optional<double> number = parse_number<double>(value);
+        if (!number || !in_range(spec, *number)) bad_value(spec, text);
+        return *number;
     }
     case ParamSpec::Kind::boolean: {
         // YAML 1.1 spellings, which yaml-cpp's as<bool>() accepts too.
@@ -164,7 +139,7 @@ ParamValues default_params(std::span<const ParamSpec> specs) {
 
 std::string param_to_string(const ParamValue& value) {
     if (const auto* i = std::get_if<int64_t>(&value)) return std::to_string(*i);
-    if (const auto* d = std::get_if<double>(&value)) return number_to_string(*d);
+    if (const auto* d = std::get_if<double>(&value)) return shortest_decimal(*d);
     if (const auto* b = std::get_if<bool>(&value)) return *b ? "true" : "false";
     return std::get<std::string>(value);
 }

@@ -32,19 +32,6 @@ struct Step {
     size_t kernel = 0;
 };
 
-// The next allowed value below `bits` in the descending list `allowed`, or nullopt at its end.
-std::optional<int> next_lower(const std::vector<int>& allowed, int bits) {
-    const auto it = std::find(allowed.begin(), allowed.end(), bits);
-    if (it == allowed.end() || it + 1 == allowed.end()) return std::nullopt;
-    return *(it + 1);
-}
-
-// What the budget fitting needs of one quantizable layer to update costs kernel by kernel.
-struct LayerShape {
-    int64_t kernel_macs = 0;        // MACs per image of one kernel
-    int64_t weights_per_kernel = 0;
-};
-
 class RandomPolicy final : public SearchPolicy {
 public:
     explicit RandomPolicy(const PolicyContext& context)
@@ -55,10 +42,8 @@ public:
           kernel_bits_(context.space.kernel_weight_bits()), start_(context.space.highest(graph_)) {
         for (size_t i = 0; i < start_.layers.size(); ++i)
             if (!space_.is_pinned(start_.layers[i].name)) unpinned_.push_back(i);
-        for (const Node* layer : quantizable_layers(graph_)) {
-            const int64_t kernels = std::max<int64_t>(1, kernel_count(*layer));
-            shapes_.push_back({kernel_macs(graph_, *layer), layer->weight.numel() / kernels});
-        }
+        for (const Node* layer : quantizable_layers(graph_))
+            shapes_.push_back(kernel_shape(graph_, *layer));
     }
 
     Proposal propose(int64_t limit) override {
@@ -143,25 +128,25 @@ private:
         if (unpinned_.empty()) return steps;
         if (space_.granularity == Granularity::network) {
             const LayerBits& any = policy.layers[unpinned_.front()];
-            if (next_lower(space_.weight_bits, any.weight_bits.front()))
+            if (next_lower_bits(space_.weight_bits, any.weight_bits.front()))
                 steps.push_back({false, true, true, 0, 0});
-            if (next_lower(space_.activation_bits, any.activation_bits))
+            if (next_lower_bits(space_.activation_bits, any.activation_bits))
                 steps.push_back({true, true, false, 0, 0});
             return steps;
         }
         for (size_t l : unpinned_) {
             const LayerBits& layer = policy.layers[l];
-            if (next_lower(space_.activation_bits, layer.activation_bits))
+            if (next_lower_bits(space_.activation_bits, layer.activation_bits))
                 steps.push_back({true, false, false, l, 0});
             if (space_.granularity == Granularity::layer) {
-                if (next_lower(space_.weight_bits, layer.weight_bits.front()))
+                if (next_lower_bits(space_.weight_bits, layer.weight_bits.front()))
                     steps.push_back({false, false, true, l, 0});
                 continue;
             }
             const auto kept = std::count_if(layer.weight_bits.begin(), layer.weight_bits.end(),
                                             [](int b) { return b != 0; });
             for (size_t k = 0; k < layer.weight_bits.size(); ++k) {
-                const auto lower = next_lower(kernel_bits_, layer.weight_bits[k]);
+                const auto lower = next_lower_bits(kernel_bits_, layer.weight_bits[k]);
                 // Pruning the last kept kernel would cut the network.
                 if (lower && (*lower != 0 || kept > 1)) steps.push_back({false, false, false, l, k});
             }
@@ -179,13 +164,14 @@ private:
             LayerBits& layer = policy.layers[l];
             const LayerBits before = layer;
             if (step.activation) {
-                layer.activation_bits = *next_lower(space_.activation_bits, layer.activation_bits);
+                layer.activation_bits =
+                    *next_lower_bits(space_.activation_bits, layer.activation_bits);
             } else if (step.all_kernels) {
-                const int lower = *next_lower(space_.weight_bits, layer.weight_bits.front());
+                const int lower = *next_lower_bits(space_.weight_bits, layer.weight_bits.front());
                 std::fill(layer.weight_bits.begin(), layer.weight_bits.end(), lower);
             } else {
                 int& bits = layer.weight_bits[step.kernel];
-                bits = *next_lower(kernel_bits_, bits);
+                bits = *next_lower_bits(kernel_bits_, bits);
             }
             for (size_t k = 0; k < layer.weight_bits.size(); ++k) {
                 add_kernel(costs, l, before.weight_bits[k], before.activation_bits, -1);
@@ -195,15 +181,13 @@ private:
     }
 
     // Adds (sign +1) or removes (-1) the share of one kernel of layer `l` at `weight_bits` with
-    // the layer's input at `activation_bits`: BitOPs MACs * b_w * b_a; weight bits #weights * b_w
-    // plus a 32-bit scale when 1 <= b_w <= 16 (biases do not change); FLOPs 2 * MACs unless pruned.
+    // the layer's input at `activation_bits` (kernel_costs; biases do not change).
     void add_kernel(Costs& costs, size_t l, int weight_bits, int activation_bits,
                     int64_t sign) const {
-        const LayerShape& shape = shapes_[l];
-        const bool scaled = weight_bits >= 1 && weight_bits <= 16;
-        costs.bitops += sign * shape.kernel_macs * weight_bits * activation_bits;
-        costs.weight_bits += sign * (shape.weights_per_kernel * weight_bits + (scaled ? 32 : 0));
-        costs.flops += sign * (weight_bits > 0 ? 2 * shape.kernel_macs : 0);
+        const KernelCosts share = kernel_costs(shapes_[l], weight_bits, activation_bits);
+        costs.bitops += sign * share.bitops;
+        costs.weight_bits += sign * share.weight_bits;
+        costs.flops += sign * 2 * share.unpruned_macs;
     }
 
     const Graph& graph_;
@@ -214,7 +198,7 @@ private:
     std::vector<int> kernel_bits_;  // allowed bits of one kernel (0 last when pruning is allowed)
     BitPolicy start_;               // highest bits; the pinned layers' entries are final
     std::vector<size_t> unpinned_;  // indices into BitPolicy::layers
-    std::vector<LayerShape> shapes_; // per quantizable layer, graph order
+    std::vector<KernelShape> shapes_; // per quantizable layer, graph order
     int64_t proposed_ = 0;
 };
 

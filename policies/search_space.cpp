@@ -95,6 +95,18 @@ Objective parse_objective(const std::string& name) {
     throw Error("unknown objective '" + name + "'; use accuracy, relative_bitops or weight_bytes");
 }
 
+std::optional<int> next_lower_bits(const std::vector<int>& allowed, int bits) {
+    const auto it = std::find(allowed.begin(), allowed.end(), bits);
+    if (it == allowed.end() || it + 1 == allowed.end()) return std::nullopt;
+    return *(it + 1);
+}
+
+std::optional<int> next_higher_bits(const std::vector<int>& allowed, int bits) {
+    const auto it = std::find(allowed.begin(), allowed.end(), bits);
+    if (it == allowed.end() || it == allowed.begin()) return std::nullopt;
+    return *(it - 1);
+}
+
 bool meets_cost_constraints(const Constraints& constraints, const Costs& costs) {
     if (constraints.max_relative_bitops && costs.relative_bitops() > *constraints.max_relative_bitops)
         return false;

@@ -66,6 +66,12 @@ struct SearchSpace {
     std::string violation(const Graph& graph, const BitPolicy& policy) const;
 };
 
+// One step along a descending list of allowed bit-widths (SearchSpace::weight_bits,
+// activation_bits or kernel_weight_bits()): the entry after `bits` (next_lower_bits) or before
+// it (next_higher_bits); nullopt when `bits` is at that end of the list or not in it.
+std::optional<int> next_lower_bits(const std::vector<int>& allowed, int bits);
+std::optional<int> next_higher_bits(const std::vector<int>& allowed, int bits);
+
 // What a policy scored, as the run loop hands it back.
 struct Evaluation {
     BitPolicy policy;

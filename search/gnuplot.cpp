@@ -1,6 +1,7 @@
 #include "search/gnuplot.h"
 
 #include "evaluator/atomic_file.h"
+#include "evaluator/number_text.h"
 
 #include <fcntl.h>
 #include <spawn.h>
@@ -9,7 +10,6 @@
 
 #include <atomic>
 #include <cerrno>
-#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -22,12 +22,6 @@ extern char** environ;
 namespace mps {
 
 namespace fs = std::filesystem;
-
-std::string shortest_decimal(double v) {
-    char text[64];
-    const auto [end, ec] = std::to_chars(text, text + sizeof text, v);
-    return ec == std::errc() ? std::string(text, end) : std::to_string(v);
-}
 
 // Inside a gnuplot single-quoted string only the quote itself is special (written twice).
 std::string gnuplot_quoted(std::string_view text) {

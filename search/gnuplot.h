@@ -10,9 +10,6 @@
 
 namespace mps {
 
-// The shortest decimal form that reads back to the same double ("inf", "nan" when not finite).
-std::string shortest_decimal(double v);
-
 // `text` as a gnuplot single-quoted string (quotes doubled, line breaks dropped).
 std::string gnuplot_quoted(std::string_view text);
 

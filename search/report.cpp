@@ -4,6 +4,7 @@
 #include "evaluator/atomic_file.h"
 #include "evaluator/costs.h"
 #include "evaluator/error.h"
+#include "evaluator/number_text.h"
 #include "evaluator/sha256.h"
 #include "search/gnuplot.h"
 
@@ -12,7 +13,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -66,9 +66,6 @@ namespace {
 
 // ----------------------------------------------------------------------------------------------
 // Text helpers
-
-// The shortest decimal form that reads back to the same double ("inf", "nan" when not finite).
-std::string number(double v) { return shortest_decimal(v); }
 
 std::string printf_text(const char* format, double v) {
     char text[64];
@@ -158,10 +155,12 @@ std::string pareto_csv(const RunResult& result, const Fronts& fronts) {
             const ArchiveRecord& r = result.records[p.record];
             const Score& s = r.evaluation.score;
             out << front << ',' << r.id << ',' << csv_field(r.stage) << ','
-                << number(s.costs.relative_bitops()) << ',' << number(s.costs.weight_bytes()) << ','
-                << number(s.costs.relative_weight_bytes()) << ',' << unpruned_macs(s.costs) << ','
-                << number(s.accuracy_percent) << ',' << number(s.mean_kl) << ','
-                << csv_field(r.evaluation.policy.to_string()) << '\n';
+                << shortest_decimal(s.costs.relative_bitops()) << ','
+                << shortest_decimal(s.costs.weight_bytes()) << ','
+                << shortest_decimal(s.costs.relative_weight_bytes()) << ','
+                << unpruned_macs(s.costs) << ',' << shortest_decimal(s.accuracy_percent) << ','
+                << shortest_decimal(s.mean_kl) << ',' << csv_field(r.evaluation.policy.to_string())
+                << '\n';
         }
     };
     rows("bitops", fronts.bitops);
@@ -216,19 +215,21 @@ std::string pareto_plot_script(const RunResult& result, const Fronts& fronts,
       << "set xlabel 'relative BitOPs (BitOPs / FP32 BitOPs, log scale)'\n"
       << "set ylabel 'validation accuracy (%)'\n"
       << "set logscale x\n"
-      << "set xrange [" << number(x.lo / 1.3) << ':' << number(x.hi * 1.3) << "]\n"
-      << "set yrange [" << number(y.lo - y_pad) << ':' << number(y.hi + y_pad) << "]\n"
+      << "set xrange [" << shortest_decimal(x.lo / 1.3) << ':' << shortest_decimal(x.hi * 1.3)
+      << "]\n"
+      << "set yrange [" << shortest_decimal(y.lo - y_pad) << ':' << shortest_decimal(y.hi + y_pad)
+      << "]\n"
       << "set grid\nset key outside right top\n" // beside the plot: it never hides a point
-      << "set arrow from graph 0, first " << number(fp32) << " to graph 1, first " << number(fp32)
-      << " nohead dashtype 3 linecolor rgb '#7f7f7f'\n";
+      << "set arrow from graph 0, first " << shortest_decimal(fp32) << " to graph 1, first "
+      << shortest_decimal(fp32) << " nohead dashtype 3 linecolor rgb '#7f7f7f'\n";
     if (constraints.max_relative_bitops)
-        s << "set arrow from first " << number(*constraints.max_relative_bitops)
-          << ", graph 0 to first " << number(*constraints.max_relative_bitops)
+        s << "set arrow from first " << shortest_decimal(*constraints.max_relative_bitops)
+          << ", graph 0 to first " << shortest_decimal(*constraints.max_relative_bitops)
           << ", graph 1 nohead dashtype 2 linewidth 1.5 linecolor rgb '#d62728'\n";
     if (constraints.max_accuracy_drop)
-        s << "set arrow from graph 0, first " << number(fp32 - *constraints.max_accuracy_drop)
-          << " to graph 1, first " << number(fp32 - *constraints.max_accuracy_drop)
-          << " nohead dashtype 2 linewidth 1.5 linecolor rgb '#ff7f0e'\n";
+        s << "set arrow from graph 0, first "
+          << shortest_decimal(fp32 - *constraints.max_accuracy_drop) << " to graph 1, first "
+          << shortest_decimal(fp32 - *constraints.max_accuracy_drop) << " nohead dashtype 2 linewidth 1.5 linecolor rgb '#ff7f0e'\n";
     s << datablock("evaluations", all) << datablock("front", front)
       << datablock("baselines", baselines) << datablock("chosen", chosen);
 
@@ -253,11 +254,11 @@ std::string pareto_plot_script(const RunResult& result, const Fronts& fronts,
     if (constraints.max_relative_bitops)
         clauses.push_back("NaN with lines dashtype 2 linewidth 1.5 linecolor rgb '#d62728' title " +
                           gnuplot_quoted("max relative BitOPs " +
-                                         number(*constraints.max_relative_bitops)));
+                                         shortest_decimal(*constraints.max_relative_bitops)));
     if (constraints.max_accuracy_drop)
         clauses.push_back("NaN with lines dashtype 2 linewidth 1.5 linecolor rgb '#ff7f0e' title " +
                           gnuplot_quoted("max accuracy drop " +
-                                         number(*constraints.max_accuracy_drop)));
+                                         shortest_decimal(*constraints.max_accuracy_drop)));
     s << "plot ";
     for (size_t i = 0; i < clauses.size(); ++i) s << (i ? ", \\\n     " : "") << clauses[i];
     s << "\nunset output\n";
@@ -496,11 +497,13 @@ void report_constraints(std::ostream& md, const RunConfig& config) {
     }
     if (!k.max_relative_bitops && !k.max_weight_bytes && !k.max_macs && !k.max_accuracy_drop)
         md << "- constraints: none\n";
-    if (k.max_relative_bitops) md << "- max relative BitOPs: " << number(*k.max_relative_bitops) << "\n";
-    if (k.max_weight_bytes) md << "- max weight bytes: " << number(*k.max_weight_bytes) << "\n";
+    if (k.max_relative_bitops)
+        md << "- max relative BitOPs: " << shortest_decimal(*k.max_relative_bitops) << "\n";
+    if (k.max_weight_bytes)
+        md << "- max weight bytes: " << shortest_decimal(*k.max_weight_bytes) << "\n";
     if (k.max_macs) md << "- max MACs of unpruned kernels: " << *k.max_macs << "\n";
     if (k.max_accuracy_drop)
-        md << "- max accuracy drop: " << number(*k.max_accuracy_drop)
+        md << "- max accuracy drop: " << shortest_decimal(*k.max_accuracy_drop)
            << " points below FP32 validation accuracy\n";
     md << "- objective: " << objective_name(config.objective) << "\n\n";
 }
@@ -550,19 +553,19 @@ void report_chosen(std::ostream& md, const RunResult& result) {
     std::vector<Column> columns{
         {"chosen", accuracy_text(s.accuracy_percent),
          result.chosen_test ? accuracy_text(result.chosen_test->accuracy_percent) : "—",
-         ratio_text(s.costs.relative_bitops()), number(s.costs.weight_bytes()),
+         ratio_text(s.costs.relative_bitops()), shortest_decimal(s.costs.weight_bytes()),
          ratio_text(s.costs.relative_weight_bytes()), std::to_string(unpruned_macs(s.costs))},
         // FP32: every weight at 32 bits, no kernel pruned.
         {"FP32", accuracy_text(result.fp32_validation.accuracy_percent),
          accuracy_text(result.fp32_test.accuracy_percent), "1",
-         number(s.costs.fp32_weight_bytes()), "1", std::to_string(s.costs.macs)},
+         shortest_decimal(s.costs.fp32_weight_bytes()), "1", std::to_string(s.costs.macs)},
     };
     if (baseline) {
         const Costs& b = baseline->validation.costs;
         columns.push_back({"uniform " + uniform_bits_name(baseline->bits),
                            accuracy_text(baseline->validation.accuracy_percent),
                            accuracy_text(baseline->test.accuracy_percent),
-                           ratio_text(b.relative_bitops()), number(b.weight_bytes()),
+                           ratio_text(b.relative_bitops()), shortest_decimal(b.weight_bytes()),
                            ratio_text(b.relative_weight_bytes()), std::to_string(unpruned_macs(b))});
     }
     md << "|";
@@ -602,7 +605,7 @@ void report_front(std::ostream& md, const RunResult& result, const Fronts& front
         const ArchiveRecord& r = result.records[p.record];
         const bool is_chosen = result.chosen && *result.chosen == p.record;
         md << "| " << r.id << (is_chosen ? " (chosen)" : "") << " | " << md_cell(r.stage) << " | "
-           << ratio_text(p.cost) << " | " << number(costs_of(r).weight_bytes()) << " | "
+           << ratio_text(p.cost) << " | " << shortest_decimal(costs_of(r).weight_bytes()) << " | "
            << accuracy_text(p.accuracy) << " |\n";
     }
     md << "\nBoth fronts, with every figure and policy: `pareto.csv`.\n\n";
@@ -618,7 +621,7 @@ void report_baselines(std::ostream& md, const RunResult& result) {
        << "|---|---:|---:|---:|---:|\n";
     for (const BaselineResult& b : result.baselines)
         md << "| " << uniform_bits_name(b.bits) << " | " << ratio_text(b.validation.costs.relative_bitops())
-           << " | " << number(b.validation.costs.weight_bytes()) << " | "
+           << " | " << shortest_decimal(b.validation.costs.weight_bytes()) << " | "
            << accuracy_text(b.validation.accuracy_percent) << " | "
            << accuracy_text(b.test.accuracy_percent) << " |\n";
     md << "\n";

@@ -5,12 +5,13 @@
 
 #include "evaluator/activation_range.h"
 #include "evaluator/costs.h"
+#include "evaluator/number_text.h"
 #include "evaluator/onnx_io.h"
+#include "evaluator/yaml_problems.h"
 
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -21,30 +22,6 @@
 #include <sstream>
 
 namespace mps {
-
-// ----------------------------------------------------------------------------------------------
-// Problems
-
-namespace {
-
-std::string describe_problems(const std::string& file, const std::vector<ConfigProblem>& problems) {
-    std::string text;
-    for (const ConfigProblem& p : problems) {
-        if (!text.empty()) text += '\n';
-        text += file;
-        if (p.line > 0) text += ":" + std::to_string(p.line) + ":" + std::to_string(p.column);
-        text += ": ";
-        if (!p.key_path.empty()) text += p.key_path + ": ";
-        text += p.message;
-    }
-    return text;
-}
-
-} // namespace
-
-ConfigError::ConfigError(std::string file, std::vector<ConfigProblem> problems)
-    : Error(describe_problems(file, problems)), file_(std::move(file)),
-      problems_(std::move(problems)) {}
 
 // ----------------------------------------------------------------------------------------------
 // Suggestions
@@ -97,16 +74,9 @@ std::string suggestion(const std::string& word, const std::vector<std::string>& 
     return close.empty() ? "" : "did you mean '" + close + "'? ";
 }
 
-// The shortest decimal text that reads back to the same double.
-std::string number_text(double v) {
-    char text[64];
-    auto [end, ec] = std::to_chars(text, text + sizeof text, v);
-    return ec == std::errc() ? std::string(text, end) : std::to_string(v);
-}
-
 // `v` (> 0) rounded up to 4 significant digits: short, and still a limit that can be met.
 std::string rounded_up_text(double v) {
-    if (!(v > 0)) return number_text(v);
+    if (!(v > 0)) return shortest_decimal(v);
     const double step = std::pow(10.0, std::floor(std::log10(v)) - 3);
     char text[64];
     std::snprintf(text, sizeof text, "%.4g", std::ceil(v / step) * step);
@@ -117,17 +87,6 @@ std::string short_text(double v) {
     char text[64];
     std::snprintf(text, sizeof text, "%.4g", v);
     return text;
-}
-
-// The whole of `text` as a number of type T (a leading '+' allowed, as YAML allows it).
-template <typename T>
-bool parse_number(const std::string& text, T& value) {
-    const char* begin = text.data();
-    const char* end = text.data() + text.size();
-    if (begin != end && *begin == '+') ++begin;
-    if (begin == end || *begin == '+') return false;
-    const auto result = std::from_chars(begin, end, value);
-    return result.ec == std::errc() && result.ptr == end;
 }
 
 bool is_zoo_name(const std::string& model) {
@@ -200,27 +159,19 @@ struct Limit {
 
 class ConfigReader {
 public:
-    ConfigReader(const std::string& text, const std::string& name) {
+    ConfigReader(const std::string& text, const std::string& name) : problems_(name, text) {
         config_.source_path = name;
         config_.source_text = text;
     }
 
     RunConfig read() {
-        YAML::Node root;
-        try {
-            root = YAML::Load(config_.source_text);
-        } catch (const YAML::Exception& e) {
-            problem(within_text(e.mark), "",
-                    "malformed YAML: " + e.msg +
-                        "; fix the syntax (indentation, brackets, a ':' after each key)");
-            fail();
-        }
+        const YAML::Node root = problems_.parse();
         if (!root.IsMap()) {
             YAML::Mark start;
             problem(root.IsNull() ? start : root.Mark(), "",
                     "the file is " + (root.IsNull() ? std::string("empty") : node_kind(root)) +
                         ", not a mapping of keys; start from configs/quickstart.yaml");
-            fail();
+            problems_.raise();
         }
         const Fields top = fields(root, YAML::Mark(), "",
                                   {"model", "data", "quantizers", "granularity", "bits", "pinned",
@@ -244,48 +195,17 @@ public:
             if (auto workers = integer(*f, 1, 256, "e.g. the number of cores"))
                 config_.workers = static_cast<int>(*workers);
         read_output(top.get("output"));
-        if (!problems_.empty()) fail();
+        problems_.raise_if_any();
         return std::move(config_);
     }
 
 private:
     // --- problems ---
 
-    // The parser reports a file that ends too early (an unclosed bracket or quote) at the end of
-    // the text, a line after the last one when the file ends with a newline; the end of the last
-    // line is where an editor shows it.
-    YAML::Mark within_text(YAML::Mark mark) const {
-        const std::string& text = config_.source_text;
-        const int lines = static_cast<int>(std::count(text.begin(), text.end(), '\n')) +
-                          (text.empty() || text.back() == '\n' ? 0 : 1);
-        if (mark.is_null() || lines == 0 || mark.line < lines) return mark;
-        const size_t end = text.back() == '\n' ? text.size() - 1 : text.size();
-        const size_t start = text.rfind('\n', end == 0 ? 0 : end - 1);
-        mark.line = lines - 1;
-        mark.column = static_cast<int>(end - (start == std::string::npos ? 0 : start + 1));
-        return mark;
-    }
-
     void problem(const YAML::Mark& mark, const std::string& path, const std::string& message) {
-        ConfigProblem p;
-        if (!mark.is_null()) {
-            p.line = mark.line + 1;
-            p.column = mark.column + 1;
-        }
-        p.key_path = path;
-        p.message = message;
-        problems_.push_back(std::move(p));
+        problems_.add(mark, path, message);
     }
     void problem(const Field& f, const std::string& message) { problem(f.mark, f.path, message); }
-
-    [[noreturn]] void fail() {
-        // File order; problems at the same place keep the order they were found in.
-        std::stable_sort(problems_.begin(), problems_.end(),
-                         [](const ConfigProblem& a, const ConfigProblem& b) {
-                             return std::pair(a.line, a.column) < std::pair(b.line, b.column);
-                         });
-        throw ConfigError(config_.source_path, std::move(problems_));
-    }
 
     // --- structure ---
 
@@ -355,16 +275,12 @@ private:
             problem(f, "expected " + range + ", got " + node_kind(f.node) + "; " + fix);
             return std::nullopt;
         }
-        int64_t value = 0;
-        double real = 0;
         const std::string& s = f.node.Scalar();
-        bool ok = parse_number(s, value);
-        if (!ok && parse_number(s, real) && std::isfinite(real) && real == std::floor(real) &&
-            std::fabs(real) < 9.0e18) { // 1e6 is an integer too
-            value = static_cast<int64_t>(real);
-            ok = true;
-        }
-        if (!ok || value < lo || value > hi) {
+        std::optional<int64_t> value = parse_number<int64_t>(s);
+        if (const auto real = parse_number<double>(s);
+            !value && real && *real == std::floor(*real) && std::fabs(*real) < 9.0e18)
+            value = static_cast<int64_t>(*real); // 1e6 is an integer too
+        if (!value || *value < lo || *value > hi) {
             problem(f, "expected " + range + ", got '" + s + "'; " + fix);
             return std::nullopt;
         }
@@ -372,8 +288,8 @@ private:
     }
 
     std::optional<uint64_t> unsigned_integer(const Field& f) {
-        uint64_t value = 0;
-        if (f.node.IsScalar() && parse_number(f.node.Scalar(), value)) return value;
+        if (f.node.IsScalar())
+            if (const auto value = parse_number<uint64_t>(f.node.Scalar())) return value;
         problem(f, "expected an integer in [0, 2^64 - 1], got " + node_kind(f.node) +
                        "; use any non-negative integer, e.g. 1");
         return std::nullopt;
@@ -382,12 +298,12 @@ private:
     // A number > lo (or >= lo when `inclusive`) and <= hi.
     std::optional<double> number(const Field& f, double lo, bool inclusive, double hi,
                                  const std::string& fix) {
-        std::string range = "a number " + std::string(inclusive ? ">= " : "> ") + number_text(lo);
-        if (std::isfinite(hi)) range += " and <= " + number_text(hi);
-        double value = 0;
-        const bool ok = f.node.IsScalar() && parse_number(f.node.Scalar(), value) &&
-                        std::isfinite(value);
-        if (!ok || (inclusive ? value < lo : value <= lo) || value > hi) {
+        std::string range =
+            "a number " + std::string(inclusive ? ">= " : "> ") + shortest_decimal(lo);
+        if (std::isfinite(hi)) range += " and <= " + shortest_decimal(hi);
+        const std::optional<double> value =
+            f.node.IsScalar() ? parse_number<double>(f.node.Scalar()) : std::nullopt;
+        if (!value || (inclusive ? *value < lo : *value <= lo) || *value > hi) {
             problem(f, "expected " + range + ", got " + node_kind(f.node) + "; " + fix);
             return std::nullopt;
         }
@@ -613,13 +529,15 @@ private:
             const YAML::Node item = f.node[i];
             const Field element{item, item.Mark(), f.path + "[" + std::to_string(i) + "]",
                                 item.Mark()};
-            int value = 0;
-            if (!item.IsScalar() || !parse_number(item.Scalar(), value)) {
+            const std::optional<int> parsed =
+                item.IsScalar() ? parse_number<int>(item.Scalar()) : std::nullopt;
+            if (!parsed) {
                 problem(element, "expected a bit-width (1..8, 16 or 32), got " + node_kind(item) +
                                      "; write a whole number such as 4");
                 ok = false;
                 continue;
             }
+            const int value = *parsed;
             // Weights and activations allow the same widths here: 0 (pruning) is not a width.
             if (value == 0 || !valid_activation_bits(value)) {
                 problem(element, "bit-width " + item.Scalar() + " is not allowed; use 1..8, "
@@ -726,8 +644,7 @@ private:
     // policy costs on this model.
     std::optional<Limit> cost_limit(const Field& f, bool bitops) {
         Limit limit{0, f.mark, f.path, f.node.IsScalar() ? f.node.Scalar() : ""};
-        double value = 0;
-        if (f.node.IsScalar() && parse_number(f.node.Scalar(), value)) {
+        if (f.node.IsScalar() && parse_number<double>(f.node.Scalar())) {
             auto n = number(f, 0, false, HUGE_VAL,
                             bitops ? "e.g. 0.0625 (= W4A8 of FP32's 32x32) or W4A4"
                                    : "e.g. 12000 or W4A4");
@@ -819,7 +736,7 @@ private:
             if (limit.value >= minimum) continue;
             problem(limit.mark, limit.path,
                     "impossible constraint: " + limit.as_written +
-                        (limit.as_written == number_text(limit.value)
+                        (limit.as_written == shortest_decimal(limit.value)
                              ? ""
                              : " (= " + short_text(limit.value) + ")") +
                         " is below " + rounded_up_text(minimum) + ", " + what + "; " + fix +
@@ -946,7 +863,7 @@ private:
     }
 
     RunConfig config_;
-    std::vector<ConfigProblem> problems_;
+    YamlProblems problems_; // every problem, reported together at the end
     bool model_loaded_ = false;
     bool weight_bits_unknown_ = false;     // bits.weights has a problem
     bool activation_bits_unknown_ = false; // bits.activations has a problem

@@ -17,6 +17,7 @@
 #include "evaluator/graph.h"
 #include "evaluator/policy_file.h"
 #include "evaluator/quantized_network.h"
+#include "evaluator/yaml_problems.h"
 #include "policies/policy.h"
 #include "policies/search_space.h"
 
@@ -68,24 +69,11 @@ struct RunConfig {
     std::string output_dir;    // default: runs/<file stem>
 };
 
-struct ConfigProblem {
-    int line = 0, column = 0;  // 1-based; 0 when unknown (e.g. a missing key: the parent's mark)
-    std::string key_path;      // "constraints.max_relative_bitops", "policy.lookahead", "bits.weights[2]"
-    std::string message;       // problem and fix
-};
-
-// Thrown by load_run_config: every problem found, in file order; what() is all of them, one per
-// line, each as "<file>:<line>:<column>: <key_path>: <message>".
-class ConfigError : public Error {
-public:
-    ConfigError(std::string file, std::vector<ConfigProblem> problems);
-    const std::vector<ConfigProblem>& problems() const { return problems_; }
-    const std::string& file() const { return file_; }
-
-private:
-    std::string file_;
-    std::vector<ConfigProblem> problems_;
-};
+// One problem of a config (a missing key is placed at its parent's mark), and what
+// load_run_config throws: every problem found, in file order; what() is all of them, one per
+// line, each as "<file>:<line>:<column>: <key_path>: <message>" (evaluator/yaml_problems.h).
+using ConfigProblem = YamlProblem;
+using ConfigError = YamlError;
 
 // Reads and validates the config file `path` (and the model it names). Throws ConfigError (every
 // problem) or mps::Error (the file cannot be read).

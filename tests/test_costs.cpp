@@ -20,15 +20,21 @@ Graph two_layer_model() {
     return b.finish(b.fully_connected(x, 3));
 }
 
-} // namespace
-
-TEST_CASE("costs: hand counts for a two-layer model with pruned kernels and mixed bits") {
-    const Graph g = two_layer_model();
+// Pruned kernels, a float kernel, a 1-bit kernel and different activation bits per layer.
+BitPolicy mixed_policy(const Graph& g) {
     BitPolicy p = BitPolicy::uniform(g, 32, 32);
     p.layers[0].activation_bits = 8;
     p.layers[0].weight_bits = {4, 0, 2, 8};
     p.layers[1].activation_bits = 4;
     p.layers[1].weight_bits = {32, 1, 0};
+    return p;
+}
+
+} // namespace
+
+TEST_CASE("costs: hand counts for a two-layer model with pruned kernels and mixed bits") {
+    const Graph g = two_layer_model();
+    const BitPolicy p = mixed_policy(g);
     const Costs c = compute_costs(g, p);
 
     // MACs: conv kernel = 9 weights x 16 positions = 144, layer 576; fc kernel 64, layer 192.
@@ -66,6 +72,39 @@ TEST_CASE("costs: hand counts for a two-layer model with pruned kernels and mixe
     // 32. Steps: conv 288 + 2048; relu 2048 + 2048; flatten 2048 + 256; fc 256 + 96.
     CHECK(c.peak_activation_bits == 4096);
     CHECK(c.fp32_peak_activation_bits == 4096);
+}
+
+TEST_CASE("costs: kernel_costs summed over a layer's kernels plus its biases is the layer's cost") {
+    const Graph g = two_layer_model();
+    const KernelShape conv = kernel_shape(g, g.nodes[0]);
+    CHECK(conv.macs == 144);
+    CHECK(conv.weights == 9);
+    // The hand counts above, kernel by kernel: pruned no scale, 1..16 bits a scale, 32 none.
+    CHECK(kernel_costs(conv, 4, 8).bitops == 144 * 4 * 8);
+    CHECK(kernel_costs(conv, 4, 8).weight_bits == 9 * 4 + 32);
+    CHECK(kernel_costs(conv, 4, 8).unpruned_macs == 144);
+    CHECK(kernel_costs(conv, 0, 8).bitops == 0);
+    CHECK(kernel_costs(conv, 0, 8).weight_bits == 0);
+    CHECK(kernel_costs(conv, 0, 8).unpruned_macs == 0);
+    CHECK(kernel_costs(conv, 16, 8).weight_bits == 9 * 16 + 32);
+    CHECK(kernel_costs(conv, 32, 8).weight_bits == 9 * 32);
+
+    const BitPolicy p = mixed_policy(g);
+    const Costs c = compute_costs(g, p);
+    for (size_t l = 0; l < p.layers.size(); ++l) {
+        const Node& node = *g.find_node(p.layers[l].name);
+        const KernelShape shape = kernel_shape(g, node);
+        KernelCosts sum;
+        for (int b : p.layers[l].weight_bits) {
+            const KernelCosts k = kernel_costs(shape, b, p.layers[l].activation_bits);
+            sum.bitops += k.bitops;
+            sum.weight_bits += k.weight_bits;
+            sum.unpruned_macs += k.unpruned_macs;
+        }
+        CHECK(sum.bitops == c.layers[l].bitops);
+        CHECK(sum.weight_bits + bias_bits(node) == c.layers[l].weight_bits);
+        CHECK(sum.unpruned_macs == c.layers[l].unpruned_macs);
+    }
 }
 
 TEST_CASE("costs: W32A32 is the FP32 reference and relative figures are 1") {

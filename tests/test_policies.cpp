@@ -263,6 +263,20 @@ TEST_CASE("policies: highest, lowest and kernel_weight_bits honour pins and prun
     CHECK_THROWS_AS(empty.highest(g), Error);
 }
 
+TEST_CASE("policies: next_lower_bits and next_higher_bits step along a descending list") {
+    const std::vector<int> allowed{8, 4, 2, 0};
+    CHECK(next_lower_bits(allowed, 8) == 4);
+    CHECK(next_lower_bits(allowed, 2) == 0);
+    CHECK_FALSE(next_lower_bits(allowed, 0).has_value()); // the end of the list
+    CHECK_FALSE(next_lower_bits(allowed, 6).has_value()); // not in the list
+    CHECK(next_higher_bits(allowed, 0) == 2);
+    CHECK(next_higher_bits(allowed, 4) == 8);
+    CHECK_FALSE(next_higher_bits(allowed, 8).has_value());
+    CHECK_FALSE(next_higher_bits(allowed, 32).has_value());
+    CHECK_FALSE(next_lower_bits({}, 8).has_value());
+    CHECK_FALSE(next_higher_bits({}, 8).has_value());
+}
+
 TEST_CASE("policies: violation names the first rule a policy breaks") {
     const Graph g = three_layer_model();
     SearchSpace s = small_space(Granularity::kernel);

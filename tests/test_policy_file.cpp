@@ -1,14 +1,17 @@
-// Policy files: write -> read round trips, every rejection with its line number, atomic writes;
-// SHA-256 against the FIPS 180 test vectors.
+// Policy files: write -> read round trips, every rejection with its line and column, all
+// problems of a file reported together, atomic writes; SHA-256 against the FIPS 180 test vectors.
 #include "evaluator/error.h"
 #include "evaluator/policy_file.h"
 #include "evaluator/sha256.h"
+#include "evaluator/yaml_problems.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <unistd.h>
@@ -81,22 +84,44 @@ struct Fixture {
         return error_of_text(text);
     }
 
-    std::string error_of_text(const std::string& text) const {
+    // Writes `text` as the policy file and reads it: what it reports, or nullopt when it reads.
+    std::optional<YamlError> read_error(const std::string& text) const {
         const std::string path = dir.file("policy.yaml");
         write_text(path, text);
         try {
             read_policy_file(path, graph, model_path);
-        } catch (const Error& e) {
-            return e.what();
+        } catch (const YamlError& e) {
+            return e;
         }
-        return "";
+        return std::nullopt;
     }
 
-    std::string at(int line) const { return dir.file("policy.yaml") + ":" + std::to_string(line) + ": "; }
+    std::string error_of_text(const std::string& text) const {
+        const std::optional<YamlError> error = read_error(text);
+        return error ? error->what() : "";
+    }
+
+    std::vector<YamlProblem> problems_of_text(const std::string& text) const {
+        const std::optional<YamlError> error = read_error(text);
+        return error ? error->problems() : std::vector<YamlProblem>{};
+    }
+
+    std::string at(int line, int column) const {
+        return dir.file("policy.yaml") + ":" + std::to_string(line) + ":" + std::to_string(column) +
+               ": ";
+    }
 };
 
 bool starts_with(const std::string& text, const std::string& prefix) {
     return text.rfind(prefix, 0) == 0;
+}
+
+// True when one line of `error` starts with `prefix` and contains `part`.
+bool has_line(const std::string& error, const std::string& prefix, const std::string& part) {
+    std::istringstream lines(error);
+    for (std::string line; std::getline(lines, line);)
+        if (starts_with(line, prefix) && line.find(part) != std::string::npos) return true;
+    return false;
 }
 
 } // namespace
@@ -193,53 +218,58 @@ TEST_CASE("policy_file: the hand-written valid file reads") {
     minimal = minimal.substr(0, minimal.find("metrics:"));
     minimal.erase(minimal.find("quantizers:"), minimal.find("layers:") - minimal.find("quantizers:"));
     CHECK(f.error_of_text(minimal).empty());
+    // Numbers read as everywhere else (number_text.h): a '+' sign is allowed.
+    std::string signed_bits = f.valid_text();
+    signed_bits.replace(signed_bits.find("activation_bits: 8"), 18, "activation_bits: +8");
+    CHECK(f.error_of_text(signed_bits).empty());
 }
 
-TEST_CASE("policy_file: every rejection names the file and the line") {
+TEST_CASE("policy_file: every rejection names the file, the line and the column") {
     Fixture f;
     CHECK(f.error_with(0, "").empty()); // the unmodified text is valid
 
     struct Case {
         int line;                 // line to replace
         std::string replacement;
-        int error_line;           // line the error must name
+        int error_line;           // position the error must name
+        int error_column;
         std::string message;      // part of the message
     };
     const std::vector<Case> cases{
-        {11, "    weight_bits: [4, 4, 0\n", 12, "malformed YAML"},
-        {1, "version: 2\n", 1, "version 2 is not supported"},
-        {1, "", 1, "missing key 'version'"},
-        {4, "  sha256: " + std::string(64, 'a') + "\n", 4, "but " + f.model_path + " has SHA-256"},
-        {4, "  sha256: 1234\n", 4, "64 lowercase hex digits"},
-        {6, "  weights: {name: lloyd}\n", 6, "unknown weight quantizer 'lloyd'; known quantizers: "
-                                             "uniform, uniform_asymmetric, ls, kmeans"},
-        {6, "  weights: {name: kmeans, args: {iters: 3}}\n", 6, "unknown argument 'iters'"},
-        {7, "  activations: {calibration: entropy}\n", 7, "unknown activation calibration rule"},
-        {9, "  conv9:\n", 9, "unknown layer 'conv9'"},
-        {9, "  relu1:\n", 9, "'relu1' is a relu node"},
-        {12, "  conv0:\n", 12, "appears twice"},
-        {11, "    weight_bits: [4, 4, 0]\n", 11, "has 4 kernels but weight_bits lists 3"},
-        {11, "    weight_bits: [4, 4, 0, 9]\n", 11, "kernel 3: weight bit-width 9 is out of range"},
-        {11, "    weight_bits: [4,\n      4, 0,\n      17]\n", 13, "weight bit-width 17 is out of range"},
-        {14, "    weight_bits: -1\n", 14, "weight bit-width -1 is out of range"},
-        {13, "    activation_bits: 0\n", 13, "activation bit-width 0 is out of range"},
-        {13, "    activation_bits: 4.5\n", 13, "must be an integer, got '4.5'"},
-        {13, "    activation_bit: 4\n", 13, "unknown key 'activation_bit'"},
-        {13, "", 13, "missing key 'activation_bits'"}, // a block mapping is marked at its first key
-        {14, "    weight_bits: {a: 1}\n", 14, "a number or a list"},
-        {12, "  fully_connected3: 4\n  other:\n", 12, "must be a mapping"},
-        {16, "  accuracy: high\n", 16, "must be a number, got 'high'"},
-        {17, "  split: validation\n  bitops: 1.5\n", 18, "must be an integer"},
-        {17, "  spilt: validation\n", 17, "unknown key 'spilt'"},
-        {15, "extra: 1\nmetrics:\n", 15, "unknown key 'extra'"},
+        {11, "    weight_bits: [4, 4, 0\n", 12, 19, "malformed YAML"},
+        {1, "version: 2\n", 1, 10, "version 2 is not supported"},
+        {1, "", 1, 1, "missing key 'version'"},
+        {4, "  sha256: " + std::string(64, 'a') + "\n", 4, 11, "but " + f.model_path + " has SHA-256"},
+        {4, "  sha256: 1234\n", 4, 11, "64 lowercase hex digits"},
+        {6, "  weights: {name: lloyd}\n", 6, 12, "unknown weight quantizer 'lloyd'; known quantizers: "
+                                                 "uniform, uniform_asymmetric, ls, kmeans"},
+        {6, "  weights: {name: kmeans, args: {iters: 3}}\n", 6, 12, "unknown argument 'iters'"},
+        {7, "  activations: {calibration: entropy}\n", 7, 16, "unknown activation calibration rule"},
+        {9, "  conv9:\n", 9, 3, "unknown layer 'conv9'"},
+        {9, "  relu1:\n", 9, 3, "'relu1' is a relu node"},
+        {12, "  conv0:\n", 12, 3, "appears twice"},
+        {11, "    weight_bits: [4, 4, 0]\n", 11, 18, "has 4 kernels but weight_bits lists 3"},
+        {11, "    weight_bits: [4, 4, 0, 9]\n", 11, 28, "kernel 3: weight bit-width 9 is out of range"},
+        {11, "    weight_bits: [4,\n      4, 0,\n      17]\n", 13, 7, "weight bit-width 17 is out of range"},
+        {14, "    weight_bits: -1\n", 14, 18, "weight bit-width -1 is out of range"},
+        {13, "    activation_bits: 0\n", 13, 22, "activation bit-width 0 is out of range"},
+        {13, "    activation_bits: 4.5\n", 13, 22, "must be an integer, got '4.5'"},
+        {13, "    activation_bits: +-4\n", 13, 22, "must be an integer, got '+-4'"},
+        {13, "    activation_bit: 4\n", 13, 5, "unknown key 'activation_bit'"},
+        {13, "", 13, 5, "missing key 'activation_bits'"}, // a block mapping is marked at its first key
+        {14, "    weight_bits: {a: 1}\n", 14, 18, "a number or a list"},
+        {12, "  fully_connected3: 4\n  other:\n", 12, 21, "must be a mapping"},
+        {16, "  accuracy: high\n", 16, 13, "must be a number, got 'high'"},
+        {17, "  split: validation\n  bitops: 1.5\n", 18, 11, "must be an integer"},
+        {17, "  spilt: validation\n", 17, 3, "unknown key 'spilt'"},
+        {15, "extra: 1\nmetrics:\n", 15, 1, "unknown key 'extra'"},
     };
     for (const Case& c : cases) {
         CAPTURE(c.replacement);
         const std::string error = f.error_with(c.line, c.replacement);
-        CHECK(starts_with(error, f.at(c.error_line)));
-        CHECK(error.find(c.message) != std::string::npos);
-        if (!starts_with(error, f.at(c.error_line)) || error.find(c.message) == std::string::npos)
-            MESSAGE(error);
+        const bool found = has_line(error, f.at(c.error_line, c.error_column), c.message);
+        CHECK(found);
+        if (!found) MESSAGE(error);
     }
 
     // A layer missing altogether: named, at the line of the layers mapping.
@@ -248,13 +278,63 @@ TEST_CASE("policy_file: every rejection names the file and the line") {
         const size_t from = text.find("  fully_connected3:");
         text.erase(from, text.find("metrics:") - from);
         const std::string error = f.error_of_text(text);
-        CHECK(starts_with(error, f.at(9))); // yaml-cpp marks a block mapping at its first key
-        CHECK(error.find("layers 'fully_connected3' of the model are missing") != std::string::npos);
+        // yaml-cpp marks a block mapping at its first key
+        CHECK(has_line(error, f.at(9, 3), "layers 'fully_connected3' of the model are missing"));
     }
     CHECK(f.error_of_text("- just\n- a list\n").find("not a YAML mapping") != std::string::npos);
     CHECK(f.error_of_text("").find("not a YAML mapping") != std::string::npos);
     CHECK_THROWS_WITH_AS(read_policy_file(f.dir.file("missing.yaml"), f.graph, f.model_path),
                          doctest::Contains("cannot open the policy file"), Error);
+}
+
+TEST_CASE("policy_file: every problem of a file is reported at once, in file order") {
+    Fixture f;
+    std::string text = f.valid_text();
+    const auto replace = [&text](const std::string& from, const std::string& to) {
+        text.replace(text.find(from), from.size(), to);
+    };
+    replace("version: 1", "version: 2");                           // 1:10
+    replace("  sha256: " + f.hash, "  sha256: 1234");               // 4:11
+    replace("weight_bits: [4, 4, 0, 2]", "weight_bits: [4, 9, 0, 17]"); // 11:22 and 11:28
+    replace("activation_bits: 4", "activation_bits: 0");           // 13:22
+    replace("accuracy: 88.5", "acuracy: 88.5");                     // 16:3
+    const std::vector<YamlProblem> problems = f.problems_of_text(text);
+    struct Expected {
+        int line, column;
+        std::string message;
+    };
+    const std::vector<Expected> expected{
+        {1, 10, "version 2 is not supported"},
+        {4, 11, "64 lowercase hex digits"},
+        {11, 22, "kernel 1: weight bit-width 9 is out of range"},
+        {11, 28, "kernel 3: weight bit-width 17 is out of range"},
+        {13, 22, "activation bit-width 0 is out of range"},
+        {16, 3, "unknown key 'acuracy'"},
+    };
+    REQUIRE(problems.size() == expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+        CAPTURE(i);
+        CHECK(problems[i].line == expected[i].line);
+        CHECK(problems[i].column == expected[i].column);
+        CHECK(problems[i].message.find(expected[i].message) != std::string::npos);
+    }
+    // what() is all of them, one per line, each at its position.
+    const std::string error = f.error_of_text(text);
+    CHECK(std::count(error.begin(), error.end(), '\n') + 1 == static_cast<long>(expected.size()));
+    for (const Expected& e : expected)
+        CHECK(has_line(error, f.at(e.line, e.column), e.message));
+}
+
+TEST_CASE("policy_file: a policy made for another model is one problem, not one per layer") {
+    Fixture f;
+    std::string text = f.valid_text();
+    text.replace(text.find(f.hash), f.hash.size(), std::string(64, 'a'));
+    text.replace(text.find("conv0:"), 6, "conv9:"); // would be unknown for this model
+    const std::vector<YamlProblem> problems = f.problems_of_text(text);
+    REQUIRE(problems.size() == 1);
+    CHECK(problems[0].line == 4);
+    CHECK(problems[0].message.find("the policy was made for a model with SHA-256") !=
+          std::string::npos);
 }
 
 TEST_CASE("policy_file: damaged files give mps::Error, never another exception") {

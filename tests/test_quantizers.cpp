@@ -174,6 +174,10 @@ TEST_CASE("quantizers: registry lists names and rejects unknown names and argume
     CHECK_THROWS_WITH_AS(make_weight_quantizer("ls", {{"two_bit", "best"}}),
                          doctest::Contains("'greedy' or 'optimal'"), Error);
     CHECK(make_weight_quantizer("kmeans", {{"iterations", "7"}})->args().at("iterations") == "7");
+    // Quantizer arguments read numbers as every other reader does (number_text.h).
+    CHECK_NOTHROW(make_weight_quantizer("kmeans", {{"iterations", "+7"}}));
+    CHECK_THROWS_WITH_AS(make_weight_quantizer("kmeans", {{"iterations", "+-7"}}),
+                         doctest::Contains("must be an integer"), Error);
     CHECK(make_weight_quantizer("ls")->args().at("two_bit") == "greedy");
 }
 
@@ -447,6 +451,9 @@ TEST_CASE("activations: calibration rules max, percentile and mse") {
     CHECK_THROWS_WITH_AS(make_calibration("percentile", {{"percentile", "101"}}),
                          doctest::Contains("must be a number in"), Error);
     CHECK(calibration_args(pct).at("percentile") == "99.99");
+    // shortest_decimal's form, which reads back as the same double ("1e+02" before it).
+    CHECK(calibration_args(make_calibration("percentile", {{"percentile", "100"}}))
+              .at("percentile") == "100");
 }
 
 TEST_CASE("activations: observer ranges do not depend on batching, order or merging") {

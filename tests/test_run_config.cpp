@@ -264,6 +264,8 @@ TEST_CASE("run config: values of the wrong type") {
     };
     const std::vector<Case> cases{
         {"seed: abc", "seed", "expected an integer"},
+        {"workers: +-2", "workers", "got '+-2'"}, // one sign at most (number_text.h)
+        {"bits: {weights: [8, ++4]}", "bits.weights[1]", "got '++4'"},
         {"workers: [2]", "workers", "got a list"},
         {"bits: {weights: 8}", "bits.weights", "expected a non-empty list"},
         {"bits: {weights: {a: 1}}", "bits.weights", "got a mapping"},
@@ -611,9 +613,12 @@ TEST_CASE("run config: every problem of a file is reported at once, in file orde
                                              "bits.activations[1]", "pinned.conv7",
                                              "budget.max_evaluations", "outptu"};
         const std::vector<int> lines{3, 5, 7, 8, 9, 10, 11};
+        const std::vector<int> columns{14, 7, 19, 20, 10, 27, 1}; // the value, or the key
         for (size_t i = 0; i < p.size(); ++i) {
+            CAPTURE(paths[i]);
             CHECK(p[i].key_path == paths[i]);
             CHECK(p[i].line == lines[i]);
+            CHECK(p[i].column == columns[i]);
         }
         // what(): one problem per line as <file>:<line>:<column>: <key path>: <message>.
         const std::string what = e.what();

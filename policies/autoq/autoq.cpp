@@ -102,19 +102,13 @@ constexpr double relabel_sigma = 0.1;
 
 enum class Axis { bitops, weight_bits, flops };
 
-struct LayerShape {
-    int64_t kernel_macs = 0;
-    int64_t weights_per_kernel = 0;
-    int64_t bias_bits = 0;
-};
-
-// One kernel's share of a cost axis, as evaluator/costs.h defines the costs (biases apart).
-int64_t kernel_cost(Axis axis, const LayerShape& s, int weight_bits, int activation_bits) {
+// One kernel's share of a cost axis (kernel_costs in evaluator/costs.h; biases apart).
+int64_t kernel_cost(Axis axis, const KernelShape& s, int weight_bits, int activation_bits) {
+    const KernelCosts share = kernel_costs(s, weight_bits, activation_bits);
     switch (axis) {
-    case Axis::bitops: return s.kernel_macs * weight_bits * activation_bits;
-    case Axis::weight_bits:
-        return s.weights_per_kernel * weight_bits + (weight_bits >= 1 && weight_bits <= 16 ? 32 : 0);
-    case Axis::flops: return weight_bits > 0 ? 2 * s.kernel_macs : 0;
+    case Axis::bitops: return share.bitops;
+    case Axis::weight_bits: return share.weight_bits;
+    case Axis::flops: return 2 * share.unpruned_macs;
     }
     return 0;
 }
@@ -126,12 +120,6 @@ std::optional<Axis> exceeded(const Constraints& c, const Costs& costs) {
     if (c.max_weight_bytes && costs.weight_bytes() > *c.max_weight_bytes) return Axis::weight_bits;
     if (c.max_macs && costs.flops / 2 > *c.max_macs) return Axis::flops;
     return std::nullopt;
-}
-
-std::optional<int> next_lower(const std::vector<int>& allowed, int bits) {
-    const auto it = std::find(allowed.begin(), allowed.end(), bits);
-    if (it == allowed.end() || it + 1 == allowed.end()) return std::nullopt;
-    return *(it + 1);
 }
 
 // How far `costs` is over the constraint on `axis`, in that axis' units; at least 1, so that the
@@ -266,7 +254,7 @@ private:
     std::vector<size_t> step_layers_;            // the layers an episode's HLC steps look at
     std::vector<std::vector<float>> descriptions_; // per layer, normalized
     std::vector<std::vector<KernelFeatures>> kernels_;
-    std::vector<LayerShape> shapes_;
+    std::vector<KernelShape> shapes_;
     BitPolicy start_;
 
     Axis budget_axis_ = Axis::bitops;
@@ -347,7 +335,7 @@ void AutoqPolicy::describe_layers(const WeightQuantizer& quantizer) {
         descriptions_.push_back(layer_description(l));
         const size_t size = static_cast<size_t>(n.weight.numel() / std::max<int64_t>(1, kernels));
         kernels_.push_back(kernel_features(n, static_cast<size_t>(kernels), size, quantizer));
-        shapes_.push_back({kernel_macs(graph_, n), static_cast<int64_t>(size), n.bias.numel() * 32});
+        shapes_.push_back(kernel_shape(graph_, n));
     }
     // The first 10 values are min-max normalized over the layers; the one-hot type is kept.
     for (size_t column = 0; column < 10; ++column) {
@@ -435,7 +423,7 @@ void AutoqPolicy::set_budget_axis() {
     budget_ = std::max(budget_, 1.0);
     for (size_t l = 0; l < layers_.size(); ++l) {
         if (space_.is_pinned(layers_[l]->name)) fixed_cost_ += layer_cost(budget_axis_, start_.layers[l], l);
-        if (budget_axis_ == Axis::weight_bits) fixed_cost_ += shapes_[l].bias_bits;
+        if (budget_axis_ == Axis::weight_bits) fixed_cost_ += bias_bits(*layers_[l]);
     }
 }
 
@@ -548,7 +536,7 @@ std::optional<WeightStep> AutoqPolicy::weight_step(const BitPolicy& policy,
         const LayerBits& bits = policy.layers[l];
         const auto [first, end] = unit_kernels(unit, bits.weight_bits.size());
         for (size_t k = first; k < end; ++k) {
-            const auto lower = next_lower(allowed, bits.weight_bits[k]);
+            const auto lower = next_lower_bits(allowed, bits.weight_bits[k]);
             if (!lower) return std::nullopt;
             const std::vector<int>& w = bits.weight_bits;
             if (*lower == 0 && std::count(w.begin(), w.end(), 0) + 1 ==
@@ -588,7 +576,7 @@ bool AutoqPolicy::lower_weights(BitPolicy& policy, const std::vector<ProjectionU
             std::vector<int>& weight_bits = policy.layers[l].weight_bits;
             const auto [first, end] = unit_kernels(*best, weight_bits.size());
             for (size_t k = first; k < end; ++k)
-                weight_bits[k] = *next_lower(allowed, weight_bits[k]);
+                weight_bits[k] = *next_lower_bits(allowed, weight_bits[k]);
         }
         excess -= best_saving;
         lowered = true;
@@ -604,7 +592,7 @@ void AutoqPolicy::lower_activations(BitPolicy& policy, Axis axis) const {
     int64_t target_saving = 0;
     for (size_t l : unpinned_) {
         const LayerBits& bits = policy.layers[l];
-        const auto lower = next_lower(space_.activation_bits, bits.activation_bits);
+        const auto lower = next_lower_bits(space_.activation_bits, bits.activation_bits);
         if (!lower) continue;
         LayerBits moved = bits;
         moved.activation_bits = *lower;
@@ -622,7 +610,7 @@ void AutoqPolicy::lower_activations(BitPolicy& policy, Axis axis) const {
         space_.granularity == Granularity::network ? unpinned_ : std::vector<size_t>{*target};
     for (size_t l : lowered_layers)
         policy.layers[l].activation_bits =
-            *next_lower(space_.activation_bits, policy.layers[l].activation_bits);
+            *next_lower_bits(space_.activation_bits, policy.layers[l].activation_bits);
 }
 
 // --- Rounds ----------------------------------------------------------------------------------
