@@ -26,7 +26,7 @@
 #include "evaluator/costs.h"
 #include "evaluator/dataset.h"
 #include "evaluator/graph.h"
-#include "evaluator/policy_file.h"
+#include "evaluator/quantizer.h"
 #include "evaluator/quantized_network.h"
 #include "evaluator/score.h"
 

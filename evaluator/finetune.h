@@ -32,7 +32,6 @@
 #include "evaluator/bit_policy.h"
 #include "evaluator/dataset.h"
 #include "evaluator/graph.h"
-#include "evaluator/policy_file.h"
 #include "evaluator/quantized_network.h"
 #include "evaluator/quantizer.h"
 #include "evaluator/train_network.h"

@@ -35,7 +35,6 @@
 #include "evaluator/dataset.h"
 #include "evaluator/graph.h"
 #include "evaluator/hard_concrete.h"
-#include "evaluator/policy_file.h"
 #include "evaluator/quantized_network.h"
 #include "evaluator/quantizer.h"
 #include "evaluator/residual_quantizer.h"

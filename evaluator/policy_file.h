@@ -22,12 +22,6 @@ namespace mps {
 
 inline constexpr int policy_file_version = 1;
 
-struct QuantizerSpec {
-    std::string name;
-    QuantizerArgs args;
-    bool operator==(const QuantizerSpec&) const = default;
-};
-
 // What the policy scored. Every field is optional on read; the writer writes the present ones.
 struct PolicyMetrics {
     std::optional<double> accuracy;       // top-1, percent

@@ -54,6 +54,14 @@ namespace mps {
 // (`iterations: 50` -> {"iterations", "50"}).
 using QuantizerArgs = std::map<std::string, std::string>;
 
+// A quantizer (weight quantizer or calibration rule) by name, with its arguments: what a run
+// config, a policy file and the evaluator's options name.
+struct QuantizerSpec {
+    std::string name;
+    QuantizerArgs args;
+    bool operator==(const QuantizerSpec&) const = default;
+};
+
 class WeightQuantizer {
 public:
     virtual ~WeightQuantizer() = default;

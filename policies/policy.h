@@ -14,7 +14,7 @@
 #include "evaluator/dataset.h"
 #include "evaluator/graph.h"
 #include "evaluator/quantized_network.h"
-#include "evaluator/policy_file.h"
+#include "evaluator/quantizer.h"
 #include "policies/search_space.h"
 
 #include <cstdint>
