@@ -1,8 +1,8 @@
 #include "bench/bench_common.h"
 
 #include "bench/machine.h"
-#include "evaluator/atomic_file.h"
-#include "evaluator/error.h"
+#include "evaluator/base/atomic_file.h"
+#include "evaluator/base/error.h"
 
 #include <algorithm>
 #include <cstdio>

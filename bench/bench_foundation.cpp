@@ -10,12 +10,12 @@
 // bench/pytorch_baseline.py are shown beside ours with the ratio. Writes <out>.json and <out>.md
 // (atomically) and ends with one summary line.
 #include "bench/bench_common.h"
-#include "evaluator/dataset.h"
-#include "evaluator/error.h"
-#include "evaluator/evaluate.h"
-#include "evaluator/onnx_io.h"
-#include "evaluator/trainer.h"
-#include "evaluator/zoo.h"
+#include "evaluator/base/error.h"
+#include "evaluator/data/dataset.h"
+#include "evaluator/engine/evaluate.h"
+#include "evaluator/io/onnx_io.h"
+#include "evaluator/io/zoo.h"
+#include "evaluator/train/trainer.h"
 #include "search/cli_options.h"
 
 #include <algorithm>

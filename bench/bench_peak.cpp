@@ -22,9 +22,9 @@
 // 256, at the thread count of the best matmul rate (what oneDNN's int8 kernels deliver).
 // Writes <out>.json and <out>.md atomically and prints the Markdown report.
 #include "bench/bench_common.h"
-#include "evaluator/error.h"
-#include "evaluator/graph.h"
-#include "evaluator/onnx_io.h"
+#include "evaluator/base/error.h"
+#include "evaluator/io/onnx_io.h"
+#include "evaluator/ir/graph.h"
 #include "search/cli_options.h"
 
 #include <oneapi/dnnl/dnnl.hpp>

@@ -19,13 +19,13 @@
 // depend on the weights; accuracy is then meaningless). Writes <out>.json and <out>.md
 // atomically and ends with one summary line.
 #include "bench/bench_common.h"
-#include "evaluator/dataset.h"
-#include "evaluator/error.h"
-#include "evaluator/evaluate.h"
-#include "evaluator/evaluator.h"
-#include "evaluator/onnx_io.h"
-#include "evaluator/quantized_network.h"
-#include "evaluator/zoo.h"
+#include "evaluator/base/error.h"
+#include "evaluator/data/dataset.h"
+#include "evaluator/engine/evaluate.h"
+#include "evaluator/engine/evaluator.h"
+#include "evaluator/engine/quantized_network.h"
+#include "evaluator/io/onnx_io.h"
+#include "evaluator/io/zoo.h"
 #include "search/cli_options.h"
 
 #include <algorithm>

@@ -18,8 +18,8 @@
 // seconds of its runs; with --compare-with, a reproduction section compares every run with the
 // same run of an earlier results.json (exact figures, ratio of seconds).
 #include "bench/bench_common.h"
-#include "evaluator/atomic_file.h"
-#include "evaluator/error.h"
+#include "evaluator/base/atomic_file.h"
+#include "evaluator/base/error.h"
 #include "search/cli_options.h"
 #include "search/gnuplot.h"
 #include "search/report.h"

@@ -1,6 +1,6 @@
 #include "bench/machine.h"
 
-#include "evaluator/int8_isa.h"
+#include "evaluator/engine/int8_isa.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
 

@@ -71,8 +71,8 @@
 //     only looked up, never iterated.
 #include "policies/policy.h"
 
-#include "evaluator/error.h"
-#include "evaluator/quantizer.h"
+#include "evaluator/base/error.h"
+#include "evaluator/quant/quantizer.h"
 
 #include <algorithm>
 #include <cmath>

@@ -2,8 +2,8 @@
 // of policies by name. The registry table itself is in registry.cpp.
 #include "policies/policy.h"
 
-#include "evaluator/error.h"
-#include "evaluator/number_text.h"
+#include "evaluator/base/error.h"
+#include "evaluator/base/number_text.h"
 
 #include <algorithm>
 #include <cctype>

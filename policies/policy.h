@@ -11,10 +11,10 @@
 //
 // Adding a policy: one file in policies/ defining `PolicyInfo <name>_policy_info()` and one line
 // in policies/registry.cpp.
-#include "evaluator/dataset.h"
-#include "evaluator/graph.h"
-#include "evaluator/quantized_network.h"
-#include "evaluator/quantizer.h"
+#include "evaluator/data/dataset.h"
+#include "evaluator/engine/quantized_network.h"
+#include "evaluator/ir/graph.h"
+#include "evaluator/quant/quantizer.h"
 #include "policies/search_space.h"
 
 #include <cstdint>

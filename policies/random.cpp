@@ -2,12 +2,12 @@
 // search must beat at the same number of evaluations.
 //
 // Candidates come one after another from one generator, so the i-th candidate is the same
-// whatever the batch sizes. The draws are RandomDraws (evaluator/train_random.h) rather than std
+// whatever the batch sizes. The draws are RandomDraws (evaluator/base/seeded_random.h) rather than std
 // distributions, whose output differs between standard libraries: the same seed gives the same
 // candidates on every platform.
 #include "policies/policy.h"
 
-#include "evaluator/train_random.h"
+#include "evaluator/base/seeded_random.h"
 
 #include <algorithm>
 #include <optional>

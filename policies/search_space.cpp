@@ -1,7 +1,7 @@
 // The search space's rules (search_space.h) and the pick among scored points.
 #include "policies/search_space.h"
 
-#include "evaluator/error.h"
+#include "evaluator/base/error.h"
 
 #include <algorithm>
 

@@ -12,10 +12,10 @@
 //     granularity is kernel (a whole layer is never pruned: it would cut the network);
 //     allowed activation bits: `activation_bits`. Both lists are descending and distinct.
 //   - a pinned layer has exactly its pinned bits (all kernels), whatever the granularity.
-#include "evaluator/bit_policy.h"
-#include "evaluator/costs.h"
-#include "evaluator/score.h"
-#include "evaluator/graph.h"
+#include "evaluator/ir/bit_policy.h"
+#include "evaluator/ir/costs.h"
+#include "evaluator/ir/graph.h"
+#include "evaluator/ir/score.h"
 
 #include <cstdint>
 #include <map>
@@ -75,7 +75,7 @@ std::optional<int> next_higher_bits(const std::vector<int>& allowed, int bits);
 // What a policy scored, as the run loop hands it back.
 struct Evaluation {
     BitPolicy policy;
-    Score score; // on the validation split (evaluator/score.h)
+    Score score; // on the validation split (evaluator/ir/score.h)
 };
 
 // What the run (and a policy that refines a chosen point) optimizes once constraints hold.

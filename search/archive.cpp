@@ -1,7 +1,7 @@
 #include "search/archive.h"
 
-#include "evaluator/atomic_file.h"
-#include "evaluator/error.h"
+#include "evaluator/base/atomic_file.h"
+#include "evaluator/base/error.h"
 
 #include <nlohmann/json.hpp>
 #include <unistd.h>

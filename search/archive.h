@@ -10,8 +10,8 @@
 //   chosen     the chosen policy on the test split
 // Scores store accuracy, loss, KL, SQNR, counts and seconds; costs are stored for readers but
 // recomputed from the policy when loading (they are a pure function of the policy).
-#include "evaluator/evaluator.h"
-#include "evaluator/graph.h"
+#include "evaluator/engine/evaluator.h"
+#include "evaluator/ir/graph.h"
 #include "search/run_result.h"
 
 #include <cstdio>

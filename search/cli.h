@@ -1,6 +1,6 @@
 #pragma once
 // Subcommands of the mpsearch executable. Each takes the arguments after its name and returns 0
-// (done, or --help), or throws: mps::Error (evaluator/error.h) and anything else escape to
+// (done, or --help), or throws: mps::Error (evaluator/base/error.h) and anything else escape to
 // search/main.cpp, the one place that prints the message and picks the exit code:
 //   0  success
 //   1  a failure while running: an output that cannot be written (disk full, a directory that

@@ -3,15 +3,15 @@
 #include "search/cli.h"
 #include "search/cli_options.h"
 
-#include "evaluator/bit_policy.h"
-#include "evaluator/dataset.h"
-#include "evaluator/error.h"
-#include "evaluator/evaluate.h"
-#include "evaluator/evaluator.h"
-#include "evaluator/graph.h"
-#include "evaluator/onnx_io.h"
-#include "evaluator/policy_file.h"
-#include "evaluator/sha256.h"
+#include "evaluator/base/error.h"
+#include "evaluator/base/sha256.h"
+#include "evaluator/data/dataset.h"
+#include "evaluator/engine/evaluate.h"
+#include "evaluator/engine/evaluator.h"
+#include "evaluator/io/onnx_io.h"
+#include "evaluator/io/policy_file.h"
+#include "evaluator/ir/bit_policy.h"
+#include "evaluator/ir/graph.h"
 
 #include <nlohmann/json.hpp>
 

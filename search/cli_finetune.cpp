@@ -1,20 +1,20 @@
 // mpsearch finetune: quantization-aware fine-tuning of a model under a policy file
-// (evaluator/finetune.h). Scores the test split before and after with the ordinary Evaluator and
+// (evaluator/train/finetune.h). Scores the test split before and after with the ordinary Evaluator and
 // the policy's quantizers, then writes the tuned model (float master weights) and the same policy
 // pointing at it, with the after-figure as its metrics, so that
 // `mpsearch eval --model OUT --policy OUT.policy.yaml` reproduces that figure exactly.
 #include "search/cli.h"
 #include "search/cli_options.h"
 
-#include "evaluator/atomic_file.h"
-#include "evaluator/dataset.h"
-#include "evaluator/error.h"
-#include "evaluator/evaluator.h"
-#include "evaluator/finetune.h"
-#include "evaluator/graph.h"
-#include "evaluator/onnx_io.h"
-#include "evaluator/policy_file.h"
-#include "evaluator/sha256.h"
+#include "evaluator/base/atomic_file.h"
+#include "evaluator/base/error.h"
+#include "evaluator/base/sha256.h"
+#include "evaluator/data/dataset.h"
+#include "evaluator/engine/evaluator.h"
+#include "evaluator/io/onnx_io.h"
+#include "evaluator/io/policy_file.h"
+#include "evaluator/ir/graph.h"
+#include "evaluator/train/finetune.h"
 
 #include <cstdio>
 #include <iostream>

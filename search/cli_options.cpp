@@ -1,6 +1,6 @@
 #include "search/cli_options.h"
 
-#include "evaluator/error.h"
+#include "evaluator/base/error.h"
 
 #include <ostream>
 

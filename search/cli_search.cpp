@@ -2,7 +2,7 @@
 // results are; --resume continues a run directory from its archive.
 #include "search/cli.h"
 
-#include "evaluator/error.h"
+#include "evaluator/base/error.h"
 #include "search/cli_options.h"
 #include "search/run.h"
 #include "search/run_config.h"

@@ -1,14 +1,14 @@
-// mpsearch train: trains a zoo architecture (evaluator/zoo.h) on the Fashion-MNIST train split,
+// mpsearch train: trains a zoo architecture (evaluator/io/zoo.h) on the Fashion-MNIST train split,
 // reports every epoch, folds batch norm, exports ONNX and reports the folded model's test accuracy.
 #include "search/cli.h"
 
-#include "evaluator/dataset.h"
-#include "evaluator/error.h"
-#include "evaluator/evaluate.h"
-#include "evaluator/graph.h"
-#include "evaluator/onnx_io.h"
-#include "evaluator/trainer.h"
-#include "evaluator/zoo.h"
+#include "evaluator/base/error.h"
+#include "evaluator/data/dataset.h"
+#include "evaluator/engine/evaluate.h"
+#include "evaluator/io/onnx_io.h"
+#include "evaluator/io/zoo.h"
+#include "evaluator/ir/graph.h"
+#include "evaluator/train/trainer.h"
 #include "search/cli_options.h"
 
 #include <omp.h>

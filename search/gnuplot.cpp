@@ -1,7 +1,7 @@
 #include "search/gnuplot.h"
 
-#include "evaluator/atomic_file.h"
-#include "evaluator/number_text.h"
+#include "evaluator/base/atomic_file.h"
+#include "evaluator/base/number_text.h"
 
 #include <fcntl.h>
 #include <spawn.h>

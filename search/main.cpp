@@ -1,9 +1,9 @@
 // mpsearch: searches mixed-precision quantization policies for trained CNNs.
 // This file only dispatches to the subcommands (search/cli.h) and is the one place that turns an
-// escaped error into one message and an exit code, by the error's kind (evaluator/error.h).
+// escaped error into one message and an exit code, by the error's kind (evaluator/base/error.h).
 #include "search/cli.h"
 
-#include "evaluator/error.h"
+#include "evaluator/base/error.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
 

@@ -1,11 +1,11 @@
 // Output files of a finished run (report.h; formats in docs/outputs.md).
 #include "search/report.h"
 
-#include "evaluator/atomic_file.h"
-#include "evaluator/costs.h"
-#include "evaluator/error.h"
-#include "evaluator/number_text.h"
-#include "evaluator/sha256.h"
+#include "evaluator/base/atomic_file.h"
+#include "evaluator/base/error.h"
+#include "evaluator/base/number_text.h"
+#include "evaluator/base/sha256.h"
+#include "evaluator/ir/costs.h"
 #include "search/gnuplot.h"
 
 #include <nlohmann/json.hpp>

@@ -9,7 +9,7 @@
 //   report.md     config echo, versions, seed, evaluations, seconds, stop reason, the chosen
 //                 policy's per-layer bits, the Pareto table, uniform baselines (validation, test)
 // The formats are documented in docs/outputs.md. Files are written with write_file_atomically
-// (evaluator/atomic_file.h).
+// (evaluator/base/atomic_file.h).
 #include "search/run_result.h"
 
 #include <span>

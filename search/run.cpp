@@ -1,9 +1,9 @@
 #include "search/run.h"
 
-#include "evaluator/atomic_file.h"
-#include "evaluator/error.h"
-#include "evaluator/int8_isa.h"
-#include "evaluator/sha256.h"
+#include "evaluator/base/atomic_file.h"
+#include "evaluator/base/error.h"
+#include "evaluator/base/sha256.h"
+#include "evaluator/engine/int8_isa.h"
 #include "search/archive.h"
 #include "search/progress.h"
 #include "search/report.h"

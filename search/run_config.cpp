@@ -3,11 +3,11 @@
 // model (pins, "W4A4" limits, the cheapest policy of the space). docs/config.md is the user's view.
 #include "search/run_config.h"
 
-#include "evaluator/activation_range.h"
-#include "evaluator/costs.h"
-#include "evaluator/number_text.h"
-#include "evaluator/onnx_io.h"
-#include "evaluator/yaml_problems.h"
+#include "evaluator/base/number_text.h"
+#include "evaluator/io/onnx_io.h"
+#include "evaluator/io/yaml_problems.h"
+#include "evaluator/ir/costs.h"
+#include "evaluator/quant/activation_range.h"
 
 #include <yaml-cpp/yaml.h>
 

@@ -12,12 +12,12 @@
 // Paths inside the file (model, data.dir, output) are relative to the current directory. A model
 // given as a bare zoo name (no '/' and no ".onnx", e.g. `resnet8`) is models/<name>.onnx of the
 // source tree (MPSEARCH_MODELS_DIR, compiled in), or of $MPSEARCH_MODELS when that is set.
-#include "evaluator/dataset.h"
-#include "evaluator/error.h"
-#include "evaluator/graph.h"
-#include "evaluator/policy_file.h"
-#include "evaluator/quantized_network.h"
-#include "evaluator/yaml_problems.h"
+#include "evaluator/base/error.h"
+#include "evaluator/data/dataset.h"
+#include "evaluator/engine/quantized_network.h"
+#include "evaluator/io/policy_file.h"
+#include "evaluator/io/yaml_problems.h"
+#include "evaluator/ir/graph.h"
 #include "policies/policy.h"
 #include "policies/search_space.h"
 
@@ -71,7 +71,7 @@ struct RunConfig {
 
 // One problem of a config (a missing key is placed at its parent's mark), and what
 // load_run_config throws: every problem found, in file order; what() is all of them, one per
-// line, each as "<file>:<line>:<column>: <key_path>: <message>" (evaluator/yaml_problems.h).
+// line, each as "<file>:<line>:<column>: <key_path>: <message>" (evaluator/io/yaml_problems.h).
 using ConfigProblem = YamlProblem;
 using ConfigError = YamlError;
 

@@ -1,8 +1,8 @@
 #pragma once
 // What a search run produced, as the run loop hands it to the output writers (report.h) and as
 // archive.jsonl stores it, one ArchiveRecord per line.
-#include "evaluator/bit_policy.h"
-#include "evaluator/evaluator.h"
+#include "evaluator/engine/evaluator.h"
+#include "evaluator/ir/bit_policy.h"
 #include "policies/search_space.h"
 #include "search/run_config.h"
 

@@ -2,9 +2,9 @@
 // Test helpers: build small Graphs by hand with deterministic random parameters, and compare
 // tensors. Parameters are drawn uniformly from +-sqrt(3 / fan_in) so that activations keep a
 // variance near one through deep stacks.
-#include "evaluator/dataset.h"
-#include "evaluator/graph.h"
-#include "evaluator/tensor.h"
+#include "evaluator/data/dataset.h"
+#include "evaluator/ir/graph.h"
+#include "evaluator/ir/tensor.h"
 
 #include <algorithm>
 #include <cmath>

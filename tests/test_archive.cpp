@@ -2,7 +2,7 @@
 // a tail torn by a kill is dropped, and damage elsewhere is an error naming the line.
 #include "search/archive.h"
 
-#include "evaluator/error.h"
+#include "evaluator/base/error.h"
 #include "tests/graph_builders.h"
 #include "tests/temp_dir.h"
 

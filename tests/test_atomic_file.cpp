@@ -1,8 +1,8 @@
-// write_file_atomically (evaluator/atomic_file.h): the bytes arrive whole, replace an older file,
+// write_file_atomically (evaluator/base/atomic_file.h): the bytes arrive whole, replace an older file,
 // leave no temporary, work for a name without a directory part (the parent is "."), and a write
 // that cannot happen is an mps::Failure (an exit-1 failure, not bad input) naming the path.
-#include "evaluator/atomic_file.h"
-#include "evaluator/error.h"
+#include "evaluator/base/atomic_file.h"
+#include "evaluator/base/error.h"
 #include "tests/temp_dir.h"
 
 #include <doctest/doctest.h>

@@ -5,9 +5,9 @@
 #include "policies/autoq/ddpg.h"
 #include "policies/policy.h"
 
-#include "evaluator/costs.h"
-#include "evaluator/error.h"
-#include "evaluator/onnx_io.h"
+#include "evaluator/base/error.h"
+#include "evaluator/io/onnx_io.h"
+#include "evaluator/ir/costs.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

@@ -2,9 +2,9 @@
 // residual quantizer against a plain affine quantizer written here from that definition, its
 // straight-through backward against finite differences of its forward, and the hard-concrete
 // gates and the BitOPs regularizer against finite differences and hand-computed values.
-#include "evaluator/error.h"
-#include "evaluator/hard_concrete.h"
-#include "evaluator/residual_quantizer.h"
+#include "evaluator/base/error.h"
+#include "evaluator/quant/residual_quantizer.h"
+#include "policies/bayesian_bits/hard_concrete.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

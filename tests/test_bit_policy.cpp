@@ -1,7 +1,7 @@
 // BitPolicy: uniform and per-layer construction, "W4A8" parsing, validation errors against a
 // graph, compact strings, equality and hashing.
-#include "evaluator/bit_policy.h"
-#include "evaluator/error.h"
+#include "evaluator/base/error.h"
+#include "evaluator/ir/bit_policy.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

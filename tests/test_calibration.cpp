@@ -1,9 +1,9 @@
 // Calibration against a naive computation: the max (and mean magnitude, count) of every
 // quantizable layer's input over the calibration images, computed with the reference ops.
-#include "evaluator/quantized_network.h"
+#include "evaluator/engine/quantized_network.h"
 
-#include "evaluator/error.h"
-#include "evaluator/reference.h"
+#include "evaluator/base/error.h"
+#include "evaluator/ref/reference.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

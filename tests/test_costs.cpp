@@ -1,7 +1,7 @@
 // Costs against hand counts for a two-layer model (conv + fully connected) with pruned kernels
 // and mixed bit-widths, and the peak activation memory schedule.
-#include "evaluator/costs.h"
-#include "evaluator/error.h"
+#include "evaluator/base/error.h"
+#include "evaluator/ir/costs.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

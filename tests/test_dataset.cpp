@@ -1,7 +1,7 @@
 // Readers for idx (raw and gzip'd) and CIFAR-10 batches, on files the tests write, plus the
 // Fashion-MNIST splits and normalization on the installed data set.
-#include "evaluator/dataset.h"
-#include "evaluator/error.h"
+#include "evaluator/base/error.h"
+#include "evaluator/data/dataset.h"
 #include "tests/temp_dir.h"
 
 #include <doctest/doctest.h>

@@ -1,10 +1,10 @@
 // Evaluator: bit-identical scores whatever the worker count, with or without the incremental
 // cache, in one call or one candidate at a time; scores carry the right costs and counts.
-#include "evaluator/evaluator.h"
+#include "evaluator/engine/evaluator.h"
 
-#include "evaluator/error.h"
-#include "evaluator/evaluate.h"
-#include "evaluator/reference.h"
+#include "evaluator/base/error.h"
+#include "evaluator/engine/evaluate.h"
+#include "evaluator/ref/reference.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

@@ -1,13 +1,13 @@
-// Quantization-aware fine-tuning (evaluator/finetune.h): straight-through gradients through the
+// Quantization-aware fine-tuning (evaluator/train/finetune.h): straight-through gradients through the
 // fake-quantized activations and quantized weights against a naive computation and against the
 // float network at the quantized point, the QAT forward against the QuantizedNetwork fake path,
 // fine-tuning lowering the loss, and a 32-bit policy being plain training bit for bit.
-#include "evaluator/error.h"
-#include "evaluator/finetune.h"
-#include "evaluator/inference.h"
-#include "evaluator/quantized_network.h"
-#include "evaluator/train_network.h"
-#include "evaluator/trainer.h"
+#include "evaluator/base/error.h"
+#include "evaluator/engine/inference.h"
+#include "evaluator/engine/quantized_network.h"
+#include "evaluator/train/finetune.h"
+#include "evaluator/train/train_network.h"
+#include "evaluator/train/trainer.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

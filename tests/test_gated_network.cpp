@@ -1,17 +1,17 @@
-// Bayesian Bits training (evaluator/gated_network.h): which gates a set of allowed bit-widths
+// Bayesian Bits training (policies/bayesian_bits/gated_network.h): which gates a set of allowed bit-widths
 // leaves to learn, the ActivationHook path of TrainNetwork that runs the gated activation
 // quantizers (padded blocked layouts included), the untrained GatedNetwork against a naive
 // computation on the affine b-bit grids, and the training behaviour: determinism, the bit
 // regularizer lowering BitOPs, pinned layers, fix_gates() and weight training.
-#include "evaluator/activation_range.h"
-#include "evaluator/costs.h"
-#include "evaluator/error.h"
-#include "evaluator/evaluate.h"
-#include "evaluator/gated_network.h"
-#include "evaluator/quantized_network.h"
-#include "evaluator/reference.h"
-#include "evaluator/residual_quantizer.h"
-#include "evaluator/train_network.h"
+#include "evaluator/base/error.h"
+#include "evaluator/engine/evaluate.h"
+#include "evaluator/engine/quantized_network.h"
+#include "evaluator/ir/costs.h"
+#include "evaluator/quant/activation_range.h"
+#include "evaluator/quant/residual_quantizer.h"
+#include "evaluator/ref/reference.h"
+#include "evaluator/train/train_network.h"
+#include "policies/bayesian_bits/gated_network.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

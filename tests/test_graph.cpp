@@ -1,7 +1,7 @@
 // Graph IR: shape inference and its errors, BN folding against conv-then-BN, MAC counts by hand.
-#include "evaluator/error.h"
-#include "evaluator/graph.h"
-#include "evaluator/reference.h"
+#include "evaluator/base/error.h"
+#include "evaluator/ir/graph.h"
+#include "evaluator/ref/reference.h"
 
 #include <doctest/doctest.h>
 

@@ -3,10 +3,10 @@
 // and once by the real Evaluator on a tiny network.
 #include "policies/policy.h"
 
-#include "evaluator/costs.h"
-#include "evaluator/error.h"
-#include "evaluator/evaluator.h"
-#include "evaluator/quantizer.h"
+#include "evaluator/base/error.h"
+#include "evaluator/engine/evaluator.h"
+#include "evaluator/ir/costs.h"
+#include "evaluator/quant/quantizer.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

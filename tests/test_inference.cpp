@@ -1,10 +1,10 @@
 // The oneDNN float32 engine against the naive reference, op by op and on small networks.
-#include "evaluator/inference.h"
+#include "evaluator/engine/inference.h"
 
-#include "evaluator/error.h"
-#include "evaluator/evaluate.h"
-#include "evaluator/reference.h"
-#include "evaluator/zoo.h"
+#include "evaluator/base/error.h"
+#include "evaluator/engine/evaluate.h"
+#include "evaluator/io/zoo.h"
+#include "evaluator/ref/reference.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

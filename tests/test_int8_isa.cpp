@@ -2,11 +2,11 @@
 // worst case for oneDNN's non-VNNI int8 kernels, every code at its largest magnitude, exact on
 // whatever ISA the test runs under (ctest runs it again with DNNL_MAX_CPU_ISA=AVX2 and
 // AVX512_CORE, where an s8 source has its weights halved and pair sums saturate at int16).
-#include "evaluator/int8_isa.h"
+#include "evaluator/engine/int8_isa.h"
 
-#include "evaluator/error.h"
-#include "evaluator/quantized_network.h"
-#include "evaluator/quantized_reference.h"
+#include "evaluator/base/error.h"
+#include "evaluator/engine/quantized_network.h"
+#include "evaluator/ref/quantized_reference.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

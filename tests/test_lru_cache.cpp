@@ -1,6 +1,6 @@
-// LruCache (evaluator/lru_cache.h): recency order, eviction by total cost, the newest entry never
+// LruCache (evaluator/base/lru_cache.h): recency order, eviction by total cost, the newest entry never
 // evicted, replacement, peek without touching, moves.
-#include "evaluator/lru_cache.h"
+#include "evaluator/base/lru_cache.h"
 
 #include <doctest/doctest.h>
 

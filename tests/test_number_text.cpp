@@ -1,6 +1,6 @@
-// parse_number and shortest_decimal (evaluator/number_text.h): what the one number parser
+// parse_number and shortest_decimal (evaluator/base/number_text.h): what the one number parser
 // accepts and rejects, and that the one formatter prints the shortest text that reads back.
-#include "evaluator/number_text.h"
+#include "evaluator/base/number_text.h"
 
 #include <doctest/doctest.h>
 

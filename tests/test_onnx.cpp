@@ -1,9 +1,9 @@
 // ONNX import/export: round trips are bit-exact, the PyTorch fixtures map onto the expected IR,
 // every supported ONNX idiom (built here as protobufs) imports as documented, and every kind of
 // bad input is a clear mps::Error.
-#include "evaluator/error.h"
-#include "evaluator/graph.h"
-#include "evaluator/onnx_io.h"
+#include "evaluator/base/error.h"
+#include "evaluator/io/onnx_io.h"
+#include "evaluator/ir/graph.h"
 #include "tests/graph_builders.h"
 #include "tests/temp_dir.h"
 

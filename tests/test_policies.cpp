@@ -1,7 +1,7 @@
 // The policy support code (parameters, registry), the search space's rules, the pick among
 // scored points, and the two baseline policies `uniform` and `random`.
-#include "evaluator/costs.h"
-#include "evaluator/error.h"
+#include "evaluator/base/error.h"
+#include "evaluator/ir/costs.h"
 #include "policies/policy.h"
 #include "policies/search_space.h"
 #include "tests/graph_builders.h"

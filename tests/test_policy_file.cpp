@@ -1,9 +1,9 @@
 // Policy files: write -> read round trips, every rejection with its line and column, all
 // problems of a file reported together, atomic writes; SHA-256 against the FIPS 180 test vectors.
-#include "evaluator/error.h"
-#include "evaluator/policy_file.h"
-#include "evaluator/sha256.h"
-#include "evaluator/yaml_problems.h"
+#include "evaluator/base/error.h"
+#include "evaluator/base/sha256.h"
+#include "evaluator/io/policy_file.h"
+#include "evaluator/io/yaml_problems.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

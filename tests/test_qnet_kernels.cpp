@@ -1,13 +1,13 @@
-// The vectorized activation loops of the quantized network (evaluator/qnet_loops.h) against the
+// The vectorized activation loops of the quantized network (evaluator/engine/qnet_loops.h) against the
 // plain quantizer, bit for bit, each compiled copy forced in turn (as ncnn and ggml test their
 // fast kernels against reference ones): the kernels pick one copy by CPU, so a wrong wide copy
 // would otherwise go unseen on machines that pick the baseline, and the other way round. The
 // inputs are chosen where vector code goes wrong: ties, one ulp either side of a tie, the clamp
 // edges, +-0, infinities, subnormals, NaN, and ranges that start and end off a vector boundary.
-#include "evaluator/activation_range.h"
-#include "evaluator/host_chunks.h"
-#include "evaluator/qnet_kernels.h"
-#include "evaluator/qnet_loops.h"
+#include "evaluator/base/host_chunks.h"
+#include "evaluator/engine/qnet_kernels.h"
+#include "evaluator/engine/qnet_loops.h"
+#include "evaluator/quant/activation_range.h"
 
 #include <doctest/doctest.h>
 

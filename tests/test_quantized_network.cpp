@@ -1,10 +1,10 @@
 // QuantizedNetwork: the fake-quant path against the naive quantized reference, the integer path
 // against the fake path, capture/resume, policy validation and the path decisions.
-#include "evaluator/quantized_network.h"
+#include "evaluator/engine/quantized_network.h"
 
-#include "evaluator/error.h"
-#include "evaluator/int8_isa.h"
-#include "evaluator/quantized_reference.h"
+#include "evaluator/base/error.h"
+#include "evaluator/engine/int8_isa.h"
+#include "evaluator/ref/quantized_reference.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

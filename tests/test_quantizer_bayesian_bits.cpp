@@ -3,11 +3,11 @@
 // its level count and endpoints, zero and subnormal kernels, the registry, and — on a small random
 // network, no data files — that the integer path falls back to float for it and computes the
 // quantized reference function.
-#include "evaluator/error.h"
-#include "evaluator/quantized_network.h"
-#include "evaluator/quantized_reference.h"
-#include "evaluator/quantizer.h"
-#include "evaluator/residual_quantizer.h"
+#include "evaluator/base/error.h"
+#include "evaluator/engine/quantized_network.h"
+#include "evaluator/quant/quantizer.h"
+#include "evaluator/quant/residual_quantizer.h"
+#include "evaluator/ref/quantized_reference.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

@@ -2,10 +2,10 @@
 // docs/quantizers.md (ties, zero kernels, 1-bit, 0-bit, 32-bit), their optimality properties, the
 // registry, and the activation side: fake quantization, calibration rules and signedness from
 // graph structure.
-#include "evaluator/activation_range.h"
-#include "evaluator/bit_policy.h"
-#include "evaluator/error.h"
-#include "evaluator/quantizer.h"
+#include "evaluator/base/error.h"
+#include "evaluator/ir/bit_policy.h"
+#include "evaluator/quant/activation_range.h"
+#include "evaluator/quant/quantizer.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

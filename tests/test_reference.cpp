@@ -1,8 +1,8 @@
 // The naive reference ops against tiny cases computed by hand, so that the ground truth the
 // engines are tested against is itself checked.
-#include "evaluator/reference.h"
+#include "evaluator/ref/reference.h"
 
-#include "evaluator/error.h"
+#include "evaluator/base/error.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

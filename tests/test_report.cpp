@@ -2,9 +2,9 @@
 // written from a hand-built RunResult read back: pareto.csv parsed, summary.json through
 // nlohmann, report.md searched for the chosen layers and the baselines, pareto.svg rendered (or
 // refused cleanly when gnuplot is missing or fails), no temporaries left.
-#include "evaluator/costs.h"
-#include "evaluator/error.h"
-#include "evaluator/sha256.h"
+#include "evaluator/base/error.h"
+#include "evaluator/base/sha256.h"
+#include "evaluator/ir/costs.h"
 #include "search/report.h"
 #include "tests/graph_builders.h"
 #include "tests/temp_dir.h"

@@ -1,8 +1,8 @@
 // Run configuration: a full config read into RunConfig with defaults filled, every class of
 // problem reported with its exact line and key path, several problems at once in file order,
 // "W4A4" limits resolved to the uniform policy's costs, and every committed config loading.
-#include "evaluator/costs.h"
-#include "evaluator/onnx_io.h"
+#include "evaluator/io/onnx_io.h"
+#include "evaluator/ir/costs.h"
 #include "search/run_config.h"
 
 #include <doctest/doctest.h>

@@ -1,8 +1,8 @@
-// GateGrid::run's level mixes (evaluator/run_grid.h) against naive references: hard patterns are
+// GateGrid::run's level mixes (policies/bayesian_bits/run_grid.h) against naive references: hard patterns are
 // the evaluator's fake quantization bit for bit, gate gradients are exact differences of the
 // multilinear mix, and the straight-through input gradient is the fake-quant layer's clip mask.
-#include "evaluator/activation_range.h"
-#include "evaluator/run_grid.h"
+#include "evaluator/quant/activation_range.h"
+#include "policies/bayesian_bits/run_grid.h"
 
 #include <doctest/doctest.h>
 

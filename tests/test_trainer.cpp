@@ -1,12 +1,12 @@
 // The trainer: every backward primitive wrapper against central finite differences of the forward,
 // every training-mode forward against the naive reference, the loss gradient, the optimizer
 // making progress, and bit-identical results for the same seed.
-#include "evaluator/error.h"
-#include "evaluator/evaluate.h"
-#include "evaluator/reference.h"
-#include "evaluator/train_network.h"
-#include "evaluator/trainer.h"
-#include "evaluator/zoo.h"
+#include "evaluator/base/error.h"
+#include "evaluator/engine/evaluate.h"
+#include "evaluator/io/zoo.h"
+#include "evaluator/ref/reference.h"
+#include "evaluator/train/train_network.h"
+#include "evaluator/train/trainer.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

@@ -1,7 +1,7 @@
 // WeightCache: hits, misses, LRU eviction by bytes, equality with direct quantization, threads.
-#include "evaluator/quantized_network.h"
+#include "evaluator/engine/quantized_network.h"
 
-#include "evaluator/error.h"
+#include "evaluator/base/error.h"
 #include "tests/graph_builders.h"
 
 #include <doctest/doctest.h>

@@ -1,6 +1,6 @@
-// YamlProblems (evaluator/yaml_problems.h): problems collected with their positions and reported
+// YamlProblems (evaluator/io/yaml_problems.h): problems collected with their positions and reported
 // together in file order; a syntax error reported alone, inside the text.
-#include "evaluator/yaml_problems.h"
+#include "evaluator/io/yaml_problems.h"
 
 #include <doctest/doctest.h>
 

@@ -1,9 +1,9 @@
 // The model zoo: exact shapes and parameter counts of each architecture, seeded Kaiming init,
 // BN placement that folds, and the trainer's inference forward against the naive reference.
-#include "evaluator/error.h"
-#include "evaluator/reference.h"
-#include "evaluator/train_network.h"
-#include "evaluator/zoo.h"
+#include "evaluator/base/error.h"
+#include "evaluator/io/zoo.h"
+#include "evaluator/ref/reference.h"
+#include "evaluator/train/train_network.h"
 
 #include <doctest/doctest.h>
 

@@ -1,10 +1,10 @@
 // The committed zoo models (models/*.onnx): each loads, survives an export/import round trip with
 // identical logits, and scores its recorded test accuracy on real images (first 512 test images
 // here; the full figure is in models/README.md and checked by hand there).
-#include "evaluator/dataset.h"
-#include "evaluator/evaluate.h"
-#include "evaluator/inference.h"
-#include "evaluator/onnx_io.h"
+#include "evaluator/data/dataset.h"
+#include "evaluator/engine/evaluate.h"
+#include "evaluator/engine/inference.h"
+#include "evaluator/io/onnx_io.h"
 
 #include <doctest/doctest.h>
 

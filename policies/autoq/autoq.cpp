@@ -67,9 +67,9 @@
 #include "policies/autoq/ddpg.h"
 #include "policies/policy.h"
 
-#include "evaluator/costs.h"
-#include "evaluator/error.h"
-#include "evaluator/quantizer.h"
+#include "evaluator/base/error.h"
+#include "evaluator/ir/costs.h"
+#include "evaluator/quant/quantizer.h"
 
 #include <algorithm>
 #include <cmath>
@@ -102,7 +102,7 @@ constexpr double relabel_sigma = 0.1;
 
 enum class Axis { bitops, weight_bits, flops };
 
-// One kernel's share of a cost axis (kernel_costs in evaluator/costs.h; biases apart).
+// One kernel's share of a cost axis (kernel_costs in evaluator/ir/costs.h; biases apart).
 int64_t kernel_cost(Axis axis, const KernelShape& s, int weight_bits, int activation_bits) {
     const KernelCosts share = kernel_costs(s, weight_bits, activation_bits);
     switch (axis) {

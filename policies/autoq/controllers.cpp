@@ -1,6 +1,6 @@
 #include "policies/autoq/controllers.h"
 
-#include "evaluator/error.h"
+#include "evaluator/base/error.h"
 
 #include <algorithm>
 #include <cmath>

@@ -8,7 +8,7 @@
 // (ties: the higher one). A goal (a layer's mean weight bit-width) is continuous: the same
 // linear map, clamped to [min, max], so that an action means the same bits as a goal and as a
 // kernel's choice.
-#include "evaluator/score.h"
+#include "evaluator/ir/score.h"
 #include "policies/autoq/ddpg.h"
 
 #include <cstdint>

@@ -1,8 +1,8 @@
 #include "policies/autoq/ddpg.h"
 
-#include "evaluator/error.h"
-#include "evaluator/optimizer.h"
-#include "evaluator/train_network.h"
+#include "evaluator/base/error.h"
+#include "evaluator/train/optimizer.h"
+#include "evaluator/train/train_network.h"
 
 #include <omp.h>
 #if defined(__SSE2__)

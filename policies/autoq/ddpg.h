@@ -22,8 +22,8 @@
 // with our own conversions (no std distributions), and the networks always run on one OpenMP
 // thread with subnormals flushed to zero (ddpg.cpp, AgentScope): the same seed and transitions
 // give bit-identical networks whatever the machine's thread count.
-#include "evaluator/graph.h"
-#include "evaluator/train_random.h"
+#include "evaluator/base/seeded_random.h"
+#include "evaluator/ir/graph.h"
 
 #include <cstdint>
 #include <memory>

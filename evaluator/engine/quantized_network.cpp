@@ -1,0 +1,720 @@
+// QuantizedNetwork: the fake-quant and integer execution paths on oneDNN (contract in the header).
+//
+// Shape of the implementation:
+//   - Stages (fixed per graph): one per node, a ReLU / Clip that is the sole reader of a conv,
+//     fully connected or add output fused into it as an eltwise post-op. Every stage writes its
+//     own float32 buffer and nothing is computed in place, so all values before a cut are still
+//     intact after run() (capture() copies them) and a resume reproduces run() bit for bit.
+//   - Plans (per batch size): the oneDNN primitives and buffers. A quantizable layer has two
+//     variants, built on first use: `float` (f32 conv on quantize-dequantized weights, reading the
+//     fake-quantized input) and `integer` (u8/s8 x s8 conv reading the input's codes, f32 output).
+//     Both write the same f32 output buffer, so a policy may switch any layer between them.
+//   - The integer primitive takes everything that depends on the candidate at run time: the
+//     per-kernel factor s_x * s_w[k] and the bias as binary post-ops (oneDNN 2.6 has no runtime
+//     output scales for convolutions), then the layer's ReLU / Clip. One primitive per shape
+//     serves every policy.
+//   - Layouts: the fake path keeps activations in nChw16c (the fast f32 kernels, as in
+//     inference.cpp); the integer path in nhwc, the only layout of the VNNI int8 kernels
+//     (brgconv), so that quantizing an input to codes is an elementwise pass with no reorder.
+//   - Weights: reordered into each primitive's layout once per (layer, bit vector), cached per
+//     instance (a few bit vectors per layer); float weights come from the shared WeightCache,
+//     integer codes from uniform_codes.
+#include "evaluator/engine/quantized_network.h"
+
+#include "evaluator/base/error.h"
+#include "evaluator/base/lru_cache.h"
+#include "evaluator/engine/graph_builder.h"
+#include "evaluator/engine/int8_isa.h"
+#include "evaluator/engine/onednn_util.h"
+#include "evaluator/engine/qnet_kernels.h"
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <iterator>
+#include <optional>
+#include <set>
+#include <span>
+#include <unordered_map>
+
+namespace mps {
+
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+using namespace onednn;
+
+constexpr size_t max_weight_entries = 8; // reordered bit vectors kept per layer
+
+std::string where(const Node& node) {
+    return "quantized network: node '" + node.name + "' (" + op_name(node.op) + ")";
+}
+
+// `desc` with its element type replaced: same dimensions and element offsets.
+memory::desc retyped(const memory::desc& desc, dt type) {
+    dnnl_memory_desc_t raw = desc.data;
+    raw.data_type = memory::convert_to_c(type);
+    return memory::desc(raw);
+}
+
+// A quantizable layer, fixed per graph.
+struct Layer {
+    const Node* node = nullptr;
+    int stage = 0;
+    std::string input;
+    bool input_signed = true;
+    // Integer form below avx512_core_vnni (int8_isa.h): a signed input goes in as u8 codes
+    // shifted by a zero point, taken back out by oneDNN (conv) or a compensation post-op (fc).
+    bool shifted_source = false;
+    int64_t kernels = 0;
+    int64_t kernel_size = 0; // weights per kernel
+    Tensor bias;              // [kernels], zeros when the node has none
+};
+
+// Index of the integer variant's factor post-op: 1 when a shifted inner product adds its
+// compensation first (convs take their zero point from oneDNN instead), else 0.
+int integer_post_op(const Layer& layer) {
+    return layer.shifted_source && layer.node->op == Op::fully_connected ? 1 : 0;
+}
+
+// What the current policy asks of one layer.
+struct LayerState {
+    int activation_bits = float_bits;
+    std::vector<int> weight_bits;
+    bool integer = false;
+    std::string decision;
+    float range = 0.0f;                           // calibrated input range at activation_bits
+    std::shared_ptr<const Tensor> float_weights;  // quantize-dequantized (float variant)
+    std::vector<float> factors;                   // s_x * s_w[k] (integer variant)
+    int32_t zero_point = 0;                       // of the shifted source codes
+    std::vector<float> compensation;              // -zero_point * sum of kernel k's codes (fc)
+};
+
+// A layer's weights reordered for one primitive layout at one bit vector.
+// Layer weights laid out for one variant: per-kernel bits, integer or float, oneDNN layout.
+struct WeightKey {
+    std::vector<int> bits;
+    bool integer = false;
+    memory::desc desc;
+    bool operator==(const WeightKey&) const = default;
+};
+
+struct WeightKeyHash { // the layout is left to operator== (a layer uses one or two)
+    size_t operator()(const WeightKey& key) const noexcept {
+        size_t h = key.integer ? 1 : 2;
+        for (int b : key.bits) h = h * 1099511628211ULL ^ static_cast<size_t>(b + 1);
+        return h;
+    }
+};
+
+// The primitive descriptor of a conv or an inner product (empty when oneDNN has none).
+struct LayerPd {
+    dnnl::convolution_forward::primitive_desc conv;
+    dnnl::inner_product_forward::primitive_desc ip;
+    explicit operator bool() const { return bool(conv) || bool(ip); }
+    const dnnl::primitive_desc_base& base() const {
+        return conv ? static_cast<const dnnl::primitive_desc_base&>(conv) : ip;
+    }
+    dnnl::primitive make() const {
+        return conv ? dnnl::primitive(dnnl::convolution_forward(conv))
+                    : dnnl::primitive(dnnl::inner_product_forward(ip));
+    }
+};
+
+// One way of running a quantizable layer for one batch size.
+struct Variant {
+    bool built = false;
+    dnnl::primitive primitive;
+    memory::desc weights_desc;
+    memory staged;                 // the quantized input in the value's layout (fake: f32, int: codes)
+    std::optional<Step> src_copy;  // staged -> primitive's src layout, when they differ
+    memory src;                    // what the primitive reads when src_copy is set
+    memory dst;                    // what the primitive writes
+    std::optional<Step> dst_copy;  // dst -> the value's buffer, when they differ
+    std::string impl;              // oneDNN's implementation name
+};
+
+struct Plan : PlanMemory {
+    memory output; // row-major [n, classes] view
+    std::vector<std::vector<Step>> steps; // per stage (empty for quantizable layers)
+    std::vector<Step> final_steps;        // lay the logits out row-major
+    std::vector<Variant> float_variant, integer_variant; // per layer
+    memory scratchpad; // shared by the layer primitives (they run one at a time)
+};
+
+} // namespace
+
+struct QuantizedNetwork::Impl {
+    Graph graph;
+    std::shared_ptr<const Calibration> calibration;
+    std::shared_ptr<WeightCache> weights;
+    ExecutionPath path;
+    int64_t batch = 0;
+    int64_t classes = 0;
+    int64_t image_floats = 0;
+    tag activation_tag; // layout of 4-D activations written by convs
+    bool uniform_quantizer = false;
+    Int8Isa isa = int8_isa();
+
+    dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+    dnnl::stream stream{engine};
+    std::vector<Stage> stages;
+    std::vector<Layer> layers;
+    Readers readers;                                 // value -> node indices
+    std::optional<NodeBuilder> nodes;                // the non-layer nodes' primitives
+    std::map<std::string, int> node_stage;           // node name -> stage index
+    std::vector<std::vector<std::string>> live;      // per layer: values live at its cut
+    std::map<std::string, memory> constants;
+
+    bool has_policy = false;
+    std::vector<LayerState> state;
+    std::vector<LruCache<WeightKey, memory, WeightKeyHash>> weight_cache; // per layer
+    std::map<int64_t, std::unique_ptr<Plan>> plans;
+    std::vector<float> logits;
+    int64_t last_n = 0;
+
+    Impl(const Graph& folded, std::shared_ptr<const Calibration> calib,
+         std::shared_ptr<WeightCache> cache, ExecutionPath p, int64_t batch_size);
+    void plan_stages();
+    void find_live_values();
+    void install(const BitPolicy& policy);
+    std::string integer_refusal(const Layer& layer, const LayerBits& bits) const;
+    void set_integer_factors(const Layer& layer, LayerState& s) const;
+
+    Plan& plan_for(int64_t n);
+    std::unique_ptr<Plan> build_plan(int64_t n);
+    void build_variant(Plan& plan, int l, bool integer);
+    LayerPd layer_primitive_desc(int l, bool integer, const memory::desc& src,
+                                 const memory::desc& dst);
+    memory weights_memory(int l, bool integer, const memory::desc& want);
+    memory constant(const std::string& key, const Tensor& t, const memory::dims& dims);
+
+    void run_stages(Plan& plan, size_t first_stage);
+    void run_layer(Plan& plan, int l);
+    const float* finish(Plan& plan, int64_t n);
+};
+
+QuantizedNetwork::Impl::Impl(const Graph& folded, std::shared_ptr<const Calibration> calib,
+                             std::shared_ptr<WeightCache> cache, ExecutionPath p,
+                             int64_t batch_size)
+    : calibration(std::move(calib)), weights(std::move(cache)), path(p), batch(batch_size) {
+    if (batch < 1)
+        throw Error("quantized network: batch size must be at least 1, got " +
+                    std::to_string(batch));
+    if (!calibration) throw Error("quantized network: no calibration given");
+    if (!weights) throw Error("quantized network: no weight cache given");
+    graph = folded;
+    infer_shapes(graph);
+    for (const Node& node : graph.nodes)
+        if (node.op == Op::batch_norm)
+            throw Error(where(node) + ": the quantized network runs BN-folded graphs; call "
+                                      "fold_batch_norm() first");
+    activation_tag = path == ExecutionPath::integer ? tag::acdb : blocked_activation_tag();
+    uniform_quantizer = weights->quantizer().name() == "uniform";
+    readers = readers_of(graph);
+    nodes.emplace(graph, readers, engine);
+    classes = Tensor::count(graph.shapes.at(graph.output));
+    image_floats = Tensor::count(graph.input_shape);
+    plan_stages();
+    find_live_values();
+    state.resize(layers.size());
+    for (size_t l = 0; l < layers.size(); ++l) weight_cache.emplace_back(max_weight_entries);
+    logits.assign(static_cast<size_t>(batch * classes), 0.0f);
+    plan_for(batch); // non-quantizable primitives now; layer variants on first use
+}
+
+// The fused stages (no sum post-ops: every value must stay intact for the cuts) and the
+// quantizable layers among them.
+void QuantizedNetwork::Impl::plan_stages() {
+    stages = fuse_stages(graph, readers, false);
+    for (size_t s = 0; s < stages.size(); ++s) {
+        Stage& stage = stages[s];
+        const Node& node = *stage.node;
+        node_stage[node.name] = static_cast<int>(s);
+        if (stage.eltwise) node_stage[stage.eltwise->name] = static_cast<int>(s);
+        if (!is_quantizable(node)) continue;
+        Layer layer;
+        layer.node = &node;
+        layer.stage = static_cast<int>(s);
+        layer.input = node.inputs.at(0);
+        auto u = calibration->is_unsigned.find(layer.input);
+        if (u == calibration->is_unsigned.end())
+            throw Error(where(node) + ": the calibration knows nothing of its input '" +
+                        layer.input + "'; calibrate this same (BN-folded) graph");
+        layer.input_signed = !u->second;
+        layer.shifted_source = layer.input_signed && !isa.exact_s8_source;
+        layer.kernels = node.weight.dims.at(0);
+        layer.kernel_size = node.weight.numel() / layer.kernels;
+        layer.bias = node.bias.empty() ? Tensor({layer.kernels}) : node.bias;
+        stage.layer = static_cast<int>(layers.size());
+        layers.push_back(std::move(layer));
+    }
+}
+
+// The values live at each layer's cut: produced before its stage (or the graph input) and read
+// by its stage or a later one.
+void QuantizedNetwork::Impl::find_live_values() {
+    std::map<std::string, int> produced_at; // value -> stage index
+    for (const Node& node : graph.nodes) produced_at[node.output] = node_stage.at(node.name);
+    produced_at[graph.input] = -1;
+    for (const Layer& layer : layers) {
+        std::set<std::string> values;
+        for (const Node& node : graph.nodes) {
+            if (node_stage.at(node.name) < layer.stage) continue;
+            for (const std::string& in : node.inputs)
+                if (produced_at.at(in) < layer.stage) values.insert(in);
+        }
+        if (produced_at.at(graph.output) < layer.stage) values.insert(graph.output);
+        live.emplace_back(values.begin(), values.end());
+    }
+}
+
+// Why layer `layer` cannot run on the integer path at `bits`, or "" when it can.
+std::string QuantizedNetwork::Impl::integer_refusal(const Layer& layer,
+                                                    const LayerBits& bits) const {
+    if (!uniform_quantizer)
+        return "weight quantizer '" + weights->quantizer().name() + "' has no integer form";
+    const int widest = *std::max_element(bits.weight_bits.begin(), bits.weight_bits.end());
+    if (widest > 8) return std::to_string(widest) + "-bit weights";
+    if (bits.activation_bits > 8) return std::to_string(bits.activation_bits) + "-bit input";
+    if (isa.exact_pair_sums) return "";
+    const int source =
+        largest_source_code(bits.activation_bits, layer.input_signed, layer.shifted_source);
+    if (pair_sums_fit_int16(source, largest_weight_code(widest))) return "";
+    return std::to_string(widest) + "-bit weights x " + std::to_string(bits.activation_bits) +
+           "-bit input could saturate the int16 pair sums of " + isa.name +
+           "'s int8 kernels (no VNNI)";
+}
+
+// The integer variant's run-time factors: s_x * s_w[k] per kernel, the source zero point and,
+// for a shifted inner product, -z * (sum of kernel k's codes).
+void QuantizedNetwork::Impl::set_integer_factors(const Layer& layer, LayerState& s) const {
+    const float sx = activation_scale(s.range, s.activation_bits, layer.input_signed);
+    s.zero_point = layer.shifted_source ? signed_activation_zero_point(s.activation_bits) : 0;
+    const bool compensate = layer.shifted_source && layer.node->op == Op::fully_connected;
+    s.factors.resize(static_cast<size_t>(layer.kernels));
+    s.compensation.assign(compensate ? static_cast<size_t>(layer.kernels) : 0, 0.0f);
+    const std::span<const float> all(layer.node->weight.data);
+    for (int64_t k = 0; k < layer.kernels; ++k) {
+        const int b = s.weight_bits[static_cast<size_t>(k)];
+        if (b == 0) {
+            s.factors[static_cast<size_t>(k)] = 0.0f;
+            continue;
+        }
+        const auto kernel = all.subspan(static_cast<size_t>(k * layer.kernel_size),
+                                        static_cast<size_t>(layer.kernel_size));
+        const float sw = uniform_scale(kernel, b);
+        s.factors[static_cast<size_t>(k)] = sx * sw;
+        if (!compensate) continue;
+        int64_t sum = 0;
+        for (int32_t c : uniform_codes(kernel, b, sw)) sum += c;
+        s.compensation[static_cast<size_t>(k)] = static_cast<float>(-s.zero_point * sum);
+    }
+}
+
+// Validated policy -> per-layer state: the path decision, the calibrated range and the weights.
+void QuantizedNetwork::Impl::install(const BitPolicy& policy) {
+    policy.validate(graph);
+    for (size_t l = 0; l < layers.size(); ++l) {
+        const Layer& layer = layers[l];
+        const LayerBits& bits = policy.layers[l];
+        LayerState s;
+        s.activation_bits = bits.activation_bits;
+        s.weight_bits = bits.weight_bits;
+        s.range = calibration->range(layer.input, bits.activation_bits);
+        const std::string& name = layer.node->name;
+        const std::string refusal =
+            path == ExecutionPath::fake ? std::string() : integer_refusal(layer, bits);
+        if (path == ExecutionPath::fake) {
+            s.decision = name + ": fake-quant path";
+        } else if (!refusal.empty()) {
+            s.decision = name + ": " + refusal + ", float path";
+        } else {
+            s.integer = true;
+            s.decision = name + ": integer path (" +
+                         (layer.shifted_source  ? "u8 x s8, signed input shifted by a zero point"
+                          : layer.input_signed ? "s8 x s8"
+                                               : "u8 x s8") +
+                         ")";
+        }
+        if (s.integer)
+            set_integer_factors(layer, s);
+        else
+            s.float_weights = weights->get(name, s.weight_bits);
+        state[l] = std::move(s);
+    }
+    has_policy = true;
+}
+
+Plan& QuantizedNetwork::Impl::plan_for(int64_t n) {
+    auto it = plans.find(n);
+    if (it == plans.end()) it = plans.emplace(n, build_plan(n)).first;
+    return *it->second;
+}
+
+std::unique_ptr<Plan> QuantizedNetwork::Impl::build_plan(int64_t n) {
+    auto plan = std::make_unique<Plan>();
+    plan->n = n;
+    plan->input = memory(plain_desc(with_batch(n, graph.input_shape)), engine, nullptr);
+    plan->values[graph.input] = plan->input;
+    plan->steps.resize(stages.size());
+    plan->float_variant.resize(layers.size());
+    plan->integer_variant.resize(layers.size());
+    for (size_t s = 0; s < stages.size(); ++s) {
+        const Stage& stage = stages[s];
+        const Node& node = *stage.node;
+        std::vector<Step>& steps = plan->steps[s];
+        try {
+            switch (node.op) {
+            case Op::conv:
+            case Op::fully_connected: {
+                const memory::dims dims = with_batch(n, graph.shapes.at(node.output));
+                const memory::desc desc = node.op == Op::conv
+                                              ? memory::desc(dims, dt::f32, activation_tag)
+                                              : plain_desc(dims);
+                const memory out(desc, engine);
+                plan->values[node.output] = out;
+                plan->values[stage.output] = out;
+                break;
+            }
+            case Op::max_pool:
+            case Op::average_pool:
+            case Op::global_average_pool: nodes->build_pool(*plan, stage, steps); break;
+            case Op::add: nodes->build_add(*plan, stage, steps); break;
+            case Op::relu:
+            case Op::clip: nodes->build_eltwise(*plan, stage, steps); break;
+            case Op::flatten: nodes->build_flatten(*plan, stage, steps); break;
+            case Op::batch_norm: throw Error(where(node) + ": unexpected batch_norm");
+            }
+        } catch (const dnnl::error& e) {
+            throw Error(where(node) + ": oneDNN could not create a primitive for it (" + e.what() +
+                        ")");
+        }
+    }
+    plan->output = nodes->row_major_view(*plan, plan->final_steps, plan->values.at(graph.output));
+    return plan;
+}
+
+// The conv / inner product primitive of layer l reading `src` and writing `dst`: float32 with
+// bias and the eltwise post-op, or integer with the per-kernel factors and the bias as binary
+// post-ops before the eltwise (arguments integer_post_op(layer) and the one after). A shifted
+// conv takes its source zero point at run time; a shifted inner product adds the compensation
+// as binary post-op 0, before the factors.
+LayerPd QuantizedNetwork::Impl::layer_primitive_desc(int l, bool integer,
+                                                     const memory::desc& src,
+                                                     const memory::desc& dst) {
+    const Layer& layer = layers[static_cast<size_t>(l)];
+    const Node& node = *layer.node;
+    const Stage& stage = stages[static_cast<size_t>(layer.stage)];
+    const dt wtype = integer ? dt::s8 : dt::f32;
+    const auto prop = dnnl::prop_kind::forward_inference;
+    const bool has_bias = !integer && !node.bias.empty();
+    const memory::desc bias_md({layer.kernels}, dt::f32, tag::a);
+    dnnl::post_ops ops;
+    if (integer) {
+        const memory::dims per_kernel = node.op == Op::conv ? memory::dims{1, layer.kernels, 1, 1}
+                                                            : memory::dims{1, layer.kernels};
+        if (integer_post_op(layer) == 1)
+            ops.append_binary(dnnl::algorithm::binary_add, plain_desc(per_kernel));
+        ops.append_binary(dnnl::algorithm::binary_mul, plain_desc(per_kernel));
+        ops.append_binary(dnnl::algorithm::binary_add, plain_desc(per_kernel));
+    }
+    ops = eltwise_post_op(stage.eltwise, ops);
+    dnnl::primitive_attr attr = attr_with(ops);
+    // The plan hands every layer primitive one shared scratchpad: with oneDNN's own, brgconv
+    // allocated and page-faulted megabytes on every execution.
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (integer && layer.shifted_source && node.op == Op::conv)
+        attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+    if (node.op == Op::conv) {
+        const ConvGeometry geometry = conv_geometry(node);
+        const memory::desc w_any(geometry.weights, wtype, tag::any);
+        const auto desc =
+            conv_forward_desc(geometry, prop, src, w_any, has_bias ? &bias_md : nullptr, dst);
+        return {dnnl::convolution_forward::primitive_desc(desc, attr, engine, true), {}};
+    }
+    memory::dims w_dims{layer.kernels};
+    const memory::dims src_dims = src.dims();
+    w_dims.insert(w_dims.end(), src_dims.begin() + 1, src_dims.end());
+    const memory::desc w_any(w_dims, wtype, tag::any);
+    using ip = dnnl::inner_product_forward;
+    const ip::desc desc = has_bias ? ip::desc(prop, src, w_any, bias_md, dst)
+                                   : ip::desc(prop, src, w_any, dst);
+    return {{}, ip::primitive_desc(desc, attr, engine, true)};
+}
+
+void QuantizedNetwork::Impl::build_variant(Plan& plan, int l, bool integer) {
+    const Layer& layer = layers[static_cast<size_t>(l)];
+    const Node& node = *layer.node;
+    Variant& v = integer ? plan.integer_variant[static_cast<size_t>(l)]
+                         : plan.float_variant[static_cast<size_t>(l)];
+    const memory& value = plan.values.at(layer.input);
+    const memory& out = plan.values.at(node.output);
+    const dt src_type = !integer                                         ? dt::f32
+                        : layer.input_signed && !layer.shifted_source ? dt::s8
+                                                                        : dt::u8;
+    const memory::desc have = retyped(value.get_desc(), src_type);
+    const memory::desc src_any(have.dims(), src_type, tag::any);
+    const memory::desc dst_any(out.get_desc().dims(), dt::f32, tag::any);
+    // Layout choice: first the layouts the buffers already have (no copies), then a source layout
+    // oneDNN picks, then both; reference kernels only as the last resort.
+    LayerPd pd;
+    try {
+        const std::pair<memory::desc, memory::desc> tries[] = {
+            {have, out.get_desc()}, {src_any, out.get_desc()}, {src_any, dst_any}};
+        pd = first_fast<LayerPd>(
+            std::size(tries),
+            [&](size_t i) { return layer_primitive_desc(l, integer, tries[i].first, tries[i].second); },
+            [](const LayerPd& p) { return is_reference_impl(p.base()); });
+    } catch (const dnnl::error& e) {
+        throw Error(where(node) + ": oneDNN could not create its " +
+                    (integer ? "integer" : "float") + " primitive (" + e.what() + ")");
+    }
+    if (!pd)
+        throw Error(where(node) + ": oneDNN has no " + (integer ? "integer" : "float") +
+                    " primitive for this shape");
+    const dnnl::primitive_desc_base& chosen = pd.base();
+    v.weights_desc = chosen.weights_desc();
+    v.staged = memory(have, engine);
+    if (chosen.src_desc() != have) {
+        v.src = memory(chosen.src_desc(), engine);
+        v.src_copy = Step{dnnl::reorder(v.staged, v.src), {}}; // arguments set per run
+    }
+    if (chosen.dst_desc() != out.get_desc()) {
+        v.dst = memory(chosen.dst_desc(), engine);
+        v.dst_copy = reorder_step(v.dst, out);
+    } else {
+        v.dst = out;
+    }
+    const memory::desc scratch = chosen.scratchpad_desc();
+    if (!plan.scratchpad || plan.scratchpad.get_desc().get_size() < scratch.get_size())
+        plan.scratchpad = memory(scratch, engine);
+    v.primitive = pd.make();
+    v.impl = chosen.impl_info_str();
+    v.built = true;
+}
+
+// Layer l's weights at the current policy's bits, in layout `want` (cached per bit vector).
+memory QuantizedNetwork::Impl::weights_memory(int l, bool integer, const memory::desc& want) {
+    const Layer& layer = layers[static_cast<size_t>(l)];
+    const LayerState& s = state[static_cast<size_t>(l)];
+    auto& cache = weight_cache[static_cast<size_t>(l)];
+    WeightKey key{s.weight_bits, integer, want};
+    if (const memory* cached = cache.find(key)) return *cached;
+    const Tensor& w = layer.node->weight;
+    const Node& node = *layer.node;
+    // conv: [O, I, KH, KW] or grouped [G, O/G, I, KH, KW]; inner product: [out, C, H, W] or
+    // [out, in], both row-major [out, in] data
+    const memory::dims user_dims =
+        node.op == Op::conv ? conv_geometry(node).weights : want.dims();
+    memory laid_out(want, engine);
+    if (integer) {
+        std::vector<int8_t> codes(static_cast<size_t>(w.numel()));
+        const std::span<const float> all(w.data);
+        for (int64_t k = 0; k < layer.kernels; ++k) {
+            const int b = s.weight_bits[static_cast<size_t>(k)];
+            if (b == 0) continue; // pruned: codes stay 0
+            const auto kernel = all.subspan(static_cast<size_t>(k * layer.kernel_size),
+                                            static_cast<size_t>(layer.kernel_size));
+            const std::vector<int32_t> q = uniform_codes(kernel, b, uniform_scale(kernel, b));
+            std::transform(q.begin(), q.end(), codes.begin() + k * layer.kernel_size,
+                           [](int32_t c) { return static_cast<int8_t>(c); });
+        }
+        memory source(plain_desc(user_dims, dt::s8), engine, codes.data());
+        dnnl::reorder(source, laid_out).execute(stream, source, laid_out);
+        stream.wait();
+    } else {
+        memory source(plain_desc(user_dims), engine,
+                      const_cast<float*>(s.float_weights->data.data()));
+        dnnl::reorder(source, laid_out).execute(stream, source, laid_out);
+        stream.wait();
+    }
+    cache.insert(std::move(key), laid_out);
+    return laid_out;
+}
+
+memory QuantizedNetwork::Impl::constant(const std::string& key, const Tensor& t,
+                                        const memory::dims& dims) {
+    auto it = constants.find(key);
+    if (it != constants.end()) return it->second;
+    memory m(plain_desc(dims), engine);
+    std::memcpy(m.get_data_handle(), t.data.data(), t.data.size() * sizeof(float));
+    constants.emplace(key, m);
+    return m;
+}
+
+void QuantizedNetwork::Impl::run_layer(Plan& plan, int l) {
+    const Layer& layer = layers[static_cast<size_t>(l)];
+    LayerState& s = state[static_cast<size_t>(l)];
+    const bool integer = s.integer;
+    Variant& v = integer ? plan.integer_variant[static_cast<size_t>(l)]
+                         : plan.float_variant[static_cast<size_t>(l)];
+    if (!v.built) build_variant(plan, l, integer);
+    const memory& value = plan.values.at(layer.input);
+    const int64_t elements = static_cast<int64_t>(value.get_desc().get_size() / sizeof(float));
+    const float* x = static_cast<const float*>(value.get_data_handle());
+    memory src = value;
+    if (integer && layer.shifted_source) {
+        qnet::quantize_to_shifted_codes(x, static_cast<uint8_t*>(v.staged.get_data_handle()),
+                                        elements, s.range, s.activation_bits);
+        src = v.staged;
+    } else if (integer) {
+        qnet::quantize_to_codes(x, v.staged.get_data_handle(), elements, s.range,
+                                s.activation_bits, layer.input_signed);
+        src = v.staged;
+    } else if (s.activation_bits != float_bits) {
+        qnet::fake_quantize_into(x, static_cast<float*>(v.staged.get_data_handle()), elements,
+                                 s.range, s.activation_bits, layer.input_signed);
+        src = v.staged;
+    }
+    if (v.src_copy) {
+        v.src_copy->primitive.execute(stream, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, v.src}});
+        src = v.src;
+    }
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
+                                         {DNNL_ARG_WEIGHTS, weights_memory(l, integer,
+                                                                           v.weights_desc)},
+                                         {DNNL_ARG_DST, v.dst},
+                                         {DNNL_ARG_SCRATCHPAD, plan.scratchpad}};
+    const Node& node = *layer.node;
+    if (integer) {
+        const memory::dims per_kernel = node.op == Op::conv ? memory::dims{1, layer.kernels, 1, 1}
+                                                            : memory::dims{1, layer.kernels};
+        const int first = integer_post_op(layer);
+        if (first == 1)
+            args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
+                memory(plain_desc(per_kernel), engine, s.compensation.data());
+        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(first) | DNNL_ARG_SRC_1] =
+            memory(plain_desc(per_kernel), engine, s.factors.data());
+        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(first + 1) | DNNL_ARG_SRC_1] =
+            constant(node.name + "/bias_per_kernel", layer.bias, per_kernel);
+        if (layer.shifted_source && node.op == Op::conv)
+            args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] =
+                memory({{1}, dt::s32, tag::x}, engine, &s.zero_point);
+    } else if (!node.bias.empty()) {
+        args[DNNL_ARG_BIAS] = constant(node.name + "/bias", node.bias, {layer.kernels});
+    }
+    v.primitive.execute(stream, args);
+    if (v.dst_copy) v.dst_copy->execute(stream);
+}
+
+void QuantizedNetwork::Impl::run_stages(Plan& plan, size_t first_stage) {
+    for (size_t s = first_stage; s < stages.size(); ++s) {
+        if (stages[s].layer >= 0)
+            run_layer(plan, stages[s].layer);
+        else
+            for (Step& step : plan.steps[s]) step.execute(stream);
+    }
+    for (Step& step : plan.final_steps) step.execute(stream);
+    stream.wait();
+}
+
+const float* QuantizedNetwork::Impl::finish(Plan& plan, int64_t n) {
+    std::memcpy(logits.data(), plan.output.get_data_handle(),
+                static_cast<size_t>(n * classes) * sizeof(float));
+    return logits.data();
+}
+
+// --- Public API ---
+
+QuantizedNetwork::QuantizedNetwork(const Graph& folded,
+                                   std::shared_ptr<const Calibration> calibration,
+                                   std::shared_ptr<WeightCache> weights, ExecutionPath path,
+                                   int64_t batch)
+    : impl_(std::make_unique<Impl>(folded, std::move(calibration), std::move(weights), path,
+                                   batch)) {}
+
+QuantizedNetwork::~QuantizedNetwork() = default;
+
+void QuantizedNetwork::set_policy(const BitPolicy& policy) { impl_->install(policy); }
+
+const float* QuantizedNetwork::run(const float* images, int64_t n) {
+    Impl& im = *impl_;
+    if (!im.has_policy)
+        throw Error("quantized network: run() before set_policy(); install a bit policy first");
+    if (n < 0 || n > im.batch)
+        throw Error("quantized network: run() got " + std::to_string(n) +
+                    " images; the network was built for batches of at most " +
+                    std::to_string(im.batch));
+    im.last_n = n;
+    if (n == 0) return im.logits.data();
+    if (!images)
+        throw Error("quantized network: run() got no image buffer for " + std::to_string(n) +
+                    " images");
+    Plan& plan = im.plan_for(n);
+    plan.input.set_data_handle(const_cast<float*>(images)); // only read
+    im.run_stages(plan, 0);
+    return im.finish(plan, n);
+}
+
+ActivationCut QuantizedNetwork::capture(int layer) const {
+    const Impl& im = *impl_;
+    if (layer < 0 || layer >= static_cast<int>(im.layers.size()))
+        throw Error("quantized network: capture(" + std::to_string(layer) +
+                    ") is out of range; the model has " + std::to_string(im.layers.size()) +
+                    " quantizable layers (0-based)");
+    if (im.last_n == 0)
+        throw Error("quantized network: capture() needs a run() of at least one image first");
+    Impl& mutable_im = *impl_; // plans and the stream are not logically part of the state
+    Plan& plan = mutable_im.plan_for(im.last_n);
+    ActivationCut cut;
+    cut.layer = layer;
+    cut.images = im.last_n;
+    for (const std::string& value : im.live[static_cast<size_t>(layer)]) {
+        memory mem = plan.values.at(value);
+        Tensor t(with_batch(im.last_n, im.graph.shapes.at(value)));
+        memory plain(plain_desc(mem.get_desc().dims()), im.engine, t.data.data());
+        dnnl::reorder(mem, plain).execute(mutable_im.stream, mem, plain);
+        mutable_im.stream.wait();
+        cut.values.emplace(value, std::move(t));
+    }
+    return cut;
+}
+
+const float* QuantizedNetwork::resume(const ActivationCut& cut) {
+    Impl& im = *impl_;
+    if (!im.has_policy)
+        throw Error("quantized network: resume() before set_policy(); install a bit policy first");
+    if (cut.layer < 0 || cut.layer >= static_cast<int>(im.layers.size()))
+        throw Error("quantized network: resume() got a cut at layer " + std::to_string(cut.layer) +
+                    ", out of range for this model's " + std::to_string(im.layers.size()) +
+                    " quantizable layers");
+    if (cut.images < 1 || cut.images > im.batch)
+        throw Error("quantized network: resume() got a cut of " + std::to_string(cut.images) +
+                    " images; the network was built for batches of 1 to " +
+                    std::to_string(im.batch));
+    Plan& plan = im.plan_for(cut.images);
+    for (const std::string& value : im.live[static_cast<size_t>(cut.layer)]) {
+        auto it = cut.values.find(value);
+        const int64_t want = cut.images * Tensor::count(im.graph.shapes.at(value));
+        if (it == cut.values.end() || it->second.numel() != want)
+            throw Error("quantized network: the cut at layer " + std::to_string(cut.layer) +
+                        " lacks value '" + value + "' (or has the wrong size); take cuts with " +
+                        "capture() of a network of the same model");
+        float* data = const_cast<float*>(it->second.data.data()); // only read
+        if (value == im.graph.input) {
+            plan.input.set_data_handle(data);
+            continue;
+        }
+        memory mem = plan.values.at(value);
+        memory plain(plain_desc(mem.get_desc().dims()), im.engine, data);
+        dnnl::reorder(plain, mem).execute(im.stream, plain, mem);
+    }
+    im.last_n = cut.images;
+    im.run_stages(plan, static_cast<size_t>(im.layers[static_cast<size_t>(cut.layer)].stage));
+    return im.finish(plan, cut.images);
+}
+
+std::vector<std::string> QuantizedNetwork::path_decisions() const {
+    std::vector<std::string> lines;
+    for (const LayerState& s : impl_->state) lines.push_back(s.decision);
+    return lines;
+}
+
+int64_t QuantizedNetwork::batch() const { return impl_->batch; }
+int64_t QuantizedNetwork::num_classes() const { return impl_->classes; }
+
+} // namespace mps

@@ -1,0 +1,83 @@
+#pragma once
+// QuantizedNetwork: runs a BN-folded Graph under a BitPolicy, computing exactly the function of
+// docs/semantics.md, "The quantized network" (weights quantize-dequantized per kernel by the
+// chosen weight quantizer, the input of every quantizable layer fake-quantized per tensor with its
+// calibrated range and the layer's activation bit-width; everything else float32).
+//
+// Two execution paths compute that same function:
+//   - ExecutionPath::fake: float32 oneDNN primitives on quantize-dequantized weights and
+//     activations. Serves every quantizer and bit-width; the reference.
+//   - ExecutionPath::integer: a layer whose weights use the `uniform` quantizer with 0..8 bits
+//     (1-bit: codes +-1, scale mean|w|) and whose input activation has 1..8 bits runs as a
+//     oneDNN u8/s8 x s8 primitive (nhwc, VNNI brgconv); the per-kernel factors s_x * s_w[k] and
+//     the bias are binary post-ops supplied at run time (oneDNN 2.6 has no runtime output scales
+//     for convolutions), so one primitive serves every candidate of that shape; ReLU/Clip fused.
+//     Its output is float32; the next layer quantizes it to codes in one vectorized pass (not
+//     yet fused into the producer as a u8 requantization). Other layers fall back to float
+//     inside the same graph;
+//     path_decisions() says which and why ("conv3: 16-bit weights, float path").
+//
+// Lifetime: construct once per (model, calibration, quantizers, path, batch); call set_policy()
+// for each candidate (cheap when weights come from the shared WeightCache), then run() batches.
+// One instance serves one thread; parallel evaluation uses one instance per worker and shares the
+// WeightCache and the Calibration, which are thread-safe / immutable.
+//
+// Incremental evaluation: layers are numbered in graph order (the order of
+// quantizable_layers(graph)). capture(L) returns the float32 values that are live just before
+// quantizable layer L for the images of the last run(); resume(L, cut, n) recomputes only from
+// layer L on, given such a cut, and returns the same logits run() would have (bit-identical:
+// the prefix does not depend on bits of layers >= L).
+#include "evaluator/data/dataset.h"
+#include "evaluator/engine/calibrate.h"
+#include "evaluator/ir/bit_policy.h"
+#include "evaluator/ir/execution_path.h"
+#include "evaluator/ir/graph.h"
+#include "evaluator/quant/activation_range.h"
+#include "evaluator/quant/calibration.h"
+#include "evaluator/quant/quantizer.h"
+#include "evaluator/quant/weight_cache.h"
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mps {
+
+// The float32 values live at a cut before one quantizable layer, for n images.
+struct ActivationCut {
+    int layer = 0;
+    int64_t images = 0;
+    std::map<std::string, Tensor> values; // value name -> {n, per-image shape...}
+};
+
+class QuantizedNetwork {
+public:
+    QuantizedNetwork(const Graph& folded, std::shared_ptr<const Calibration> calibration,
+                     std::shared_ptr<WeightCache> weights, ExecutionPath path, int64_t batch);
+    ~QuantizedNetwork();
+    QuantizedNetwork(const QuantizedNetwork&) = delete;
+    QuantizedNetwork& operator=(const QuantizedNetwork&) = delete;
+
+    // Validates `policy` against the graph (mps::Error on mismatch) and installs its weights and
+    // activation bit-widths.
+    void set_policy(const BitPolicy& policy);
+    // Logits [n, classes] of n <= batch images (NCHW float32); valid until the next call.
+    const float* run(const float* images, int64_t n);
+
+    ActivationCut capture(int layer) const;
+    const float* resume(const ActivationCut& cut);
+
+    std::vector<std::string> path_decisions() const;
+    int64_t batch() const;
+    int64_t num_classes() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+} // namespace mps

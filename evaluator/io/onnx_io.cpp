@@ -1,0 +1,1149 @@
+#include "evaluator/io/onnx_io.h"
+
+#include "evaluator/base/atomic_file.h"
+
+#include "evaluator/base/error.h"
+
+#include <onnx/onnx_pb.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <unistd.h>
+
+namespace mps {
+namespace {
+
+static_assert(std::endian::native == std::endian::little,
+              "ONNX raw_data is little-endian; a big-endian host would need byte swapping");
+
+constexpr int64_t min_opset = 6; // Clip with attributes (opsets 6..10) is still read
+constexpr int64_t max_opset = 17;
+constexpr int64_t export_opset = 13;
+constexpr int64_t export_ir_version = 7;
+
+constexpr const char* supported_ops =
+    "Conv, Gemm, MatMul (optionally followed by Add of a 1-D constant), BatchNormalization, Relu, "
+    "Clip, MaxPool, AveragePool, GlobalAveragePool, Add, Flatten, Reshape (to 2-D), Identity, "
+    "Dropout, Constant, Softmax (as the last node)";
+
+std::string read_whole_file(const std::string& path, const std::string& what_for_errors) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        throw Error(what_for_errors + ": cannot open (" + std::strerror(errno) +
+                    "); check the path");
+    }
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    return bytes.str();
+}
+
+std::string join(const std::vector<int64_t>& values) {
+    std::string text = "[";
+    for (size_t i = 0; i < values.size(); ++i) text += (i ? ", " : "") + std::to_string(values[i]);
+    return text + "]";
+}
+
+std::string data_type_name(int32_t type) {
+    if (onnx::TensorProto_DataType_IsValid(type)) {
+        return onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(type));
+    }
+    return "type " + std::to_string(type);
+}
+
+bool is_default_domain(const std::string& domain) { return domain.empty() || domain == "ai.onnx"; }
+
+// ------------------------------------------------------------------------------------------------
+// Import
+// ------------------------------------------------------------------------------------------------
+
+// Turns one ONNX ModelProto into a Graph. Errors carry the file name and, inside a node, the
+// node's name and op type.
+class Importer {
+public:
+    Importer(const onnx::ModelProto& model, std::string file, std::string base_dir)
+        : model_(model), onnx_(model.graph()), file_(std::move(file)),
+          base_dir_(std::move(base_dir)) {}
+
+    Graph run() {
+        read_opset();
+        collect_constants();
+        index_consumers();
+        name_nodes();
+        sort_nodes();
+        read_input();
+        for (size_t index : order_) convert(index);
+        read_output();
+        drop_dead_nodes();
+        try {
+            infer_shapes(graph_);
+        } catch (const Error& e) {
+            fail(e.what());
+        }
+        return std::move(graph_);
+    }
+
+private:
+    const onnx::ModelProto& model_;
+    const onnx::GraphProto& onnx_;
+    std::string file_;
+    std::string base_dir_; // empty: external tensor data cannot be resolved
+
+    int64_t opset_ = 0;
+    std::map<std::string, const onnx::TensorProto*> constants_; // initializers + Constant outputs
+    std::deque<onnx::TensorProto> owned_constants_;             // Constant value_float etc.
+    std::map<std::string, std::vector<size_t>> consumers_;      // value -> node indices
+    std::vector<std::string> names_;                            // by ONNX node index
+    std::vector<size_t> order_;                                 // topological order
+    std::set<size_t> fused_;                                    // Adds folded into a MatMul
+    std::map<std::string, std::string> alias_;                  // removed node output -> input
+    std::map<std::string, std::vector<int64_t>> shapes_;        // per-image shapes so far
+    size_t current_ = 0;                                        // node being converted
+    Graph graph_;
+
+    // ---- errors ---------------------------------------------------------------------------------
+
+    [[noreturn]] void fail(const std::string& message) const {
+        throw Error(file_ + ": " + message);
+    }
+
+    [[noreturn]] void fail_node(const std::string& message) const {
+        const auto& node = onnx_.node(static_cast<int>(current_));
+        fail("node '" + names_[current_] + "' (" + node.op_type() + "): " + message);
+    }
+
+    // ---- model-level reading --------------------------------------------------------------------
+
+    void read_opset() {
+        for (const auto& entry : model_.opset_import()) {
+            if (is_default_domain(entry.domain())) opset_ = entry.version();
+        }
+        if (opset_ == 0) fail("the model declares no ai.onnx opset (opset_import is empty)");
+        if (opset_ < min_opset || opset_ > max_opset) {
+            fail("opset " + std::to_string(opset_) +
+                 " is not supported; export the model with an "
+                 "opset between 11 and " +
+                 std::to_string(max_opset));
+        }
+    }
+
+    void collect_constants() {
+        for (const auto& initializer : onnx_.initializer()) {
+            constants_[initializer.name()] = &initializer;
+        }
+        for (int i = 0; i < onnx_.node_size(); ++i) {
+            const auto& node = onnx_.node(i);
+            if (node.op_type() != "Constant" || !is_default_domain(node.domain())) continue;
+            if (node.output_size() != 1) continue; // reported when the node is converted
+            constants_[node.output(0)] = constant_value(node);
+        }
+    }
+
+    // The value of a Constant node, in whichever attribute it is stored.
+    const onnx::TensorProto* constant_value(const onnx::NodeProto& node) {
+        for (const auto& attribute : node.attribute()) {
+            if (attribute.name() == "value") return &attribute.t();
+            onnx::TensorProto& made = owned_constants_.emplace_back();
+            if (attribute.name() == "value_float") {
+                made.set_data_type(onnx::TensorProto::FLOAT);
+                made.add_float_data(attribute.f());
+            } else if (attribute.name() == "value_floats") {
+                made.set_data_type(onnx::TensorProto::FLOAT);
+                made.add_dims(attribute.floats_size());
+                for (float f : attribute.floats()) made.add_float_data(f);
+            } else if (attribute.name() == "value_int") {
+                made.set_data_type(onnx::TensorProto::INT64);
+                made.add_int64_data(attribute.i());
+            } else if (attribute.name() == "value_ints") {
+                made.set_data_type(onnx::TensorProto::INT64);
+                made.add_dims(attribute.ints_size());
+                for (int64_t v : attribute.ints()) made.add_int64_data(v);
+            } else {
+                owned_constants_.pop_back();
+                continue;
+            }
+            return &made;
+        }
+        // A Constant we cannot read (sparse_value, strings): consumers report it as non-float.
+        onnx::TensorProto& unknown = owned_constants_.emplace_back();
+        unknown.set_data_type(onnx::TensorProto::UNDEFINED);
+        return &unknown;
+    }
+
+    void index_consumers() {
+        for (int i = 0; i < onnx_.node_size(); ++i) {
+            for (const auto& input : onnx_.node(i).input()) {
+                if (!input.empty()) consumers_[input].push_back(static_cast<size_t>(i));
+            }
+        }
+    }
+
+    // ONNX names, or "<OpType>_<index>"; duplicates get "_1", "_2", ... (never an explicit name
+    // of another node, so a later named node keeps its name).
+    void name_nodes() {
+        std::set<std::string> explicit_names, used;
+        for (const auto& node : onnx_.node()) {
+            if (!node.name().empty()) explicit_names.insert(node.name());
+        }
+        for (int i = 0; i < onnx_.node_size(); ++i) {
+            const auto& node = onnx_.node(i);
+            std::string base =
+                node.name().empty() ? node.op_type() + "_" + std::to_string(i) : node.name();
+            std::string name = base;
+            for (int k = 1; used.count(name) || (name != base && explicit_names.count(name)); ++k) {
+                name = base + "_" + std::to_string(k);
+            }
+            used.insert(name);
+            names_.push_back(name);
+        }
+    }
+
+    // Kahn's algorithm, keeping file order among ready nodes (exporters already sort; this only
+    // repairs files that do not).
+    void sort_nodes() {
+        std::set<std::string> available;
+        for (const auto& [name, tensor] : constants_) available.insert(name);
+        for (const auto& input : onnx_.input()) available.insert(input.name());
+        std::map<std::string, size_t> producer;
+        for (int i = 0; i < onnx_.node_size(); ++i) {
+            for (const auto& output : onnx_.node(i).output()) {
+                if (!output.empty()) producer[output] = static_cast<size_t>(i);
+            }
+        }
+        std::vector<bool> done(static_cast<size_t>(onnx_.node_size()), false);
+        while (order_.size() < done.size()) {
+            bool progressed = false;
+            for (size_t i = 0; i < done.size(); ++i) {
+                if (done[i] || !inputs_ready(i, available, producer)) continue;
+                done[i] = true;
+                progressed = true;
+                order_.push_back(i);
+                for (const auto& output : onnx_.node(static_cast<int>(i)).output()) {
+                    available.insert(output);
+                }
+            }
+            if (!progressed) {
+                for (size_t i = 0; i < done.size(); ++i) {
+                    if (!done[i]) {
+                        current_ = i;
+                        fail_node("its inputs form a cycle; the graph is not a DAG");
+                    }
+                }
+            }
+        }
+    }
+
+    bool inputs_ready(size_t index, const std::set<std::string>& available,
+                      const std::map<std::string, size_t>& producer) {
+        for (const auto& input : onnx_.node(static_cast<int>(index)).input()) {
+            if (input.empty() || available.count(input)) continue;
+            if (!producer.count(input)) {
+                current_ = index;
+                fail_node("input '" + input +
+                          "' is produced by no node, initializer or graph input");
+            }
+            return false;
+        }
+        return true;
+    }
+
+    void read_input() {
+        std::vector<const onnx::ValueInfoProto*> inputs;
+        for (const auto& input : onnx_.input()) {
+            if (!constants_.count(input.name())) inputs.push_back(&input);
+        }
+        if (inputs.size() != 1) {
+            fail("the model has " + std::to_string(inputs.size()) +
+                 " graph inputs (besides "
+                 "initializers); exactly one image input [N, C, H, W] is supported");
+        }
+        const auto& input = *inputs.front();
+        const auto& type = input.type();
+        if (!type.has_tensor_type()) fail("graph input '" + input.name() + "' is not a tensor");
+        if (type.tensor_type().elem_type() != onnx::TensorProto::FLOAT) {
+            fail("graph input '" + input.name() + "' has element type " +
+                 data_type_name(type.tensor_type().elem_type()) + "; only float32 is supported");
+        }
+        const auto& shape = type.tensor_type().shape();
+        std::vector<int64_t> per_image;
+        for (int d = 1; d < shape.dim_size(); ++d) {
+            const auto& dim = shape.dim(d);
+            per_image.push_back(dim.has_dim_value() ? dim.dim_value() : -1);
+        }
+        bool fixed =
+            std::all_of(per_image.begin(), per_image.end(), [](int64_t d) { return d > 0; });
+        if (shape.dim_size() != 4 || !fixed) {
+            fail("graph input '" + input.name() +
+                 "' must have shape [N, C, H, W] with fixed C, H, "
+                 "W (N may be symbolic); it has rank " +
+                 std::to_string(shape.dim_size()) + (fixed ? "" : " and unknown dimensions"));
+        }
+        graph_.input = input.name();
+        graph_.input_shape = per_image;
+        shapes_[input.name()] = per_image;
+    }
+
+    void read_output() {
+        if (onnx_.output_size() != 1) {
+            fail("the model has " + std::to_string(onnx_.output_size()) +
+                 " graph outputs; exactly one (the logits) is supported");
+        }
+        std::string output = resolve(onnx_.output(0).name());
+        if (output == graph_.input)
+            fail("the graph output is the graph input: the model computes nothing");
+        if (!shapes_.count(output)) {
+            fail("graph output '" + onnx_.output(0).name() +
+                 "' is not computed by a supported node");
+        }
+        graph_.output = output;
+    }
+
+    // Nodes whose outputs never reach the graph output (left over by exporters) are dropped so
+    // that costs count only what the model computes.
+    void drop_dead_nodes() {
+        std::set<std::string> needed{graph_.output};
+        std::vector<Node> kept;
+        for (auto it = graph_.nodes.rbegin(); it != graph_.nodes.rend(); ++it) {
+            if (!needed.count(it->output)) continue;
+            needed.insert(it->inputs.begin(), it->inputs.end());
+            kept.push_back(std::move(*it));
+        }
+        graph_.nodes.assign(std::make_move_iterator(kept.rbegin()),
+                            std::make_move_iterator(kept.rend()));
+    }
+
+    // ---- values
+    // -----------------------------------------------------------------------------------
+
+    std::string resolve(std::string value) const {
+        for (auto it = alias_.find(value); it != alias_.end(); it = alias_.find(value))
+            value = it->second;
+        return value;
+    }
+
+    bool is_constant(const std::string& value) const { return constants_.count(value) > 0; }
+
+    // An input computed at run time (not a constant), renamed through removed nodes.
+    std::string activation(const std::string& onnx_value) const {
+        if (is_constant(onnx_value)) {
+            fail_node("input '" + onnx_value + "' is a constant where an activation is expected");
+        }
+        std::string value = resolve(onnx_value);
+        if (!shapes_.count(value)) {
+            fail_node("input '" + onnx_value + "' is not computed by a supported node");
+        }
+        return value;
+    }
+
+    const std::vector<int64_t>& shape_of(const std::string& ir_value) const {
+        return shapes_.at(ir_value);
+    }
+
+    const onnx::TensorProto& constant(const std::string& value, const std::string& role) const {
+        auto it = constants_.find(value);
+        if (it == constants_.end()) {
+            fail_node("its " + role + " '" + value + "' is computed at run time; only constant " +
+                      role + "s (initializers or Constant nodes) are supported");
+        }
+        return *it->second;
+    }
+
+    // The bytes of a tensor stored in raw_data or in an external file next to the model.
+    std::string tensor_bytes(const onnx::TensorProto& tensor, const std::string& role,
+                             int64_t expected_bytes) const {
+        bool external = tensor.data_location() == onnx::TensorProto::EXTERNAL ||
+                        tensor.external_data_size() > 0;
+        std::string bytes =
+            external ? external_bytes(tensor, role, expected_bytes) : tensor.raw_data();
+        if (static_cast<int64_t>(bytes.size()) != expected_bytes) {
+            fail_node("its " + role + " '" + tensor.name() + "' has " +
+                      std::to_string(bytes.size()) + " bytes of data for shape " +
+                      join(dims_of(tensor)) + " (expected " + std::to_string(expected_bytes) +
+                      "); the model is corrupt");
+        }
+        return bytes;
+    }
+
+    // Reads `expected_bytes` at the tensor's offset (the caller reports a short read).
+    std::string external_bytes(const onnx::TensorProto& tensor, const std::string& role,
+                               int64_t expected_bytes) const {
+        std::string location;
+        int64_t offset = 0;
+        for (const auto& entry : tensor.external_data()) {
+            if (entry.key() == "location") location = entry.value();
+            if (entry.key() == "offset" || entry.key() == "length") {
+                int64_t number = -1;
+                std::istringstream(entry.value()) >> number;
+                if (number < 0) {
+                    fail_node("its " + role + " '" + tensor.name() +
+                              "' has the invalid external "
+                              "data " +
+                              entry.key() + " '" + entry.value() + "'");
+                }
+                if (entry.key() == "offset") offset = number;
+                if (entry.key() == "length" && number != expected_bytes) {
+                    fail_node("its " + role + " '" + tensor.name() + "' has " + entry.value() +
+                              " bytes of external data for shape " + join(dims_of(tensor)) +
+                              " (expected " + std::to_string(expected_bytes) + ")");
+                }
+            }
+        }
+        const std::string where = "its " + role + " '" + tensor.name() +
+                                  "' keeps its data in the "
+                                  "external file '" +
+                                  location + "'";
+        const std::string fix =
+            "; keep that file next to the model, or save the model with its "
+            "data inside (onnx.save_model(model, path, save_as_external_data=False))";
+        if (base_dir_.empty())
+            fail_node(where + ", which cannot be read from in-memory bytes" + fix);
+        std::filesystem::path relative(location);
+        bool escapes = relative.is_absolute() || location.empty() ||
+                       std::any_of(relative.begin(), relative.end(),
+                                   [](const auto& part) { return part == ".."; });
+        if (escapes) fail_node(where + ", a path outside the model's directory" + fix);
+        std::ifstream in(std::filesystem::path(base_dir_) / relative, std::ios::binary);
+        if (!in) fail_node(where + ", which cannot be opened (" + std::strerror(errno) + ")" + fix);
+        in.seekg(offset);
+        std::string bytes(static_cast<size_t>(expected_bytes), '\0');
+        in.read(bytes.data(), expected_bytes);
+        bytes.resize(static_cast<size_t>(std::max<std::streamsize>(0, in.gcount())));
+        return bytes;
+    }
+
+    static std::vector<int64_t> dims_of(const onnx::TensorProto& tensor) {
+        return {tensor.dims().begin(), tensor.dims().end()};
+    }
+
+    // The element count of a constant, checked before anything is allocated for it.
+    int64_t element_count(const onnx::TensorProto& tensor, const std::string& role) const {
+        constexpr int64_t limit = int64_t{1} << 36; // far beyond any model this tool handles
+        int64_t count = 1;
+        for (int64_t d : tensor.dims()) {
+            if (d < 0 || (d > 0 && count > limit / d)) {
+                fail_node("its " + role + " '" + tensor.name() + "' has the invalid shape " +
+                          join(dims_of(tensor)) + "; the model is corrupt");
+            }
+            count *= d;
+        }
+        return count;
+    }
+
+    Tensor float_tensor(const std::string& value, const std::string& role) const {
+        const onnx::TensorProto& proto = constant(value, role);
+        if (proto.data_type() != onnx::TensorProto::FLOAT) {
+            fail_node("its " + role + " '" + value + "' has element type " +
+                      data_type_name(proto.data_type()) +
+                      "; only float32 (FLOAT) values are supported: convert the model to float32");
+        }
+        int64_t count = element_count(proto, role);
+        bool external =
+            proto.data_location() == onnx::TensorProto::EXTERNAL || proto.external_data_size() > 0;
+        if (!external && proto.raw_data().empty()) {
+            if (proto.float_data_size() != count) {
+                fail_node("its " + role + " '" + value + "' has " +
+                          std::to_string(proto.float_data_size()) + " values for shape " +
+                          join(dims_of(proto)) + "; the model is corrupt");
+            }
+            Tensor tensor(dims_of(proto));
+            std::copy(proto.float_data().begin(), proto.float_data().end(), tensor.data.begin());
+            return tensor;
+        }
+        std::string bytes = tensor_bytes(proto, role, count * 4);
+        Tensor tensor(dims_of(proto));
+        std::memcpy(tensor.data.data(), bytes.data(), bytes.size());
+        return tensor;
+    }
+
+    std::vector<int64_t> int_values(const std::string& value, const std::string& role) const {
+        const onnx::TensorProto& proto = constant(value, role);
+        int64_t count = element_count(proto, role);
+        std::vector<int64_t> values;
+        if (proto.data_type() == onnx::TensorProto::INT64) {
+            if (proto.int64_data_size() > 0)
+                return {proto.int64_data().begin(), proto.int64_data().end()};
+            std::string bytes = tensor_bytes(proto, role, count * 8);
+            values.resize(static_cast<size_t>(count));
+            std::memcpy(values.data(), bytes.data(), bytes.size());
+        } else if (proto.data_type() == onnx::TensorProto::INT32) {
+            if (proto.int32_data_size() > 0)
+                return {proto.int32_data().begin(), proto.int32_data().end()};
+            std::string bytes = tensor_bytes(proto, role, count * 4);
+            std::vector<int32_t> narrow(static_cast<size_t>(count));
+            std::memcpy(narrow.data(), bytes.data(), bytes.size());
+            values.assign(narrow.begin(), narrow.end());
+        } else {
+            fail_node("its " + role + " '" + value + "' has element type " +
+                      data_type_name(proto.data_type()) + "; expected INT64");
+        }
+        return values;
+    }
+
+    float scalar_float(const std::string& value, const std::string& role) const {
+        Tensor tensor = float_tensor(value, role);
+        if (tensor.numel() != 1) {
+            fail_node("its " + role + " '" + value + "' has shape " + join(tensor.dims) +
+                      "; expected a scalar");
+        }
+        return tensor.data[0];
+    }
+
+    // ---- attributes
+    // -------------------------------------------------------------------------------
+
+    const onnx::AttributeProto* attribute(const onnx::NodeProto& node, const std::string& name,
+                                          onnx::AttributeProto::AttributeType type) const {
+        for (const auto& a : node.attribute()) {
+            if (a.name() != name) continue;
+            if (a.type() != type && a.type() != onnx::AttributeProto::UNDEFINED) {
+                fail_node("attribute '" + name + "' has type " +
+                          onnx::AttributeProto::AttributeType_Name(a.type()) + "; expected " +
+                          onnx::AttributeProto::AttributeType_Name(type));
+            }
+            return &a;
+        }
+        return nullptr;
+    }
+
+    int64_t attr_int(const onnx::NodeProto& node, const std::string& name, int64_t fallback) const {
+        const auto* a = attribute(node, name, onnx::AttributeProto::INT);
+        return a ? a->i() : fallback;
+    }
+
+    float attr_float(const onnx::NodeProto& node, const std::string& name, float fallback) const {
+        const auto* a = attribute(node, name, onnx::AttributeProto::FLOAT);
+        return a ? a->f() : fallback;
+    }
+
+    std::string attr_string(const onnx::NodeProto& node, const std::string& name,
+                            const std::string& fallback) const {
+        const auto* a = attribute(node, name, onnx::AttributeProto::STRING);
+        return a ? a->s() : fallback;
+    }
+
+    std::vector<int64_t> attr_ints(const onnx::NodeProto& node, const std::string& name,
+                                   std::vector<int64_t> fallback) const {
+        const auto* a = attribute(node, name, onnx::AttributeProto::INTS);
+        return a ? std::vector<int64_t>(a->ints().begin(), a->ints().end()) : fallback;
+    }
+
+    Dims2 attr_dims2(const onnx::NodeProto& node, const std::string& name, int64_t fallback) const {
+        auto values = attr_ints(node, name, {fallback, fallback});
+        if (values.size() != 2 || values[0] < 1 || values[1] < 1) {
+            fail_node("attribute '" + name + "' is " + join(values) +
+                      "; expected two positive values (only 2-D operations are supported)");
+        }
+        return {values[0], values[1]};
+    }
+
+    // ---- node building
+    // ----------------------------------------------------------------------------
+
+    void expect_inputs(const onnx::NodeProto& node, int minimum, int maximum) const {
+        if (node.input_size() < minimum || node.input_size() > maximum || node.input(0).empty()) {
+            fail_node("has " + std::to_string(node.input_size()) + " inputs; expected " +
+                      std::to_string(minimum) +
+                      (maximum > minimum ? " to " + std::to_string(maximum) : ""));
+        }
+    }
+
+    // The node's extra outputs (MaxPool indices, Dropout mask, BN training statistics) must be
+    // unused: the IR has one output per node.
+    void expect_single_output(const onnx::NodeProto& node) const {
+        if (node.output_size() < 1 || node.output(0).empty()) fail_node("has no output");
+        for (int i = 1; i < node.output_size(); ++i) {
+            const auto& extra = node.output(i);
+            if (extra.empty() || !consumers_.count(extra)) continue;
+            fail_node("its output " + std::to_string(i) + " ('" + extra +
+                      "') is used; only the first output is supported");
+        }
+    }
+
+    Node make_node(Op op, const onnx::NodeProto& proto) const {
+        expect_single_output(proto);
+        Node node;
+        node.name = names_[current_];
+        node.op = op;
+        node.inputs = {activation(proto.input(0))};
+        node.output = proto.output(0);
+        return node;
+    }
+
+    void add_node(Node node, std::vector<int64_t> shape) {
+        shapes_[node.output] = std::move(shape);
+        graph_.nodes.push_back(std::move(node));
+    }
+
+    // Input per-image shape, required to be {C, H, W}.
+    const std::vector<int64_t>& image_shape(const Node& node) const {
+        const auto& shape = shape_of(node.inputs[0]);
+        if (shape.size() != 3) {
+            fail_node("input '" + node.inputs[0] + "' has per-image shape " + join(shape) +
+                      "; expected [C, H, W]");
+        }
+        return shape;
+    }
+
+    // Fills pad_begin/pad_end from auto_pad or pads, and returns the output spatial size.
+    Dims2 window(const onnx::NodeProto& proto, Node& node, const std::vector<int64_t>& in) const {
+        std::string auto_pad = attr_string(proto, "auto_pad", "NOTSET");
+        Dims2 out{};
+        for (size_t d = 0; d < 2; ++d) {
+            int64_t extent = (node.kernel[d] - 1) * node.dilation[d] + 1;
+            int64_t size = in[d + 1];
+            if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+                int64_t target = (size + node.stride[d] - 1) / node.stride[d];
+                int64_t total = std::max<int64_t>(0, (target - 1) * node.stride[d] + extent - size);
+                int64_t small = total / 2;
+                node.pad_begin[d] = auto_pad == "SAME_UPPER" ? small : total - small;
+                node.pad_end[d] = total - node.pad_begin[d];
+            } else if (auto_pad == "VALID") {
+                node.pad_begin[d] = node.pad_end[d] = 0;
+            } else if (auto_pad == "NOTSET") {
+                auto pads = attr_ints(proto, "pads", {0, 0, 0, 0});
+                bool valid = pads.size() == 4 && std::all_of(pads.begin(), pads.end(),
+                                                             [](int64_t p) { return p >= 0; });
+                if (!valid)
+                    fail_node("attribute 'pads' is " + join(pads) + "; expected 4 values >= 0");
+                node.pad_begin[d] = pads[d];
+                node.pad_end[d] = pads[d + 2];
+            } else {
+                fail_node("auto_pad '" + auto_pad +
+                          "' is not supported (NOTSET, VALID, SAME_UPPER, "
+                          "SAME_LOWER are)");
+            }
+            int64_t span = size + node.pad_begin[d] + node.pad_end[d] - extent;
+            if (span < 0) {
+                fail_node("its window " + std::to_string(extent) +
+                          " is larger than the padded "
+                          "input size " +
+                          std::to_string(size + node.pad_begin[d] + node.pad_end[d]));
+            }
+            if (attr_int(proto, "ceil_mode", 0) != 0 && span % node.stride[d] != 0) {
+                fail_node("ceil_mode=1 changes the output size here, which the IR cannot express; "
+                          "export the model with ceil_mode=False or pad the input");
+            }
+            out[d] = span / node.stride[d] + 1;
+        }
+        return out;
+    }
+
+    // ---- ops
+    // ----------------------------------------------------------------------------------------
+
+    void convert(size_t index) {
+        current_ = index;
+        const onnx::NodeProto& proto = onnx_.node(static_cast<int>(index));
+        const std::string& op = proto.op_type();
+        if (!is_default_domain(proto.domain())) {
+            fail_node("op type '" + op + "' of domain '" + proto.domain() +
+                      "' is not supported; "
+                      "supported ops (ai.onnx): " +
+                      std::string(supported_ops));
+        }
+        if (fused_.count(index) || op == "Constant") return;
+        if (op == "Conv") return convert_conv(proto);
+        if (op == "Gemm") return convert_gemm(proto);
+        if (op == "MatMul") return convert_matmul(proto);
+        if (op == "BatchNormalization") return convert_batch_norm(proto);
+        if (op == "Relu") return convert_elementwise(Op::relu, proto);
+        if (op == "Clip") return convert_clip(proto);
+        if (op == "MaxPool") return convert_pool(Op::max_pool, proto);
+        if (op == "AveragePool") return convert_pool(Op::average_pool, proto);
+        if (op == "GlobalAveragePool") return convert_global_average_pool(proto);
+        if (op == "Add") return convert_add(proto);
+        if (op == "Flatten") return convert_flatten(proto);
+        if (op == "Reshape") return convert_reshape(proto);
+        if (op == "Identity" || op == "Dropout") return remove(proto);
+        if (op == "Softmax") return convert_softmax(proto);
+        fail_node("op type '" + op +
+                  "' is not supported; supported ops: " + std::string(supported_ops));
+    }
+
+    void convert_conv(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 2, 3);
+        Node node = make_node(Op::conv, proto);
+        const auto& in = image_shape(node);
+        node.weight = float_tensor(proto.input(1), "weight");
+        const auto& w = node.weight.dims;
+        if (w.size() != 4) {
+            fail_node("weight has shape " + join(w) +
+                      "; only 2-D convolutions (OIHW weights) are "
+                      "supported");
+        }
+        if (proto.input_size() > 2 && !proto.input(2).empty()) {
+            node.bias = float_tensor(proto.input(2), "bias");
+            if (node.bias.dims != std::vector<int64_t>{w[0]}) {
+                fail_node("bias has shape " + join(node.bias.dims) + "; expected [" +
+                          std::to_string(w[0]) + "]");
+            }
+        }
+        node.groups = attr_int(proto, "group", 1);
+        node.kernel = {w[2], w[3]};
+        auto kernel_shape = attr_ints(proto, "kernel_shape", {w[2], w[3]});
+        if (kernel_shape != std::vector<int64_t>{w[2], w[3]}) {
+            fail_node("kernel_shape " + join(kernel_shape) + " disagrees with the weight shape " +
+                      join(w));
+        }
+        node.stride = attr_dims2(proto, "strides", 1);
+        node.dilation = attr_dims2(proto, "dilations", 1);
+        Dims2 out = window(proto, node, in);
+        add_node(std::move(node), {w[0], out[0], out[1]});
+    }
+
+    void convert_pool(Op op, const onnx::NodeProto& proto) {
+        expect_inputs(proto, 1, 1);
+        Node node = make_node(op, proto);
+        const auto& in = image_shape(node);
+        if (!attribute(proto, "kernel_shape", onnx::AttributeProto::INTS)) {
+            fail_node("has no kernel_shape attribute");
+        }
+        node.kernel = attr_dims2(proto, "kernel_shape", 1);
+        node.stride = attr_dims2(proto, "strides", 1);
+        if (attr_dims2(proto, "dilations", 1) != Dims2{1, 1}) {
+            fail_node("dilated pooling is not supported");
+        }
+        if (op == Op::average_pool)
+            node.count_include_pad = attr_int(proto, "count_include_pad", 0) != 0;
+        Dims2 out = window(proto, node, in);
+        add_node(std::move(node), {in[0], out[0], out[1]});
+    }
+
+    void convert_global_average_pool(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 1, 1);
+        Node node = make_node(Op::global_average_pool, proto);
+        int64_t channels = image_shape(node)[0];
+        add_node(std::move(node), {channels, 1, 1});
+    }
+
+    void convert_gemm(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 2, 3);
+        if (attr_int(proto, "transA", 0) != 0) fail_node("transA=1 is not supported");
+        if (attr_float(proto, "alpha", 1.0f) != 1.0f || attr_float(proto, "beta", 1.0f) != 1.0f) {
+            fail_node("alpha and beta other than 1 are not supported");
+        }
+        Tensor weight = float_tensor(proto.input(1), "weight");
+        if (weight.dims.size() != 2)
+            fail_node("weight has shape " + join(weight.dims) + "; expected 2-D");
+        if (attr_int(proto, "transB", 0) == 0) weight = transposed(weight);
+        std::optional<std::string> bias;
+        if (proto.input_size() > 2 && !proto.input(2).empty()) bias = proto.input(2);
+        add_fully_connected(proto, std::move(weight), bias, proto.output(0));
+    }
+
+    // MatMul by a constant [in, out]; an Add of a 1-D constant [out] that is its only consumer
+    // becomes the bias (PyTorch exports Linear on N-D inputs this way).
+    void convert_matmul(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 2, 2);
+        Tensor weight = float_tensor(proto.input(1), "weight");
+        if (weight.dims.size() != 2)
+            fail_node("weight has shape " + join(weight.dims) + "; expected 2-D");
+        weight = transposed(weight);
+        std::optional<std::string> bias;
+        std::string output = proto.output(0);
+        if (auto add = bias_add_after(proto, weight.dims[0])) {
+            fused_.insert(add->first);
+            bias = add->second;
+            output = onnx_.node(static_cast<int>(add->first)).output(0);
+        }
+        add_fully_connected(proto, std::move(weight), bias, output);
+    }
+
+    // The (index, bias value) of an Add that adds a 1-D constant of `features` values to the
+    // output of `matmul` and is its only consumer.
+    std::optional<std::pair<size_t, std::string>> bias_add_after(const onnx::NodeProto& matmul,
+                                                                 int64_t features) const {
+        const std::string& value = matmul.output(0);
+        auto it = consumers_.find(value);
+        if (it == consumers_.end() || it->second.size() != 1) return std::nullopt;
+        for (const auto& output : onnx_.output()) {
+            if (output.name() == value) return std::nullopt;
+        }
+        size_t index = it->second.front();
+        const auto& add = onnx_.node(static_cast<int>(index));
+        if (add.op_type() != "Add" || !is_default_domain(add.domain()) || add.input_size() != 2) {
+            return std::nullopt;
+        }
+        const std::string& other = add.input(0) == value ? add.input(1) : add.input(0);
+        if (!is_constant(other)) return std::nullopt;
+        auto dims = dims_of(*constants_.at(other));
+        if (dims != std::vector<int64_t>{features}) return std::nullopt;
+        return std::make_pair(index, other);
+    }
+
+    void add_fully_connected(const onnx::NodeProto& proto, Tensor weight,
+                             const std::optional<std::string>& bias, const std::string& output) {
+        Node node = make_node(Op::fully_connected, proto);
+        node.output = output;
+        const auto& in = shape_of(node.inputs[0]);
+        int64_t features = weight.dims[0];
+        if (in.size() != 1 || in[0] != weight.dims[1]) {
+            fail_node("input '" + node.inputs[0] + "' has per-image shape " + join(in) +
+                      " but the weight [out, in] is " + join(weight.dims) +
+                      "; a Flatten before it may be missing");
+        }
+        node.weight = std::move(weight);
+        if (bias) { // without one the bias stays empty, as for conv
+            Tensor b = float_tensor(*bias, "bias");
+            node.bias = Tensor({features}, 0.0f);
+            if (b.numel() == 1) {
+                std::fill(node.bias.data.begin(), node.bias.data.end(), b.data[0]);
+            } else if (b.numel() == features && (b.dims.size() == 1 || b.dims[0] == 1)) {
+                node.bias.data = std::move(b.data);
+            } else {
+                fail_node("bias has shape " + join(b.dims) + "; expected [" +
+                          std::to_string(features) + "]");
+            }
+        }
+        add_node(std::move(node), {features});
+    }
+
+    static Tensor transposed(const Tensor& matrix) {
+        int64_t rows = matrix.dims[0], cols = matrix.dims[1];
+        Tensor result({cols, rows});
+        for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t c = 0; c < cols; ++c)
+                result.data[c * rows + r] = matrix.data[r * cols + c];
+        }
+        return result;
+    }
+
+    void convert_batch_norm(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 5, 5);
+        if (attr_int(proto, "training_mode", 0) != 0) {
+            fail_node("training_mode=1 is not supported; export the model in eval mode");
+        }
+        if (attr_int(proto, "spatial", 1) != 1) fail_node("spatial=0 is not supported");
+        Node node = make_node(Op::batch_norm, proto);
+        node.epsilon = attr_float(proto, "epsilon", 1e-5f);
+        node.weight = float_tensor(proto.input(1), "scale");
+        node.bias = float_tensor(proto.input(2), "bias");
+        node.mean = float_tensor(proto.input(3), "mean");
+        node.var = float_tensor(proto.input(4), "variance");
+        auto shape = shape_of(node.inputs[0]);
+        for (const Tensor* t : {&node.weight, &node.bias, &node.mean, &node.var}) {
+            if (t->dims.size() != 1 || shape.empty() || t->dims[0] != shape[0]) {
+                fail_node("parameter shape " + join(t->dims) + " does not match the " +
+                          std::to_string(shape.empty() ? 0 : shape[0]) + " input channels");
+            }
+        }
+        add_node(std::move(node), shape);
+    }
+
+    void convert_elementwise(Op op, const onnx::NodeProto& proto) {
+        expect_inputs(proto, 1, 1);
+        Node node = make_node(op, proto);
+        auto shape = shape_of(node.inputs[0]);
+        add_node(std::move(node), shape);
+    }
+
+    // Opsets < 11 store min/max as attributes, later ones as optional inputs; absent = unbounded.
+    void convert_clip(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 1, 3);
+        Node node = make_node(Op::clip, proto);
+        const float infinity = std::numeric_limits<float>::infinity();
+        node.clip_min = attr_float(proto, "min", -infinity);
+        node.clip_max = attr_float(proto, "max", infinity);
+        if (proto.input_size() > 1 && !proto.input(1).empty())
+            node.clip_min = scalar_float(proto.input(1), "min");
+        if (proto.input_size() > 2 && !proto.input(2).empty())
+            node.clip_max = scalar_float(proto.input(2), "max");
+        auto shape = shape_of(node.inputs[0]);
+        add_node(std::move(node), shape);
+    }
+
+    void convert_add(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 2, 2);
+        for (const auto& input : proto.input()) {
+            if (!is_constant(input)) continue;
+            fail_node("adds the constant '" + input +
+                      "'; adding a constant is only supported as "
+                      "the bias right after a MatMul (fold it into the preceding layer's bias)");
+        }
+        Node node = make_node(Op::add, proto);
+        node.inputs.push_back(activation(proto.input(1)));
+        auto shape = shape_of(node.inputs[0]);
+        add_node(std::move(node), shape);
+    }
+
+    void convert_flatten(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 1, 1);
+        Node node = make_node(Op::flatten, proto);
+        const auto& shape = shape_of(node.inputs[0]);
+        int64_t rank = static_cast<int64_t>(shape.size()) + 1;
+        int64_t axis = attr_int(proto, "axis", 1);
+        if (axis < 0) axis += rank;
+        if (axis != 1) fail_node("axis " + std::to_string(axis) + " is not supported; only axis 1");
+        int64_t size = Tensor::count(shape);
+        add_node(std::move(node), {size});
+    }
+
+    // Reshape to [batch, features]: [0, -1], [-1, K], [N, K] or [N, -1] (N the batch size the
+    // exporter traced with). Anything else keeps a shape the IR cannot express.
+    void convert_reshape(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 2, 2);
+        Node node = make_node(Op::flatten, proto);
+        auto target = int_values(proto.input(1), "shape");
+        int64_t size = Tensor::count(shape_of(node.inputs[0]));
+        bool two_d = target.size() == 2;
+        bool batch_ok = two_d && (target[0] == 0 || target[0] == -1 || target[0] > 0);
+        bool features_ok = two_d && (target[1] == size || (target[1] == -1 && target[0] != -1));
+        bool zero_ok = !two_d || target[0] != 0 || attr_int(proto, "allowzero", 0) == 0;
+        if (!batch_ok || !features_ok || !zero_ok) {
+            fail_node("reshape to " + join(target) +
+                      " is not supported; only a reshape to 2-D "
+                      "[batch, " +
+                      std::to_string(size) + "] (a flatten) is");
+        }
+        add_node(std::move(node), {size});
+    }
+
+    void remove(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 1, 3);
+        expect_single_output(proto);
+        alias_[proto.output(0)] = activation(proto.input(0));
+    }
+
+    // Softmax only as the very last node: the IR graph outputs the logits instead (argmax and
+    // accuracy are unchanged).
+    void convert_softmax(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 1, 1);
+        bool is_graph_output =
+            onnx_.output_size() == 1 && onnx_.output(0).name() == proto.output(0);
+        if (!is_graph_output || consumers_.count(proto.output(0))) {
+            fail_node(
+                "Softmax is only supported as the last node (it is removed; the model outputs "
+                "logits); supported ops: " +
+                std::string(supported_ops));
+        }
+        remove(proto);
+    }
+};
+
+Graph import_model(const std::string& bytes, const std::string& name, const std::string& base_dir) {
+    onnx::ModelProto model;
+    if (bytes.empty() || !model.ParseFromString(bytes)) {
+        throw Error(name + ": not a valid ONNX model (protobuf parse failed)");
+    }
+    if (!model.has_graph() || model.ir_version() <= 0 || model.graph().node_size() == 0) {
+        throw Error(name + ": not a valid ONNX model (no ir_version or no graph nodes)");
+    }
+    return Importer(model, name, base_dir).run();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Export
+// ------------------------------------------------------------------------------------------------
+
+class Exporter {
+public:
+    explicit Exporter(const Graph& graph) : graph_(graph) {}
+
+    onnx::ModelProto run() {
+        if (graph_.nodes.empty()) throw Error("export_onnx: the graph has no nodes");
+        if (graph_.input_shape.size() != 3) {
+            throw Error("export_onnx: graph input shape " + join(graph_.input_shape) +
+                        " is not per-image [C, H, W]");
+        }
+        onnx::ModelProto model;
+        model.set_ir_version(export_ir_version);
+        model.set_producer_name("mpsearch");
+        model.set_producer_version("0.1");
+        auto* opset = model.add_opset_import();
+        opset->set_domain("");
+        opset->set_version(export_opset);
+        graph_proto_ = model.mutable_graph();
+        graph_proto_->set_name("mpsearch");
+        name_values();
+        add_value_info(graph_proto_->add_input(), "input", graph_.input_shape);
+        add_value_info(graph_proto_->add_output(), "logits", output_shape());
+        for (const Node& node : graph_.nodes) add_node(node);
+        return model;
+    }
+
+private:
+    const Graph& graph_;
+    onnx::GraphProto* graph_proto_ = nullptr;
+    std::map<std::string, std::string> value_names_; // IR value -> ONNX value
+    std::set<std::string> used_;                     // ONNX value and initializer names
+
+    // The graph input and output become "input" and "logits"; other values keep their names
+    // unless those clash.
+    void name_values() {
+        used_ = {"input", "logits"};
+        value_names_[graph_.input] = "input";
+        value_names_[graph_.output] = "logits";
+        for (const Node& node : graph_.nodes) {
+            if (!value_names_.count(node.output)) value_names_[node.output] = unique(node.output);
+        }
+    }
+
+    std::string unique(const std::string& base) {
+        std::string name = base;
+        for (int k = 1; used_.count(name); ++k) name = base + "_" + std::to_string(k);
+        used_.insert(name);
+        return name;
+    }
+
+    std::string value(const std::string& ir_value) const {
+        auto it = value_names_.find(ir_value);
+        if (it == value_names_.end()) {
+            throw Error("export_onnx: value '" + ir_value + "' is read but never computed");
+        }
+        return it->second;
+    }
+
+    std::vector<int64_t> output_shape() const {
+        auto it = graph_.shapes.find(graph_.output);
+        if (it != graph_.shapes.end()) return it->second;
+        Graph copy = graph_;
+        infer_shapes(copy);
+        return copy.shapes.at(copy.output);
+    }
+
+    static void add_value_info(onnx::ValueInfoProto* info, const std::string& name,
+                               const std::vector<int64_t>& per_image) {
+        info->set_name(name);
+        auto* tensor_type = info->mutable_type()->mutable_tensor_type();
+        tensor_type->set_elem_type(onnx::TensorProto::FLOAT);
+        auto* shape = tensor_type->mutable_shape();
+        shape->add_dim()->set_dim_param("batch");
+        for (int64_t d : per_image) shape->add_dim()->set_dim_value(d);
+    }
+
+    // A raw float32 initializer; returns its name.
+    std::string add_initializer(const std::string& base, const Tensor& tensor) {
+        auto* proto = graph_proto_->add_initializer();
+        proto->set_name(unique(base));
+        proto->set_data_type(onnx::TensorProto::FLOAT);
+        for (int64_t d : tensor.dims) proto->add_dims(d);
+        proto->set_raw_data(std::string(reinterpret_cast<const char*>(tensor.data.data()),
+                                        tensor.data.size() * sizeof(float)));
+        return proto->name();
+    }
+
+    static void set_ints(onnx::NodeProto* proto, const std::string& name,
+                         std::vector<int64_t> values) {
+        auto* a = proto->add_attribute();
+        a->set_name(name);
+        a->set_type(onnx::AttributeProto::INTS);
+        for (int64_t v : values) a->add_ints(v);
+    }
+
+    static void set_int(onnx::NodeProto* proto, const std::string& name, int64_t value) {
+        auto* a = proto->add_attribute();
+        a->set_name(name);
+        a->set_type(onnx::AttributeProto::INT);
+        a->set_i(value);
+    }
+
+    static void set_float(onnx::NodeProto* proto, const std::string& name, float value) {
+        auto* a = proto->add_attribute();
+        a->set_name(name);
+        a->set_type(onnx::AttributeProto::FLOAT);
+        a->set_f(value);
+    }
+
+    static void set_window(onnx::NodeProto* proto, const Node& node) {
+        set_ints(proto, "kernel_shape", {node.kernel[0], node.kernel[1]});
+        set_ints(proto, "strides", {node.stride[0], node.stride[1]});
+        set_ints(proto, "pads",
+                 {node.pad_begin[0], node.pad_begin[1], node.pad_end[0], node.pad_end[1]});
+    }
+
+    void add_node(const Node& node) {
+        auto* proto = graph_proto_->add_node();
+        proto->set_name(node.name);
+        for (const auto& input : node.inputs) proto->add_input(value(input));
+        proto->add_output(value(node.output));
+        switch (node.op) {
+        case Op::conv:
+            proto->set_op_type("Conv");
+            proto->add_input(add_initializer(node.name + ".weight", node.weight));
+            if (!node.bias.empty())
+                proto->add_input(add_initializer(node.name + ".bias", node.bias));
+            set_window(proto, node);
+            set_ints(proto, "dilations", {node.dilation[0], node.dilation[1]});
+            set_int(proto, "group", node.groups);
+            break;
+        case Op::fully_connected:
+            proto->set_op_type("Gemm");
+            proto->add_input(add_initializer(node.name + ".weight", node.weight));
+            if (!node.bias.empty())
+                proto->add_input(add_initializer(node.name + ".bias", node.bias));
+            set_int(proto, "transB", 1);
+            break;
+        case Op::batch_norm:
+            proto->set_op_type("BatchNormalization");
+            proto->add_input(add_initializer(node.name + ".weight", node.weight));
+            proto->add_input(add_initializer(node.name + ".bias", node.bias));
+            proto->add_input(add_initializer(node.name + ".mean", node.mean));
+            proto->add_input(add_initializer(node.name + ".var", node.var));
+            set_float(proto, "epsilon", node.epsilon);
+            break;
+        case Op::relu: proto->set_op_type("Relu"); break;
+        case Op::clip:
+            proto->set_op_type("Clip");
+            proto->add_input(add_initializer(node.name + ".min", scalar(node.clip_min)));
+            proto->add_input(add_initializer(node.name + ".max", scalar(node.clip_max)));
+            break;
+        case Op::max_pool:
+            proto->set_op_type("MaxPool");
+            set_window(proto, node);
+            break;
+        case Op::average_pool:
+            proto->set_op_type("AveragePool");
+            set_window(proto, node);
+            set_int(proto, "count_include_pad", node.count_include_pad ? 1 : 0);
+            break;
+        case Op::global_average_pool: proto->set_op_type("GlobalAveragePool"); break;
+        case Op::add: proto->set_op_type("Add"); break;
+        case Op::flatten:
+            proto->set_op_type("Flatten");
+            set_int(proto, "axis", 1);
+            break;
+        }
+    }
+
+    static Tensor scalar(float value) {
+        Tensor t;
+        t.data = {value};
+        return t;
+    }
+};
+
+} // namespace
+
+Graph import_onnx(const std::string& path) {
+    std::string bytes = read_whole_file(path, path);
+    std::string base_dir = std::filesystem::path(path).parent_path().string();
+    return import_model(bytes, path, base_dir.empty() ? "." : base_dir);
+}
+
+Graph import_onnx_bytes(const std::string& bytes, const std::string& name_for_errors) {
+    return import_model(bytes, name_for_errors, "");
+}
+
+std::string export_onnx_bytes(const Graph& graph) {
+    std::string bytes;
+    if (!Exporter(graph).run().SerializeToString(&bytes)) {
+        throw Failure("export_onnx: protobuf serialization failed (model larger than 2 GB?)");
+    }
+    return bytes;
+}
+
+void export_onnx(const Graph& graph, const std::string& path) {
+    write_file_atomically(path, export_onnx_bytes(graph));
+}
+
+} // namespace mps

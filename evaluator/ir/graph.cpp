@@ -1,0 +1,226 @@
+#include "evaluator/ir/graph.h"
+
+#include "evaluator/base/error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+namespace mps {
+
+const char* op_name(Op op) {
+    switch (op) {
+    case Op::conv: return "conv";
+    case Op::fully_connected: return "fully_connected";
+    case Op::batch_norm: return "batch_norm";
+    case Op::relu: return "relu";
+    case Op::clip: return "clip";
+    case Op::max_pool: return "max_pool";
+    case Op::average_pool: return "average_pool";
+    case Op::global_average_pool: return "global_average_pool";
+    case Op::add: return "add";
+    case Op::flatten: return "flatten";
+    }
+    return "unknown";
+}
+
+const Node* Graph::find_node(const std::string& name) const {
+    for (const Node& n : nodes)
+        if (n.name == name) return &n;
+    return nullptr;
+}
+
+const Node* Graph::producer(const std::string& value) const {
+    for (const Node& n : nodes)
+        if (n.output == value) return &n;
+    return nullptr;
+}
+
+int Graph::consumers(const std::string& value) const {
+    int count = 0;
+    for (const Node& n : nodes)
+        count += static_cast<int>(std::count(n.inputs.begin(), n.inputs.end(), value));
+    return count;
+}
+
+bool is_quantizable(const Node& node) {
+    return node.op == Op::conv || node.op == Op::fully_connected;
+}
+
+namespace {
+
+std::string dims_text(const std::vector<int64_t>& d) {
+    std::ostringstream s;
+    for (size_t i = 0; i < d.size(); ++i) s << (i ? "x" : "") << d[i];
+    return s.str();
+}
+
+[[noreturn]] void fail(const Node& node, const std::string& what) {
+    throw Error("node '" + node.name + "' (" + op_name(node.op) + "): " + what);
+}
+
+int64_t pooled_extent(int64_t in, int64_t k, int64_t stride, int64_t pb, int64_t pe,
+                      int64_t dilation) {
+    const int64_t span = dilation * (k - 1) + 1;
+    return (in + pb + pe - span) / stride + 1;
+}
+
+void check_param(const Node& node, const Tensor& t, const std::vector<int64_t>& want,
+                 const char* what) {
+    if (t.dims != want)
+        fail(node, std::string(what) + " has shape " + dims_text(t.dims) + " but " +
+                       dims_text(want) + " is needed");
+}
+
+std::vector<int64_t> spatial_shape(const Node& node, const std::vector<int64_t>& in,
+                                   int64_t channels) {
+    if (in.size() != 3) fail(node, "needs a CxHxW input, got " + dims_text(in));
+    std::vector<int64_t> out{channels, 0, 0};
+    for (int i = 0; i < 2; ++i) {
+        if (node.kernel[i] < 1 || node.stride[i] < 1 || node.dilation[i] < 1)
+            fail(node, "kernel, stride and dilation must be positive");
+        out[1 + i] = pooled_extent(in[1 + i], node.kernel[i], node.stride[i], node.pad_begin[i],
+                                   node.pad_end[i], node.dilation[i]);
+        if (out[1 + i] < 1)
+            fail(node, "window larger than the padded input " + dims_text(in));
+    }
+    return out;
+}
+
+std::vector<int64_t> conv_shape(const Node& node, const std::vector<int64_t>& in) {
+    if (node.weight.dims.size() != 4) fail(node, "weight must be OIHW");
+    const int64_t out_c = node.weight.dims[0];
+    if (in.size() != 3) fail(node, "needs a CxHxW input, got " + dims_text(in));
+    if (node.groups < 1 || in[0] % node.groups != 0 || out_c % node.groups != 0)
+        fail(node, "groups=" + std::to_string(node.groups) + " does not divide the " +
+                       std::to_string(in[0]) + " input and " + std::to_string(out_c) +
+                       " output channels");
+    if (node.weight.dims[1] != in[0] / node.groups || node.weight.dims[2] != node.kernel[0] ||
+        node.weight.dims[3] != node.kernel[1])
+        fail(node, "weight " + dims_text(node.weight.dims) + " does not match input " +
+                       dims_text(in) + " with groups=" + std::to_string(node.groups) +
+                       " and kernel " + std::to_string(node.kernel[0]) + "x" +
+                       std::to_string(node.kernel[1]));
+    if (!node.bias.empty()) check_param(node, node.bias, {out_c}, "bias");
+    return spatial_shape(node, in, out_c);
+}
+
+std::vector<int64_t> fc_shape(const Node& node, const std::vector<int64_t>& in) {
+    if (in.size() != 1) fail(node, "needs a flattened input, got " + dims_text(in));
+    if (node.weight.dims.size() != 2 || node.weight.dims[1] != in[0])
+        fail(node, "weight " + dims_text(node.weight.dims) + " does not match " +
+                       std::to_string(in[0]) + " inputs");
+    if (!node.bias.empty()) check_param(node, node.bias, {node.weight.dims[0]}, "bias");
+    return {node.weight.dims[0]};
+}
+
+std::vector<int64_t> batch_norm_shape(const Node& node, const std::vector<int64_t>& in) {
+    const std::vector<int64_t> c{in.empty() ? 0 : in[0]};
+    check_param(node, node.weight, c, "scale");
+    check_param(node, node.bias, c, "shift");
+    check_param(node, node.mean, c, "mean");
+    check_param(node, node.var, c, "variance");
+    return in;
+}
+
+std::vector<int64_t> output_shape(const Node& node,
+                                  const std::vector<std::vector<int64_t>>& in) {
+    switch (node.op) {
+    case Op::conv: return conv_shape(node, in[0]);
+    case Op::fully_connected: return fc_shape(node, in[0]);
+    case Op::batch_norm: return batch_norm_shape(node, in[0]);
+    case Op::relu:
+    case Op::clip: return in[0];
+    case Op::max_pool:
+    case Op::average_pool: return spatial_shape(node, in[0], in[0].empty() ? 0 : in[0][0]);
+    case Op::global_average_pool:
+        if (in[0].size() != 3) fail(node, "needs a CxHxW input, got " + dims_text(in[0]));
+        return {in[0][0], 1, 1};
+    case Op::add:
+        if (in[0] != in[1])
+            fail(node, "adds " + dims_text(in[0]) + " to " + dims_text(in[1]) +
+                           "; both operands must have the same shape");
+        return in[0];
+    case Op::flatten: return {Tensor::count(in[0])};
+    }
+    fail(node, "unknown op");
+}
+
+size_t expected_inputs(Op op) { return op == Op::add ? 2 : 1; }
+
+} // namespace
+
+void infer_shapes(Graph& graph) {
+    graph.shapes.clear();
+    graph.shapes[graph.input] = graph.input_shape;
+    for (const Node& node : graph.nodes) {
+        if (node.inputs.size() != expected_inputs(node.op))
+            fail(node, "has " + std::to_string(node.inputs.size()) + " inputs, expected " +
+                           std::to_string(expected_inputs(node.op)));
+        std::vector<std::vector<int64_t>> in;
+        for (const std::string& v : node.inputs) {
+            auto it = graph.shapes.find(v);
+            if (it == graph.shapes.end())
+                fail(node, "reads value '" + v + "' that no earlier node produces");
+            in.push_back(it->second);
+        }
+        if (graph.shapes.count(node.output))
+            fail(node, "writes value '" + node.output + "' that already exists");
+        graph.shapes[node.output] = output_shape(node, in);
+    }
+    if (!graph.shapes.count(graph.output))
+        throw Error("graph output '" + graph.output + "' is not produced by any node");
+}
+
+void fold_batch_norm(Graph& graph) {
+    std::map<std::string, int> readers;
+    for (const Node& node : graph.nodes)
+        for (const std::string& v : node.inputs) ++readers[v];
+    std::vector<Node> folded;
+    folded.reserve(graph.nodes.size());
+    for (Node& node : graph.nodes) {
+        if (node.op != Op::batch_norm) {
+            folded.push_back(std::move(node));
+            continue;
+        }
+        Node* conv = folded.empty() ? nullptr : &folded.back();
+        if (!conv || conv->op != Op::conv || conv->output != node.inputs[0] ||
+            readers[conv->output] != 1)
+            fail(node, "cannot be folded: it must directly follow a conv whose output it alone "
+                       "reads");
+        const int64_t out_c = conv->weight.dims[0];
+        const int64_t per_kernel = conv->weight.numel() / out_c;
+        if (conv->bias.empty()) conv->bias = Tensor({out_c}, 0.0f);
+        for (int64_t k = 0; k < out_c; ++k) {
+            const float f = node.weight.data[k] / std::sqrt(node.var.data[k] + node.epsilon);
+            for (int64_t i = 0; i < per_kernel; ++i) conv->weight.data[k * per_kernel + i] *= f;
+            conv->bias.data[k] = (conv->bias.data[k] - node.mean.data[k]) * f + node.bias.data[k];
+        }
+        conv->output = node.output;
+    }
+    graph.nodes = std::move(folded);
+    infer_shapes(graph);
+}
+
+int64_t node_macs(const Graph& graph, const Node& node) {
+    if (!is_quantizable(node)) return 0;
+    const int64_t per_kernel = node.weight.numel() / node.weight.dims[0];
+    const auto& out = graph.shapes.at(node.output);
+    const int64_t positions = out.size() == 3 ? out[1] * out[2] : 1;
+    return node.weight.dims[0] * per_kernel * positions;
+}
+
+int64_t graph_macs(const Graph& graph) {
+    int64_t total = 0;
+    for (const Node& n : graph.nodes) total += node_macs(graph, n);
+    return total;
+}
+
+int64_t graph_params(const Graph& graph) {
+    int64_t total = 0;
+    for (const Node& n : graph.nodes)
+        total += n.weight.numel() + n.bias.numel();
+    return total;
+}
+
+} // namespace mps

@@ -1,0 +1,273 @@
+#include "evaluator/ref/reference.h"
+
+#include "evaluator/base/error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <string>
+
+namespace mps {
+namespace {
+
+std::string dims_text(const std::vector<int64_t>& dims) {
+    std::string text;
+    for (size_t i = 0; i < dims.size(); ++i) {
+        if (i) text += 'x';
+        text += std::to_string(dims[i]);
+    }
+    return text.empty() ? std::string("scalar") : text;
+}
+
+[[noreturn]] void fail(const Node& node, const std::string& problem) {
+    throw Error("reference: node '" + node.name + "' (" + op_name(node.op) + "): " + problem);
+}
+
+void require_4d(const Tensor& src, const Node& node) {
+    if (src.dims.size() != 4)
+        fail(node, "expects an NCHW input, got " + dims_text(src.dims));
+}
+
+// Output extent of a sliding window along one axis.
+int64_t window_out(int64_t in, int64_t kernel, int64_t stride, int64_t pad_begin, int64_t pad_end,
+                   int64_t dilation) {
+    return (in + pad_begin + pad_end - dilation * (kernel - 1) - 1) / stride + 1;
+}
+
+struct Nchw {
+    int64_t n, c, h, w;
+    explicit Nchw(const Tensor& t) : n(t.dims[0]), c(t.dims[1]), h(t.dims[2]), w(t.dims[3]) {}
+    int64_t at(int64_t in, int64_t ic, int64_t y, int64_t x) const {
+        return ((in * c + ic) * h + y) * w + x;
+    }
+};
+
+enum class PoolKind { max, average };
+
+Tensor pool(const Tensor& src, const Node& node, PoolKind kind) {
+    require_4d(src, node);
+    const Nchw s(src);
+    const int64_t oh = window_out(s.h, node.kernel[0], node.stride[0], node.pad_begin[0],
+                                  node.pad_end[0], 1);
+    const int64_t ow = window_out(s.w, node.kernel[1], node.stride[1], node.pad_begin[1],
+                                  node.pad_end[1], 1);
+    if (oh <= 0 || ow <= 0) fail(node, "window larger than the padded input " + dims_text(src.dims));
+    Tensor dst({s.n, s.c, oh, ow});
+    float* out = dst.data.data();
+    for (int64_t n = 0; n < s.n; ++n)
+        for (int64_t c = 0; c < s.c; ++c)
+            for (int64_t y = 0; y < oh; ++y)
+                for (int64_t x = 0; x < ow; ++x) {
+                    double sum = 0.0;
+                    float best = -std::numeric_limits<float>::infinity();
+                    int64_t inside = 0;
+                    for (int64_t ky = 0; ky < node.kernel[0]; ++ky)
+                        for (int64_t kx = 0; kx < node.kernel[1]; ++kx) {
+                            const int64_t iy = y * node.stride[0] - node.pad_begin[0] + ky;
+                            const int64_t ix = x * node.stride[1] - node.pad_begin[1] + kx;
+                            if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;
+                            const float v = src.data[s.at(n, c, iy, ix)];
+                            best = std::max(best, v);
+                            sum += v;
+                            ++inside;
+                        }
+                    if (kind == PoolKind::max) {
+                        *out++ = best;
+                    } else {
+                        const int64_t divisor =
+                            node.count_include_pad ? node.kernel[0] * node.kernel[1] : inside;
+                        *out++ = static_cast<float>(sum / static_cast<double>(divisor));
+                    }
+                }
+    return dst;
+}
+
+} // namespace
+
+Tensor reference_conv(const Tensor& src, const Node& node) {
+    require_4d(src, node);
+    const Nchw s(src);
+    const auto& w = node.weight;
+    if (w.dims.size() != 4) fail(node, "weight must be OIHW, got " + dims_text(w.dims));
+    const int64_t groups = node.groups;
+    const int64_t oc = w.dims[0], icg = w.dims[1], kh = w.dims[2], kw = w.dims[3];
+    if (groups < 1 || s.c != icg * groups || oc % groups != 0)
+        fail(node, "weight " + dims_text(w.dims) + " with " + std::to_string(groups) +
+                       " groups does not fit an input with " + std::to_string(s.c) + " channels");
+    if (!node.bias.empty() && node.bias.numel() != oc)
+        fail(node, "bias has " + std::to_string(node.bias.numel()) + " values, expected " +
+                       std::to_string(oc));
+    const int64_t ocg = oc / groups;
+    const int64_t oh = window_out(s.h, kh, node.stride[0], node.pad_begin[0], node.pad_end[0],
+                                  node.dilation[0]);
+    const int64_t ow = window_out(s.w, kw, node.stride[1], node.pad_begin[1], node.pad_end[1],
+                                  node.dilation[1]);
+    if (oh <= 0 || ow <= 0) fail(node, "kernel larger than the padded input " + dims_text(src.dims));
+    Tensor dst({s.n, oc, oh, ow});
+    float* out = dst.data.data();
+    for (int64_t n = 0; n < s.n; ++n)
+        for (int64_t o = 0; o < oc; ++o) {
+            const int64_t g = o / ocg;
+            for (int64_t y = 0; y < oh; ++y)
+                for (int64_t x = 0; x < ow; ++x) {
+                    double acc = node.bias.empty() ? 0.0 : node.bias.data[o];
+                    for (int64_t i = 0; i < icg; ++i)
+                        for (int64_t ky = 0; ky < kh; ++ky)
+                            for (int64_t kx = 0; kx < kw; ++kx) {
+                                const int64_t iy =
+                                    y * node.stride[0] - node.pad_begin[0] + ky * node.dilation[0];
+                                const int64_t ix =
+                                    x * node.stride[1] - node.pad_begin[1] + kx * node.dilation[1];
+                                if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;
+                                const double v = src.data[s.at(n, g * icg + i, iy, ix)];
+                                acc += v * w.data[((o * icg + i) * kh + ky) * kw + kx];
+                            }
+                    *out++ = static_cast<float>(acc);
+                }
+        }
+    return dst;
+}
+
+Tensor reference_fully_connected(const Tensor& src, const Node& node) {
+    if (src.dims.size() != 2) fail(node, "expects a 2-D input, got " + dims_text(src.dims));
+    const auto& w = node.weight;
+    const int64_t batch = src.dims[0], in = src.dims[1];
+    if (w.dims.size() != 2 || w.dims[1] != in)
+        fail(node, "weight " + dims_text(w.dims) + " does not fit an input of " +
+                       std::to_string(in) + " features");
+    const int64_t out_features = w.dims[0];
+    if (!node.bias.empty() && node.bias.numel() != out_features)
+        fail(node, "bias has " + std::to_string(node.bias.numel()) + " values, expected " +
+                       std::to_string(out_features));
+    Tensor dst({batch, out_features});
+    for (int64_t n = 0; n < batch; ++n)
+        for (int64_t o = 0; o < out_features; ++o) {
+            double acc = node.bias.empty() ? 0.0 : node.bias.data[o];
+            for (int64_t i = 0; i < in; ++i)
+                acc += static_cast<double>(src.data[n * in + i]) * w.data[o * in + i];
+            dst.data[n * out_features + o] = static_cast<float>(acc);
+        }
+    return dst;
+}
+
+Tensor reference_batch_norm(const Tensor& src, const Node& node) {
+    if (src.dims.size() < 2) fail(node, "expects an N x C x ... input, got " + dims_text(src.dims));
+    const int64_t batch = src.dims[0], channels = src.dims[1];
+    const int64_t spatial = src.numel() / std::max<int64_t>(1, batch * channels);
+    for (const Tensor* p : {&node.weight, &node.bias, &node.mean, &node.var})
+        if (p->numel() != channels)
+            fail(node, "gamma, beta, mean and var must have " + std::to_string(channels) +
+                           " values each");
+    Tensor dst(src.dims);
+    for (int64_t n = 0; n < batch; ++n)
+        for (int64_t c = 0; c < channels; ++c) {
+            const double inv_std = 1.0 / std::sqrt(static_cast<double>(node.var.data[c]) +
+                                                   static_cast<double>(node.epsilon));
+            const int64_t base = (n * channels + c) * spatial;
+            for (int64_t i = 0; i < spatial; ++i) {
+                const double x = src.data[base + i];
+                dst.data[base + i] = static_cast<float>(
+                    (x - node.mean.data[c]) * inv_std * node.weight.data[c] + node.bias.data[c]);
+            }
+        }
+    return dst;
+}
+
+Tensor reference_relu(const Tensor& src) {
+    Tensor dst = src;
+    for (float& v : dst.data) v = v > 0.0f ? v : 0.0f;
+    return dst;
+}
+
+Tensor reference_clip(const Tensor& src, const Node& node) {
+    Tensor dst = src;
+    for (float& v : dst.data) v = std::min(std::max(v, node.clip_min), node.clip_max);
+    return dst;
+}
+
+Tensor reference_max_pool(const Tensor& src, const Node& node) {
+    return pool(src, node, PoolKind::max);
+}
+
+Tensor reference_average_pool(const Tensor& src, const Node& node) {
+    return pool(src, node, PoolKind::average);
+}
+
+Tensor reference_global_average_pool(const Tensor& src) {
+    if (src.dims.size() != 4)
+        throw Error("reference_global_average_pool: expects an NCHW input, got " +
+                    dims_text(src.dims));
+    const Nchw s(src);
+    Tensor dst({s.n, s.c, 1, 1});
+    const int64_t area = s.h * s.w;
+    for (int64_t i = 0; i < s.n * s.c; ++i) {
+        double sum = 0.0;
+        for (int64_t j = 0; j < area; ++j) sum += src.data[i * area + j];
+        dst.data[i] = static_cast<float>(sum / static_cast<double>(area));
+    }
+    return dst;
+}
+
+Tensor reference_add(const Tensor& a, const Tensor& b) {
+    if (a.dims != b.dims)
+        throw Error("reference_add: operands differ in shape (" + dims_text(a.dims) + " vs " +
+                    dims_text(b.dims) + ")");
+    Tensor dst = a;
+    for (int64_t i = 0; i < dst.numel(); ++i) dst.data[i] += b.data[i];
+    return dst;
+}
+
+Tensor reference_flatten(const Tensor& src) {
+    if (src.dims.empty()) throw Error("reference_flatten: input has no batch dimension");
+    Tensor dst = src;
+    dst.dims = {src.dims[0], src.dims[0] ? src.numel() / src.dims[0] : 0};
+    return dst;
+}
+
+Tensor reference_node(const Node& node, const std::vector<const Tensor*>& inputs) {
+    const size_t expected = node.op == Op::add ? 2 : 1;
+    if (inputs.size() != expected)
+        fail(node, "expects " + std::to_string(expected) + " inputs, got " +
+                       std::to_string(inputs.size()));
+    const Tensor& x = *inputs[0];
+    switch (node.op) {
+    case Op::conv: return reference_conv(x, node);
+    case Op::fully_connected: return reference_fully_connected(x, node);
+    case Op::batch_norm: return reference_batch_norm(x, node);
+    case Op::relu: return reference_relu(x);
+    case Op::clip: return reference_clip(x, node);
+    case Op::max_pool: return reference_max_pool(x, node);
+    case Op::average_pool: return reference_average_pool(x, node);
+    case Op::global_average_pool: return reference_global_average_pool(x);
+    case Op::add: return reference_add(x, *inputs[1]);
+    case Op::flatten: return reference_flatten(x);
+    }
+    fail(node, "unknown op");
+}
+
+Tensor reference_forward(const Graph& graph, const Tensor& input) {
+    std::vector<int64_t> per_image(input.dims.begin() + (input.dims.empty() ? 0 : 1),
+                                   input.dims.end());
+    if (input.dims.empty() || per_image != graph.input_shape)
+        throw Error("reference_forward: the graph expects input images of " +
+                    dims_text(graph.input_shape) + ", got a batch of " + dims_text(input.dims));
+    std::map<std::string, Tensor> values;
+    values[graph.input] = input;
+    for (const Node& node : graph.nodes) {
+        std::vector<const Tensor*> inputs;
+        for (const std::string& name : node.inputs) {
+            auto it = values.find(name);
+            if (it == values.end())
+                fail(node, "input value '" + name + "' is not computed before this node");
+            inputs.push_back(&it->second);
+        }
+        values[node.output] = reference_node(node, inputs);
+    }
+    auto it = values.find(graph.output);
+    if (it == values.end())
+        throw Error("reference_forward: no node produces the graph output '" + graph.output + "'");
+    return reference_flatten(it->second);
+}
+
+} // namespace mps
