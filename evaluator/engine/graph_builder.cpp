@@ -72,6 +72,12 @@ Step reorder_step(const memory& from, const memory& to) {
     return {dnnl::reorder(from, to), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}}};
 }
 
+void NodeBuilder::begin(PlanMemory& plan, int64_t n) const {
+    plan.n = n;
+    plan.input = memory(plain_desc(with_batch(n, graph_.input_shape)), engine_, nullptr);
+    plan.values[graph_.input] = plan.input;
+}
+
 memory NodeBuilder::row_major_view(PlanMemory& plan, std::vector<Step>& steps,
                                    const memory& source) const {
     const memory::dims dims = source.get_desc().dims();

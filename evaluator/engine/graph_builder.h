@@ -65,6 +65,10 @@ public:
     NodeBuilder(const Graph& graph, const Readers& readers, const dnnl::engine& engine)
         : graph_(graph), readers_(readers), engine_(engine) {}
 
+    // Starts a plan for batches of n: its input memory (the user's nchw images; the handle is
+    // set per run) as the graph input's value.
+    void begin(PlanMemory& plan, int64_t n) const;
+
     void build_pool(PlanMemory& plan, const Stage& stage, std::vector<Step>& steps) const;
     void build_add(PlanMemory& plan, const Stage& stage, std::vector<Step>& steps) const;
     void build_eltwise(PlanMemory& plan, const Stage& stage, std::vector<Step>& steps) const;

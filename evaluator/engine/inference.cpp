@@ -126,9 +126,7 @@ Plan& InferenceEngine::Impl::plan_for(int64_t n) {
 
 std::unique_ptr<Plan> InferenceEngine::Impl::build_plan(int64_t n) {
     auto plan = std::make_unique<Plan>();
-    plan->n = n;
-    plan->input = memory(plain_desc(with_batch(n, graph.input_shape)), engine, nullptr);
-    plan->values[graph.input] = plan->input;
+    nodes->begin(*plan, n);
     for (const Stage& stage : stages) {
         try {
             switch (stage.node->op) {

@@ -357,9 +357,7 @@ Plan& QuantizedNetwork::Impl::plan_for(int64_t n) {
 
 std::unique_ptr<Plan> QuantizedNetwork::Impl::build_plan(int64_t n) {
     auto plan = std::make_unique<Plan>();
-    plan->n = n;
-    plan->input = memory(plain_desc(with_batch(n, graph.input_shape)), engine, nullptr);
-    plan->values[graph.input] = plan->input;
+    nodes->begin(*plan, n);
     plan->steps.resize(stages.size());
     plan->float_variant.resize(layers.size());
     plan->integer_variant.resize(layers.size());
