@@ -115,6 +115,8 @@ const std::vector<int> integer_activation_bits{1, 2, 3, 4, 5, 6, 7, 8};
 
 TEST_CASE("execution path names round-trip and reject unknown names") {
     CHECK(parse_execution_path("int") == ExecutionPath::integer);
+    CHECK(parse_execution_path("ref") == ExecutionPath::reference);
+    CHECK(std::string(execution_path_name(ExecutionPath::reference)) == "ref");
     CHECK(parse_execution_path("fake") == ExecutionPath::fake);
     CHECK(std::string(execution_path_name(ExecutionPath::integer)) == "int");
     CHECK(std::string(execution_path_name(ExecutionPath::fake)) == "fake");
@@ -196,6 +198,42 @@ TEST_CASE("integer path agrees with the fake path and the reference") {
             CHECK(max_relative_diff(from_int, fake_logits) < 0.1);
         }
     }
+}
+
+TEST_CASE("reference path: the plain loops agree with the fake path and the naive network") {
+    // The third form of every layer (integer, float, reference): evaluator/ref/'s loops on the
+    // fake-quantized input inside the same network; the naive whole-network reference is
+    // independent of it (its own quantization of every value).
+    const Setup setup(mixed_graph(), 16);
+    const Tensor input = as_batch(setup.images);
+    auto cache = setup.cache();
+    QuantizedNetwork fake(setup.graph, setup.calibration, cache, ExecutionPath::fake, 16);
+    QuantizedNetwork reference(setup.graph, setup.calibration, cache, ExecutionPath::reference, 16);
+    for (uint64_t seed = 1; seed <= 3; ++seed) {
+        const BitPolicy policy =
+            random_policy(setup.graph, seed, all_weight_bits, all_activation_bits);
+        CAPTURE(policy.to_string());
+        fake.set_policy(policy);
+        reference.set_policy(policy);
+        for (const std::string& line : reference.path_decisions())
+            CHECK(line.find(": reference path (plain loops)") != std::string::npos);
+        const int64_t n = input.dims[0], classes = fake.num_classes();
+        const std::vector<float> from_fake(fake.run(input.data.data(), n),
+                                           fake.run(input.data.data(), n) + n * classes);
+        const float* from_reference = reference.run(input.data.data(), n);
+        const Tensor want = reference_quantized_forward(setup.graph, input, policy,
+                                                        cache->quantizer(), *setup.calibration);
+        CHECK(top1_agreement(from_reference, from_fake.data(), n, classes) >= 0.9);
+        CHECK(max_relative_diff(from_reference, want) < 0.1);
+    }
+    // At 16 and 32 bits no code flips: the forms agree to float precision.
+    const BitPolicy wide = BitPolicy::uniform(setup.graph, 32, 16);
+    fake.set_policy(wide);
+    reference.set_policy(wide);
+    Tensor fake_logits({input.dims[0], fake.num_classes()});
+    const float* f = fake.run(input.data.data(), input.dims[0]);
+    fake_logits.data.assign(f, f + fake_logits.numel());
+    CHECK(max_relative_diff(reference.run(input.data.data(), input.dims[0]), fake_logits) < 1e-4);
 }
 
 TEST_CASE("integer path on an 8-bit policy is exact up to float rounding") {

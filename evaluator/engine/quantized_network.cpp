@@ -27,6 +27,7 @@
 #include "evaluator/engine/int8_isa.h"
 #include "evaluator/engine/onednn_util.h"
 #include "evaluator/engine/qnet_kernels.h"
+#include "evaluator/ref/reference.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -84,7 +85,8 @@ int integer_post_op(const Layer& layer) {
 struct LayerState {
     int activation_bits = float_bits;
     std::vector<int> weight_bits;
-    bool integer = false;
+    bool integer = false;   // the integer variant, else float...
+    bool reference = false; // ...unless the plain reference loops run it
     std::string decision;
     float range = 0.0f;                           // calibrated input range at activation_bits
     std::shared_ptr<const Tensor> float_weights;  // quantize-dequantized (float variant)
@@ -135,6 +137,7 @@ struct Variant {
     memory dst;                    // what the primitive writes
     std::optional<Step> dst_copy;  // dst -> the value's buffer, when they differ
     std::string impl;              // oneDNN's implementation name
+    std::string declined;          // why oneDNN could not build it: the layer takes the next form
 };
 
 struct Plan : PlanMemory {
@@ -194,6 +197,8 @@ struct QuantizedNetwork::Impl {
 
     void run_stages(Plan& plan, size_t first_stage);
     void run_layer(Plan& plan, int l);
+    void run_reference_layer(Plan& plan, int l);
+    void run_onednn_layer(Plan& plan, int l);
     const float* finish(Plan& plan, int64_t n);
 };
 
@@ -327,9 +332,12 @@ void QuantizedNetwork::Impl::install(const BitPolicy& policy) {
         s.range = calibration->range(layer.input, bits.activation_bits);
         const std::string& name = layer.node->name;
         const std::string refusal =
-            path == ExecutionPath::fake ? std::string() : integer_refusal(layer, bits);
+            path == ExecutionPath::integer ? integer_refusal(layer, bits) : std::string();
         if (path == ExecutionPath::fake) {
             s.decision = name + ": fake-quant path";
+        } else if (path == ExecutionPath::reference) {
+            s.reference = true;
+            s.decision = name + ": reference path (plain loops)";
         } else if (!refusal.empty()) {
             s.decision = name + ": " + refusal + ", float path";
         } else {
@@ -468,12 +476,14 @@ void QuantizedNetwork::Impl::build_variant(Plan& plan, int l, bool integer) {
             [&](size_t i) { return layer_primitive_desc(l, integer, tries[i].first, tries[i].second); },
             [](const LayerPd& p) { return is_reference_impl(p.base()); });
     } catch (const dnnl::error& e) {
-        throw Error(where(node) + ": oneDNN could not create its " +
-                    (integer ? "integer" : "float") + " primitive (" + e.what() + ")");
+        v.declined = std::string("oneDNN could not create its ") + (integer ? "integer" : "float") +
+                     " primitive (" + e.what() + ")";
     }
-    if (!pd)
-        throw Error(where(node) + ": oneDNN has no " + (integer ? "integer" : "float") +
-                    " primitive for this shape");
+    if (!pd && v.declined.empty())
+        v.declined = std::string("oneDNN has no ") + (integer ? "integer" : "float") +
+                     " primitive for this shape";
+    v.built = true;
+    if (!v.declined.empty()) return;
     const dnnl::primitive_desc_base& chosen = pd.base();
     v.weights_desc = chosen.weights_desc();
     v.staged = memory(have, engine);
@@ -492,7 +502,6 @@ void QuantizedNetwork::Impl::build_variant(Plan& plan, int l, bool integer) {
         plan.scratchpad = memory(scratch, engine);
     v.primitive = pd.make();
     v.impl = chosen.impl_info_str();
-    v.built = true;
 }
 
 // Layer l's weights at the current policy's bits, in layout `want` (cached per bit vector).
@@ -544,13 +553,66 @@ memory QuantizedNetwork::Impl::constant(const std::string& key, const Tensor& t,
     return m;
 }
 
+// Layer l's form for this run, in order: integer, float, the plain reference; a form whose
+// oneDNN primitive cannot be built passes the layer on to the next, saying why in its decision.
 void QuantizedNetwork::Impl::run_layer(Plan& plan, int l) {
+    LayerState& s = state[static_cast<size_t>(l)];
+    const std::string& name = layers[static_cast<size_t>(l)].node->name;
+    auto declined = [&](bool integer) -> const std::string& {
+        Variant& v = integer ? plan.integer_variant[static_cast<size_t>(l)]
+                             : plan.float_variant[static_cast<size_t>(l)];
+        if (!v.built) build_variant(plan, l, integer);
+        return v.declined;
+    };
+    if (!s.reference && s.integer && !declined(true).empty()) {
+        s.decision = name + ": " + declined(true) + ", float path";
+        s.integer = false;
+        s.float_weights = weights->get(name, s.weight_bits);
+    }
+    if (!s.reference && !s.integer && !declined(false).empty()) {
+        s.decision = name + ": " + declined(false) + ", reference path";
+        s.reference = true;
+    }
+    if (s.reference)
+        run_reference_layer(plan, l);
+    else
+        run_onednn_layer(plan, l);
+}
+
+// Layer l through the plain loops of evaluator/ref/ on its fake-quantized input and
+// quantize-dequantized weights (double accumulation), then its fused ReLU / Clip.
+void QuantizedNetwork::Impl::run_reference_layer(Plan& plan, int l) {
+    const Layer& layer = layers[static_cast<size_t>(l)];
+    const LayerState& s = state[static_cast<size_t>(l)];
+    const Stage& stage = stages[static_cast<size_t>(layer.stage)];
+    memory value = plan.values.at(layer.input);
+    const memory::dims dims = value.get_desc().dims();
+    Tensor x(dims);
+    memory plain_x(plain_desc(dims), engine, x.data.data());
+    dnnl::reorder(value, plain_x).execute(stream, value, plain_x);
+    stream.wait();
+    if (s.activation_bits != float_bits)
+        fake_quantize_activation(x.data.data(), x.numel(), s.range, s.activation_bits,
+                                 layer.input_signed);
+    Node node = *layer.node;
+    node.weight = *s.float_weights;
+    if (node.op == Op::fully_connected) x.dims = {dims[0], x.numel() / dims[0]};
+    Tensor y = node.op == Op::conv ? reference_conv(x, node) : reference_fully_connected(x, node);
+    if (stage.eltwise)
+        y = stage.eltwise->op == Op::relu ? reference_relu(y) : reference_clip(y, *stage.eltwise);
+    memory out = plan.values.at(node.output);
+    memory plain_y(plain_desc(out.get_desc().dims()), engine, y.data.data());
+    dnnl::reorder(plain_y, out).execute(stream, plain_y, out);
+    stream.wait();
+}
+
+// Layer l on its oneDNN variant (built): quantize the input, run the conv / inner product.
+void QuantizedNetwork::Impl::run_onednn_layer(Plan& plan, int l) {
     const Layer& layer = layers[static_cast<size_t>(l)];
     LayerState& s = state[static_cast<size_t>(l)];
     const bool integer = s.integer;
     Variant& v = integer ? plan.integer_variant[static_cast<size_t>(l)]
                          : plan.float_variant[static_cast<size_t>(l)];
-    if (!v.built) build_variant(plan, l, integer);
     const memory& value = plan.values.at(layer.input);
     const int64_t elements = static_cast<int64_t>(value.get_desc().get_size() / sizeof(float));
     const float* x = static_cast<const float*>(value.get_data_handle());
