@@ -673,7 +673,7 @@ BitPolicy GreedySensitivityPolicy::with_group(BitPolicy policy, size_t group,
 double GreedySensitivityPolicy::metric_of(const BitPolicy& policy) const {
     const Score* score = book_.find(policy);
     if (!score)
-        throw Error("greedy_sensitivity: internal error: no score for " + policy.to_string());
+        throw Failure("greedy_sensitivity: internal error: no score for " + policy.to_string());
     return metric_value(metric_, *score);
 }
 

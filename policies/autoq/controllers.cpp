@@ -11,7 +11,7 @@ namespace mps::autoq {
 namespace {
 
 std::pair<int, int> range_of(std::span<const int> allowed) {
-    if (allowed.empty()) throw Error("autoq: internal error: an empty set of allowed bit-widths");
+    if (allowed.empty()) throw Failure("autoq: internal error: an empty set of allowed bit-widths");
     const auto [lo, hi] = std::minmax_element(allowed.begin(), allowed.end());
     return {*lo, *hi};
 }

@@ -126,7 +126,7 @@ void check_same_layout(const TrainNetwork& a, const TrainNetwork& b) {
     for (size_t i = 0; same && i < x.size(); ++i)
         same = x[i].value.get_desc() == y[i].value.get_desc();
     if (!same)
-        throw Error("ddpg: internal error: oneDNN laid out a target network differently from its "
+        throw Failure("ddpg: internal error: oneDNN laid out a target network differently from its "
                     "network; soft updates need identical layouts");
 }
 

@@ -44,7 +44,7 @@ class BayesianBitsPolicy final : public SearchPolicy {
 public:
     explicit BayesianBitsPolicy(const PolicyContext& c) : context_(c) {
         if (!c.train_images || !c.validation_images || !c.calibration)
-            throw Error("bayesian_bits: the run gave no training data (a bug in the run loop)");
+            throw Failure("bayesian_bits: the run gave no training data (a bug in the run loop)");
         if (c.space.granularity == Granularity::network)
             throw Error("bayesian_bits: granularity `network` has no per-layer gates; set "
                         "granularity to `kernel` (default) or `layer`");
