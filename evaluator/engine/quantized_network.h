@@ -4,18 +4,22 @@
 // chosen weight quantizer, the input of every quantizable layer fake-quantized per tensor with its
 // calibrated range and the layer's activation bit-width; everything else float32).
 //
-// Two execution paths compute that same function:
+// Three execution paths compute that same function:
 //   - ExecutionPath::fake: float32 oneDNN primitives on quantize-dequantized weights and
-//     activations. Serves every quantizer and bit-width; the reference.
+//     activations. Serves every quantizer and bit-width.
 //   - ExecutionPath::integer: a layer whose weights use the `uniform` quantizer with 0..8 bits
 //     (1-bit: codes +-1, scale mean|w|) and whose input activation has 1..8 bits runs as a
-//     oneDNN u8/s8 x s8 primitive (nhwc, VNNI brgconv); the per-kernel factors s_x * s_w[k] and
-//     the bias are binary post-ops supplied at run time (oneDNN 2.6 has no runtime output scales
-//     for convolutions), so one primitive serves every candidate of that shape; ReLU/Clip fused.
-//     Its output is float32; the next layer quantizes it to codes in one vectorized pass (not
-//     yet fused into the producer as a u8 requantization). Other layers fall back to float
-//     inside the same graph;
-//     path_decisions() says which and why ("conv3: 16-bit weights, float path").
+//     oneDNN int8 primitive (nhwc, VNNI brgconv) on the codes, in the form int8_isa.h picks for
+//     the CPU (below avx512_core_vnni: signed inputs as u8 with a zero point, W8 x A8 on float);
+//     the per-kernel factors s_x * s_w[k] and the bias are binary post-ops supplied at run time
+//     (oneDNN 2.6 has no runtime output scales for convolutions), so one primitive serves every
+//     candidate of that shape; ReLU/Clip fused. Its output is float32; the next layer quantizes
+//     it to codes in one vectorized pass (not yet fused into the producer as a u8
+//     requantization). Other layers fall back to float inside the same graph.
+//   - ExecutionPath::reference: every quantizable layer through evaluator/ref/'s plain loops.
+// A layer's forms go in order, integer, float, reference: one that declines (or that oneDNN
+// cannot build) passes the layer to the next; path_decisions() says which and why ("conv3:
+// 16-bit weights, float path").
 //
 // Lifetime: construct once per (model, calibration, quantizers, path, batch); call set_policy()
 // for each candidate (cheap when weights come from the shared WeightCache), then run() batches.
