@@ -1,21 +1,24 @@
-// QuantizedNetwork: the fake-quant and integer execution paths on oneDNN (contract in the header).
+// QuantizedNetwork: the fake-quant, integer and reference execution paths (contract in the
+// header).
 //
 // Shape of the implementation:
-//   - Stages (fixed per graph): one per node, a ReLU / Clip that is the sole reader of a conv,
-//     fully connected or add output fused into it as an eltwise post-op. Every stage writes its
-//     own float32 buffer and nothing is computed in place, so all values before a cut are still
-//     intact after run() (capture() copies them) and a resume reproduces run() bit for bit.
+//   - Stages (fixed per graph, graph_builder.h's fuse_stages without sums): one per node, a ReLU /
+//     Clip that is the sole reader of a conv, fully connected or add output fused into it as an
+//     eltwise post-op. Every stage writes its own float32 buffer and nothing is computed in
+//     place, so all values before a cut are still intact after run() (capture() copies them)
+//     and a resume reproduces run() bit for bit. Non-layer nodes are graph_builder.h's.
 //   - Plans (per batch size): the oneDNN primitives and buffers. A quantizable layer has two
-//     variants, built on first use: `float` (f32 conv on quantize-dequantized weights, reading the
-//     fake-quantized input) and `integer` (u8/s8 x s8 conv reading the input's codes, f32 output).
-//     Both write the same f32 output buffer, so a policy may switch any layer between them.
+//     oneDNN variants, built on first use: `float` (f32 conv on quantize-dequantized weights,
+//     reading the fake-quantized input) and `integer` (int8 conv reading the input's codes, f32
+//     output), and the plain reference loops as the last form. All write the same f32 output
+//     buffer, so a policy may switch any layer between them.
 //   - The integer primitive takes everything that depends on the candidate at run time: the
 //     per-kernel factor s_x * s_w[k] and the bias as binary post-ops (oneDNN 2.6 has no runtime
-//     output scales for convolutions), then the layer's ReLU / Clip. One primitive per shape
-//     serves every policy.
-//   - Layouts: the fake path keeps activations in nChw16c (the fast f32 kernels, as in
-//     inference.cpp); the integer path in nhwc, the only layout of the VNNI int8 kernels
-//     (brgconv), so that quantizing an input to codes is an elementwise pass with no reorder.
+//     output scales for convolutions), the source zero point where int8_isa.h shifts signed
+//     codes, then the layer's ReLU / Clip. One primitive per shape serves every policy.
+//   - Layouts: the fake path keeps activations in nChw16c (nChw8c below AVX-512: the fast f32
+//     kernels, as in inference.cpp); the integer path in nhwc, the only layout of the VNNI int8
+//     kernels (brgconv), so that quantizing an input to codes is an elementwise pass.
 //   - Weights: reordered into each primitive's layout once per (layer, bit vector), cached per
 //     instance (a few bit vectors per layer); float weights come from the shared WeightCache,
 //     integer codes from uniform_codes.
