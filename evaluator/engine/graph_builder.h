@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -56,6 +57,21 @@ struct PlanMemory {
     std::map<std::string, memory> values;
     std::vector<std::pair<std::string, memory>> converted; // a value re-laid out for a consumer
     std::vector<memory> storage; // buffers reached only through views, kept alive here
+};
+
+// The plans of an engine by batch size, each built on first use.
+template <typename Plan>
+class PlansBySize {
+public:
+    template <typename Build>
+    Plan& at(int64_t n, Build build) {
+        auto it = plans_.find(n);
+        if (it == plans_.end()) it = plans_.emplace(n, build(n)).first;
+        return *it->second;
+    }
+
+private:
+    std::map<int64_t, std::unique_ptr<Plan>> plans_;
 };
 
 // Builds the primitives of the nodes that are not quantizable layers. Each build_* appends its

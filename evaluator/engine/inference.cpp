@@ -64,12 +64,14 @@ struct InferenceEngine::Impl {
     std::optional<NodeBuilder> nodes; // the non-layer nodes' primitives
     std::map<std::string, std::vector<memory>> weights; // per node, in each layout asked for
     std::map<std::string, memory> constants;             // biases, batch_norm statistics
-    std::map<int64_t, std::unique_ptr<Plan>> plans;
+    PlansBySize<Plan> plans;
     std::vector<float> logits;
 
     Impl(const Graph& source, int64_t batch_size);
     bool sum_in_place_allowed(const Stage& stage, const std::string& operand) const;
-    Plan& plan_for(int64_t n);
+    Plan& plan_for(int64_t n) {
+        return plans.at(n, [this](int64_t size) { return build_plan(size); });
+    }
     std::unique_ptr<Plan> build_plan(int64_t n);
 
     // Helpers for build_plan (the other node kinds are NodeBuilder's).
@@ -116,12 +118,6 @@ bool InferenceEngine::Impl::sum_in_place_allowed(const Stage& stage,
         return value != graph.output;
     };
     return read_only_before(operand);
-}
-
-Plan& InferenceEngine::Impl::plan_for(int64_t n) {
-    auto it = plans.find(n);
-    if (it == plans.end()) it = plans.emplace(n, build_plan(n)).first;
-    return *it->second;
 }
 
 std::unique_ptr<Plan> InferenceEngine::Impl::build_plan(int64_t n) {

@@ -78,11 +78,18 @@ struct Layer {
     Tensor bias;              // [kernels], zeros when the node has none
 };
 
-// Index of the integer variant's factor post-op: 1 when a shifted inner product adds its
-// compensation first (convs take their zero point from oneDNN instead), else 0.
-int integer_post_op(const Layer& layer) {
-    return layer.shifted_source && layer.node->op == Op::fully_connected ? 1 : 0;
+// How a shifted source's zero point comes back out (int8_isa.h): a conv passes it to oneDNN as
+// its run-time source zero point; an inner product (no zero points in oneDNN 2.6) adds
+// -z * sum(w) as binary post-op 0, before the factors.
+bool takes_source_zero_point(const Layer& layer) {
+    return layer.shifted_source && layer.node->op == Op::conv;
 }
+bool compensates_zero_point(const Layer& layer) {
+    return layer.shifted_source && layer.node->op == Op::fully_connected;
+}
+
+// Index of the integer variant's factor post-op: after the compensation, when there is one.
+int integer_post_op(const Layer& layer) { return compensates_zero_point(layer) ? 1 : 0; }
 
 // What the current policy asks of one layer.
 struct LayerState {
@@ -149,6 +156,9 @@ struct Plan : PlanMemory {
     std::vector<Step> final_steps;        // lay the logits out row-major
     std::vector<Variant> float_variant, integer_variant; // per layer
     memory scratchpad; // shared by the layer primitives (they run one at a time)
+    Variant& variant(int l, bool integer) {
+        return (integer ? integer_variant : float_variant)[static_cast<size_t>(l)];
+    }
 };
 
 } // namespace
@@ -178,7 +188,7 @@ struct QuantizedNetwork::Impl {
     bool has_policy = false;
     std::vector<LayerState> state;
     std::vector<LruCache<WeightKey, memory, WeightKeyHash>> weight_cache; // per layer
-    std::map<int64_t, std::unique_ptr<Plan>> plans;
+    PlansBySize<Plan> plans;
     std::vector<float> logits;
     int64_t last_n = 0;
 
@@ -190,7 +200,9 @@ struct QuantizedNetwork::Impl {
     std::string integer_refusal(const Layer& layer, const LayerBits& bits) const;
     void set_integer_factors(const Layer& layer, LayerState& s) const;
 
-    Plan& plan_for(int64_t n);
+    Plan& plan_for(int64_t n) {
+        return plans.at(n, [this](int64_t size) { return build_plan(size); });
+    }
     std::unique_ptr<Plan> build_plan(int64_t n);
     void build_variant(Plan& plan, int l, bool integer);
     LayerPd layer_primitive_desc(int l, bool integer, const memory::desc& src,
@@ -302,7 +314,7 @@ std::string QuantizedNetwork::Impl::integer_refusal(const Layer& layer,
 void QuantizedNetwork::Impl::set_integer_factors(const Layer& layer, LayerState& s) const {
     const float sx = activation_scale(s.range, s.activation_bits, layer.input_signed);
     s.zero_point = layer.shifted_source ? signed_activation_zero_point(s.activation_bits) : 0;
-    const bool compensate = layer.shifted_source && layer.node->op == Op::fully_connected;
+    const bool compensate = compensates_zero_point(layer);
     s.factors.resize(static_cast<size_t>(layer.kernels));
     s.compensation.assign(compensate ? static_cast<size_t>(layer.kernels) : 0, 0.0f);
     const std::span<const float> all(layer.node->weight.data);
@@ -358,12 +370,6 @@ void QuantizedNetwork::Impl::install(const BitPolicy& policy) {
         state[l] = std::move(s);
     }
     has_policy = true;
-}
-
-Plan& QuantizedNetwork::Impl::plan_for(int64_t n) {
-    auto it = plans.find(n);
-    if (it == plans.end()) it = plans.emplace(n, build_plan(n)).first;
-    return *it->second;
 }
 
 std::unique_ptr<Plan> QuantizedNetwork::Impl::build_plan(int64_t n) {
@@ -436,7 +442,7 @@ LayerPd QuantizedNetwork::Impl::layer_primitive_desc(int l, bool integer,
     // The plan hands every layer primitive one shared scratchpad: with oneDNN's own, brgconv
     // allocated and page-faulted megabytes on every execution.
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    if (integer && layer.shifted_source && node.op == Op::conv)
+    if (integer && takes_source_zero_point(layer))
         attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
     if (node.op == Op::conv) {
         const ConvGeometry geometry = conv_geometry(node);
@@ -458,8 +464,7 @@ LayerPd QuantizedNetwork::Impl::layer_primitive_desc(int l, bool integer,
 void QuantizedNetwork::Impl::build_variant(Plan& plan, int l, bool integer) {
     const Layer& layer = layers[static_cast<size_t>(l)];
     const Node& node = *layer.node;
-    Variant& v = integer ? plan.integer_variant[static_cast<size_t>(l)]
-                         : plan.float_variant[static_cast<size_t>(l)];
+    Variant& v = plan.variant(l, integer);
     const memory& value = plan.values.at(layer.input);
     const memory& out = plan.values.at(node.output);
     const dt src_type = !integer                                         ? dt::f32
@@ -562,8 +567,7 @@ void QuantizedNetwork::Impl::run_layer(Plan& plan, int l) {
     LayerState& s = state[static_cast<size_t>(l)];
     const std::string& name = layers[static_cast<size_t>(l)].node->name;
     auto declined = [&](bool integer) -> const std::string& {
-        Variant& v = integer ? plan.integer_variant[static_cast<size_t>(l)]
-                             : plan.float_variant[static_cast<size_t>(l)];
+        Variant& v = plan.variant(l, integer);
         if (!v.built) build_variant(plan, l, integer);
         return v.declined;
     };
@@ -614,8 +618,7 @@ void QuantizedNetwork::Impl::run_onednn_layer(Plan& plan, int l) {
     const Layer& layer = layers[static_cast<size_t>(l)];
     LayerState& s = state[static_cast<size_t>(l)];
     const bool integer = s.integer;
-    Variant& v = integer ? plan.integer_variant[static_cast<size_t>(l)]
-                         : plan.float_variant[static_cast<size_t>(l)];
+    Variant& v = plan.variant(l, integer);
     const memory& value = plan.values.at(layer.input);
     const int64_t elements = static_cast<int64_t>(value.get_desc().get_size() / sizeof(float));
     const float* x = static_cast<const float*>(value.get_data_handle());
@@ -654,7 +657,7 @@ void QuantizedNetwork::Impl::run_onednn_layer(Plan& plan, int l) {
             memory(plain_desc(per_kernel), engine, s.factors.data());
         args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(first + 1) | DNNL_ARG_SRC_1] =
             constant(node.name + "/bias_per_kernel", layer.bias, per_kernel);
-        if (layer.shifted_source && node.op == Op::conv)
+        if (takes_source_zero_point(layer))
             args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] =
                 memory({{1}, dt::s32, tag::x}, engine, &s.zero_point);
     } else if (!node.bias.empty()) {
