@@ -2,6 +2,7 @@
 
 #include "evaluator/base/error.h"
 #include "evaluator/base/lru_cache.h"
+#include "evaluator/engine/code_chains.h"
 #include "evaluator/engine/evaluate.h"
 
 #include <omp.h>
@@ -35,25 +36,39 @@ using Clock = std::chrono::steady_clock;
 uint64_t mix(uint64_t h, uint64_t v) { return (h ^ v) * 1099511628211ULL; }
 
 // prefix[L] identifies the bits of layers < L (prefix[0]: nothing).
-std::vector<uint64_t> prefix_hashes(const BitPolicy& policy) {
-    std::vector<uint64_t> prefix{1469598103934665603ULL};
-    for (const LayerBits& layer : policy.layers) {
-        uint64_t h = mix(prefix.back(), static_cast<uint64_t>(layer.activation_bits) + 1000);
-        for (int b : layer.weight_bits) h = mix(h, static_cast<uint64_t>(b) + 1);
-        prefix.push_back(h);
+// Per quantizable layer L, the layers besides those before L whose bits a cut before L depends on
+// (code_chains.h: the consumers of the integer path's code chains crossing it).
+using CutDependencies = std::vector<std::vector<int>>;
+
+uint64_t layer_hash(uint64_t h, const LayerBits& layer) {
+    h = mix(h, static_cast<uint64_t>(layer.activation_bits) + 1000);
+    for (int b : layer.weight_bits) h = mix(h, static_cast<uint64_t>(b) + 1);
+    return h;
+}
+
+// Per layer L, a hash of what a cut before L depends on: the bits of the layers before L and of
+// its dependencies.
+std::vector<uint64_t> prefix_hashes(const BitPolicy& policy, const CutDependencies& dependencies) {
+    std::vector<uint64_t> keys;
+    uint64_t prefix = 1469598103934665603ULL;
+    for (size_t l = 0; l <= policy.layers.size(); ++l) {
+        uint64_t key = prefix;
+        if (l < dependencies.size())
+            for (int m : dependencies[l]) key = layer_hash(mix(key, 77), policy.layers[static_cast<size_t>(m)]);
+        keys.push_back(key);
+        if (l < policy.layers.size()) prefix = layer_hash(prefix, policy.layers[l]);
     }
-    return prefix;
+    return keys;
 }
 
-bool same_prefix(const BitPolicy& a, const BitPolicy& b, int layers) {
-    return std::equal(a.layers.begin(), a.layers.begin() + layers, b.layers.begin());
-}
-
-int64_t cut_bytes(const ActivationCut& cut) {
-    int64_t bytes = 0;
-    for (const auto& [name, tensor] : cut.values)
-        bytes += tensor.numel() * static_cast<int64_t>(sizeof(float));
-    return bytes;
+// True when a and b agree on everything a cut before `layer` depends on.
+bool same_prefix(const BitPolicy& a, const BitPolicy& b, int layer,
+                 const CutDependencies& dependencies) {
+    if (!std::equal(a.layers.begin(), a.layers.begin() + layer, b.layers.begin())) return false;
+    if (static_cast<size_t>(layer) >= dependencies.size()) return true;
+    for (int m : dependencies[static_cast<size_t>(layer)])
+        if (!(a.layers[static_cast<size_t>(m)] == b.layers[static_cast<size_t>(m)])) return false;
+    return true;
 }
 
 // Floats per image live just before each quantizable layer (produced earlier, read at or after
@@ -88,20 +103,22 @@ public:
         bool operator==(const Key&) const = default;
     };
 
-    explicit CutCache(int64_t max_bytes) : cuts_(max_bytes) {}
+    CutCache(int64_t max_bytes, CutDependencies dependencies)
+        : dependencies_(std::move(dependencies)), cuts_(max_bytes) {}
 
     std::shared_ptr<const ActivationCut> find(const Key& key, const BitPolicy& policy) {
         std::lock_guard lock(mutex_);
         // Looked at before it counts as used: a colliding prefix hash is a miss.
         const Entry* entry = cuts_.peek(key);
-        if (!entry || !same_prefix(*entry->source, policy, key.layer)) return nullptr;
+        if (!entry || !same_prefix(*entry->source, policy, key.layer, dependencies_))
+            return nullptr;
         return cuts_.find(key)->cut;
     }
 
     // Replaces what `key` held (e.g. a collision). A cut larger than the whole cache is not kept.
     void store(const Key& key, std::shared_ptr<const BitPolicy> source,
                std::shared_ptr<const ActivationCut> cut) {
-        const int64_t bytes = cut_bytes(*cut);
+        const int64_t bytes = cut->bytes();
         if (bytes > cuts_.capacity()) return;
         std::lock_guard lock(mutex_);
         evictions_ += static_cast<int64_t>(
@@ -128,6 +145,7 @@ private:
         std::shared_ptr<const BitPolicy> source; // the policy whose prefix produced the cut
         std::shared_ptr<const ActivationCut> cut;
     };
+    const CutDependencies dependencies_;
     mutable std::mutex mutex_;
     LruCache<Key, Entry, KeyHash> cuts_; // by bytes, under the mutex
     int64_t captures_ = 0, evictions_ = 0;
@@ -200,6 +218,7 @@ struct Evaluator::Impl {
     // Prefixes (hash of (prefix, L)) of every candidate evaluated so far: a later candidate that
     // shares one makes capturing that cut worthwhile.
     std::unordered_set<uint64_t> seen_prefixes;
+    CutDependencies dependencies; // of the cuts on this path
     std::vector<int64_t> cut_floats; // per layer, per image
     std::vector<int64_t> macs_before; // per layer: MACs per image of the layers before it
     std::atomic<int64_t> batches_full{0}, batches_resumed{0}, layers_skipped{0};
@@ -233,8 +252,14 @@ struct Evaluator::Impl {
                 options.weight_quantizer.name, options.weight_quantizer.args)),
             options.weight_cache_bytes);
         slots.resize(static_cast<size_t>(options.workers));
+        dependencies = cut_dependencies_of();
         if (options.incremental_cache_bytes > 0)
-            cuts = std::make_unique<CutCache>(options.incremental_cache_bytes);
+            cuts = std::make_unique<CutCache>(options.incremental_cache_bytes, dependencies);
+    }
+
+    CutDependencies cut_dependencies_of() const {
+        return options.path == ExecutionPath::integer ? cut_dependencies(graph)
+                                                      : CutDependencies{};
     }
 
     const Dataset& split_data(Split split) const {
@@ -267,7 +292,7 @@ struct Evaluator::Impl {
         for (size_t i = 0; i < policies.size(); ++i) {
             Candidate& c = candidates[i];
             c.policy = std::make_shared<const BitPolicy>(policies[i]);
-            c.prefix = prefix_hashes(policies[i]);
+            c.prefix = prefix_hashes(policies[i], dependencies);
             c.capture.assign(static_cast<size_t>(layers), false);
             for (int l = 1; l < layers; ++l) ++in_call[key(c, l)];
         }

@@ -74,7 +74,7 @@ dnnl::pooling_forward::primitive_desc pooling_inference(const Node& node, const 
     }
     using pool = dnnl::pooling_forward;
     const pool::desc desc(dnnl::prop_kind::forward_inference, algo, src,
-                          memory::desc(dst_dims, memory::data_type::f32, tag::any), strides,
+                          memory::desc(dst_dims, src.data_type(), tag::any), strides,
                           kernel, pad_l, pad_r);
     return pool::primitive_desc(desc, engine);
 }

@@ -33,7 +33,7 @@ memory::format_tag blocked_activation_tag();
 bool is_reference_impl(const dnnl::primitive_desc_base& pd);
 
 // Inference pooling of a max_pool, average_pool or global_average_pool node on `src`, writing a
-// tensor of `dst_dims` in the layout oneDNN prefers.
+// tensor of `dst_dims` of the source's element type in the layout oneDNN prefers.
 dnnl::pooling_forward::primitive_desc pooling_inference(const Node& node, const memory::desc& src,
                                                         const memory::dims& dst_dims,
                                                         const dnnl::engine& engine);

@@ -70,6 +70,7 @@ inline void fake_loop(const float* x, float* y, int64_t begin, int64_t end, floa
 MPS_LOOPS(baseline, )
 #if defined(__x86_64__)
 MPS_LOOPS(x86_64_v4, __attribute__((target("arch=x86-64-v4"))))
+MPS_LOOPS(x86_64_v3, __attribute__((target("arch=x86-64-v3"))))
 #endif
 #undef MPS_LOOPS
 
@@ -80,6 +81,9 @@ std::vector<Loops> make_variants() {
     variants.push_back({"x86-64-v4", __builtin_cpu_supports("x86-64-v4") > 0,
                         x86_64_v4::unsigned_codes, x86_64_v4::signed_codes,
                         x86_64_v4::shifted_codes, x86_64_v4::fake});
+    variants.push_back({"x86-64-v3", __builtin_cpu_supports("x86-64-v3") > 0,
+                        x86_64_v3::unsigned_codes, x86_64_v3::signed_codes,
+                        x86_64_v3::shifted_codes, x86_64_v3::fake});
 #endif
     variants.push_back(
         {"baseline", true, baseline::unsigned_codes, baseline::signed_codes,

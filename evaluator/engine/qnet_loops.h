@@ -1,6 +1,6 @@
 #pragma once
 // The vectorized inner loops of qnet_kernels.cpp (internal), one compiled copy per instruction
-// set: x86-64-v4 (AVX-512) and the baseline the build targets (it has no -march). The kernels call
+// set: x86-64-v4 (AVX-512), x86-64-v3 (AVX2) and the baseline the build targets (it has no -march). The kernels call
 // the best copy the CPU runs, chosen once, as GCC's target_clones would; unlike target_clones this
 // lets a test force each copy and check it bit for bit against the plain reference.
 //
@@ -15,7 +15,7 @@
 namespace mps::qnet {
 
 struct Loops {
-    const char* target; // "x86-64-v4", "baseline"
+    const char* target; // "x86-64-v4", "x86-64-v3", "baseline"
     bool supported;     // this CPU runs it
     void (*unsigned_codes)(const float* x, uint8_t* q, int64_t begin, int64_t end, float s,
                            float qmin, float qmax);

@@ -26,6 +26,7 @@
 
 #include "evaluator/base/error.h"
 #include "evaluator/base/lru_cache.h"
+#include "evaluator/engine/code_chains.h"
 #include "evaluator/engine/graph_builder.h"
 #include "evaluator/engine/int8_isa.h"
 #include "evaluator/engine/onednn_util.h"
@@ -35,6 +36,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <iterator>
 #include <optional>
@@ -76,7 +78,19 @@ struct Layer {
     int64_t kernels = 0;
     int64_t kernel_size = 0; // weights per kernel
     Tensor bias;              // [kernels], zeros when the node has none
+    int chain_out = -1;       // the code chain this layer starts (code_chains.h), if any...
+    int chain_in = -1;        // ...and the one ending at its input
 };
+
+// The element type of a layer's input codes: s8 for signed codes the CPU takes as they are, u8
+// for unsigned and for shifted signed ones.
+dt code_type(const Layer& layer) {
+    return layer.input_signed && !layer.shifted_source ? dt::s8 : dt::u8;
+}
+
+// The three oneDNN forms of a quantizable layer: float32 on quantize-dequantized values, integer
+// on codes with a float32 output, and integer writing the next layer's codes (a chain's producer).
+enum class Form { float32, integer, emit };
 
 // How a shifted source's zero point comes back out (int8_isa.h): a conv passes it to oneDNN as
 // its run-time source zero point; an inner product (no zero points in oneDNN 2.6) adds
@@ -103,6 +117,10 @@ struct LayerState {
     std::vector<float> factors;                   // s_x * s_w[k] (integer variant)
     int32_t zero_point = 0;                       // of the shifted source codes
     std::vector<float> compensation;              // -zero_point * sum of kernel k's codes (fc)
+    bool emits = false; // starts its code chain when both ends' primitives build
+    // The consumer's quantizer as the emit form's post-ops apply it: y / s, clamped to
+    // [qmin, qmax], plus the zero point of shifted codes.
+    std::array<float, 4> emit_scalars{}; // s, qmin, qmax, zero point
 };
 
 // A layer's weights reordered for one primitive layout at one bit vector.
@@ -154,10 +172,20 @@ struct Plan : PlanMemory {
     memory output; // row-major [n, classes] view
     std::vector<std::vector<Step>> steps; // per stage (empty for quantizable layers)
     std::vector<Step> final_steps;        // lay the logits out row-major
-    std::vector<Variant> float_variant, integer_variant; // per layer
+    std::vector<Variant> float_variant, integer_variant, emit_variant; // per layer
     memory scratchpad; // shared by the layer primitives (they run one at a time)
-    Variant& variant(int l, bool integer) {
-        return (integer ? integer_variant : float_variant)[static_cast<size_t>(l)];
+    // Code chains (integer path): their 8-bit buffers and the chain stages' steps on them, each
+    // layer's input codes (a chain's last buffer, or the layer's own for the quantize pass), and
+    // per chain whether its buffers line up with the consumer's (else it is never used).
+    PlanMemory codes;
+    std::vector<std::vector<Step>> code_steps; // per stage
+    std::vector<memory> input_codes;           // per layer
+    std::vector<bool> chain_ready;             // per chain
+    Variant& variant(int l, Form form) {
+        auto& all = form == Form::float32 ? float_variant
+                    : form == Form::integer ? integer_variant
+                                            : emit_variant;
+        return all[static_cast<size_t>(l)];
     }
 };
 
@@ -184,6 +212,10 @@ struct QuantizedNetwork::Impl {
     std::map<std::string, int> node_stage;           // node name -> stage index
     std::vector<std::vector<std::string>> live;      // per layer: values live at its cut
     std::map<std::string, memory> constants;
+    std::vector<CodeChain> chains;
+    std::vector<int> stage_chain;   // per stage: the chain whose pool / flatten it is, or -1
+    std::vector<bool> chain_active; // per chain: its codes are what this run computes
+    bool fuse_requantization = true;
 
     bool has_policy = false;
     std::vector<LayerState> state;
@@ -192,11 +224,16 @@ struct QuantizedNetwork::Impl {
     std::vector<float> logits;
     int64_t last_n = 0;
 
+    const memory* active_codes(Plan& plan, const std::string& value) const;
+    bool restore_codes(Plan& plan, const ActivationCut& cut, const std::string& value);
+
     Impl(const Graph& folded, std::shared_ptr<const Calibration> calib,
          std::shared_ptr<WeightCache> cache, ExecutionPath p, int64_t batch_size);
     void plan_stages();
     void find_live_values();
+    void find_chains();
     void install(const BitPolicy& policy);
+    void plan_chains();
     std::string integer_refusal(const Layer& layer, const LayerBits& bits) const;
     void set_integer_factors(const Layer& layer, LayerState& s) const;
 
@@ -204,16 +241,21 @@ struct QuantizedNetwork::Impl {
         return plans.at(n, [this](int64_t size) { return build_plan(size); });
     }
     std::unique_ptr<Plan> build_plan(int64_t n);
-    void build_variant(Plan& plan, int l, bool integer);
-    LayerPd layer_primitive_desc(int l, bool integer, const memory::desc& src,
+    void build_code_buffers(Plan& plan);
+    void build_variant(Plan& plan, int l, Form form);
+    LayerPd layer_primitive_desc(int l, Form form, const memory::desc& src,
                                  const memory::desc& dst);
     memory weights_memory(int l, bool integer, const memory::desc& want);
     memory constant(const std::string& key, const Tensor& t, const memory::dims& dims);
 
     void run_stages(Plan& plan, size_t first_stage);
+    const std::string& declined(Plan& plan, int l, Form form);
+    void settle_form(Plan& plan, int l);
+    bool starts_chain(Plan& plan, int l);
     void run_layer(Plan& plan, int l);
     void run_reference_layer(Plan& plan, int l);
-    void run_onednn_layer(Plan& plan, int l);
+    void run_onednn_layer(Plan& plan, int l, Form form);
+    std::unordered_map<int, memory> integer_args(int l, Form form);
     const float* finish(Plan& plan, int64_t n);
 };
 
@@ -239,6 +281,7 @@ QuantizedNetwork::Impl::Impl(const Graph& folded, std::shared_ptr<const Calibrat
     classes = Tensor::count(graph.shapes.at(graph.output));
     image_floats = Tensor::count(graph.input_shape);
     plan_stages();
+    find_chains();
     find_live_values();
     state.resize(layers.size());
     for (size_t l = 0; l < layers.size(); ++l) weight_cache.emplace_back(max_weight_entries);
@@ -271,6 +314,19 @@ void QuantizedNetwork::Impl::plan_stages() {
         layer.bias = node.bias.empty() ? Tensor({layer.kernels}) : node.bias;
         stage.layer = static_cast<int>(layers.size());
         layers.push_back(std::move(layer));
+    }
+}
+
+// The code chains (integer path only) and which stages and layers they take.
+void QuantizedNetwork::Impl::find_chains() {
+    stage_chain.assign(stages.size(), -1);
+    if (path != ExecutionPath::integer) return;
+    chains = find_code_chains(graph, stages, readers);
+    chain_active.assign(chains.size(), false);
+    for (size_t c = 0; c < chains.size(); ++c) {
+        layers[static_cast<size_t>(chains[c].producer)].chain_out = static_cast<int>(c);
+        layers[static_cast<size_t>(chains[c].consumer)].chain_in = static_cast<int>(c);
+        for (int stage : chains[c].stages) stage_chain[static_cast<size_t>(stage)] = static_cast<int>(c);
     }
 }
 
@@ -369,7 +425,28 @@ void QuantizedNetwork::Impl::install(const BitPolicy& policy) {
             s.float_weights = weights->get(name, s.weight_bits);
         state[l] = std::move(s);
     }
+    plan_chains();
     has_policy = true;
+}
+
+// Which chains the policy lets start: both ends on the integer path, and a consumer quantizer the
+// emit form can apply (not signed 1-bit, which takes the sign; not a zero step, where every code
+// is 0). Their producers get the consumer's scalars.
+void QuantizedNetwork::Impl::plan_chains() {
+    for (const CodeChain& chain : chains) {
+        LayerState& p = state[static_cast<size_t>(chain.producer)];
+        const LayerState& m = state[static_cast<size_t>(chain.consumer)];
+        const Layer& consumer = layers[static_cast<size_t>(chain.consumer)];
+        const bool is_signed = consumer.input_signed;
+        if (!fuse_requantization || !p.integer || !m.integer || (is_signed && m.activation_bits == 1))
+            continue;
+        const float step = activation_scale(m.range, m.activation_bits, is_signed);
+        if (step == 0.0f) continue;
+        const float qmax = static_cast<float>(activation_qmax(m.activation_bits, is_signed));
+        p.emits = true;
+        p.emit_scalars = {step, is_signed ? -qmax : 0.0f, qmax, static_cast<float>(m.zero_point)};
+        p.decision += ", writes " + consumer.node->name + "'s codes";
+    }
 }
 
 std::unique_ptr<Plan> QuantizedNetwork::Impl::build_plan(int64_t n) {
@@ -378,6 +455,7 @@ std::unique_ptr<Plan> QuantizedNetwork::Impl::build_plan(int64_t n) {
     plan->steps.resize(stages.size());
     plan->float_variant.resize(layers.size());
     plan->integer_variant.resize(layers.size());
+    plan->emit_variant.resize(layers.size());
     for (size_t s = 0; s < stages.size(); ++s) {
         const Stage& stage = stages[s];
         const Node& node = *stage.node;
@@ -410,34 +488,110 @@ std::unique_ptr<Plan> QuantizedNetwork::Impl::build_plan(int64_t n) {
         }
     }
     plan->output = nodes->row_major_view(*plan, plan->final_steps, plan->values.at(graph.output));
+    build_code_buffers(*plan);
     return plan;
+}
+
+// The integer path's code buffers: each chain's, with its max pools and flattens on codes, and
+// every layer's input codes. A chain whose last buffer does not have the layout the consumer's
+// value has (its primitives were chosen for that) is not ready and never starts.
+void QuantizedNetwork::Impl::build_code_buffers(Plan& plan) {
+    plan.codes.n = plan.n;
+    plan.code_steps.resize(stages.size());
+    plan.chain_ready.assign(chains.size(), false);
+    if (path != ExecutionPath::integer) return;
+    for (size_t c = 0; c < chains.size(); ++c) {
+        const CodeChain& chain = chains[c];
+        const Layer& consumer = layers[static_cast<size_t>(chain.consumer)];
+        const dt type = code_type(consumer);
+        const memory::desc first = plan.values.at(chain.values.front()).get_desc();
+        plan.codes.values[chain.values.front()] = memory(retyped(first, type), engine);
+        try {
+            for (int s : chain.stages) {
+                const Stage& stage = stages[static_cast<size_t>(s)];
+                auto& steps = plan.code_steps[static_cast<size_t>(s)];
+                if (stage.node->op == Op::max_pool)
+                    nodes->build_pool(plan.codes, stage, steps);
+                else
+                    nodes->build_flatten(plan.codes, stage, steps);
+            }
+        } catch (const dnnl::error&) {
+            continue; // no 8-bit primitive: the chain's layers exchange float32
+        }
+        const memory::desc want = retyped(plan.values.at(consumer.input).get_desc(), type);
+        plan.chain_ready[c] = plan.codes.values.at(chain.values.back()).get_desc() == want;
+    }
+    plan.input_codes.resize(layers.size());
+    for (size_t l = 0; l < layers.size(); ++l) {
+        const Layer& layer = layers[l];
+        if (layer.chain_in >= 0 && plan.chain_ready[static_cast<size_t>(layer.chain_in)])
+            plan.input_codes[l] = plan.codes.values.at(layer.input);
+        else
+            plan.input_codes[l] = memory(
+                retyped(plan.values.at(layer.input).get_desc(), code_type(layer)), engine);
+    }
+}
+
+// The per-kernel dims of layer l's binary post-op arguments, and those of one scalar.
+memory::dims per_kernel_dims(const Layer& layer) {
+    return layer.node->op == Op::conv ? memory::dims{1, layer.kernels, 1, 1}
+                                      : memory::dims{1, layer.kernels};
+}
+memory::dims scalar_dims(const Layer& layer) {
+    return layer.node->op == Op::conv ? memory::dims{1, 1, 1, 1} : memory::dims{1, 1};
+}
+
+// The binary post-ops of the emit form after the eltwise: the consumer's quantizer y / s,
+// clamped to [qmin, qmax], plus the zero point of shifted codes; the conversion to the 8-bit
+// destination rounds half to even (oneDNN's, the CPU's default rounding), as quantize_to_codes
+// does, so the codes are the ones the quantize pass would write from the float32 output.
+void append_requantization(dnnl::post_ops& ops, const Layer& producer, bool shifted) {
+    const memory::desc scalar = plain_desc(scalar_dims(producer));
+    ops.append_binary(dnnl::algorithm::binary_div, scalar);
+    ops.append_binary(dnnl::algorithm::binary_max, scalar);
+    ops.append_binary(dnnl::algorithm::binary_min, scalar);
+    if (shifted) ops.append_binary(dnnl::algorithm::binary_add, scalar);
+}
+
+// oneDNN 2.6's jit_uni_int8_1x1 kernels (AVX2, SSE4.1) give different results from run to run on
+// a strided 1x1 conv with two OpenMP threads (its copy of the source to unit stride), which would
+// make scores differ between identical runs: measured on the tests' resnet_like shortcut
+// (ic 8, oc 16, stride 2, batch 7), one image of seven changed in half the runs. The next
+// implementation, the direct jit_uni_int8 kernel, repeats exactly.
+void skip_racy_strided_1x1(dnnl::convolution_forward::primitive_desc& pd, const Node& node) {
+    const bool strided = node.stride[0] > 1 || node.stride[1] > 1;
+    while (strided && std::string(pd.impl_info_str()).rfind("jit_uni_int8_1x1", 0) == 0)
+        if (!pd.next_impl()) break;
 }
 
 // The conv / inner product primitive of layer l reading `src` and writing `dst`: float32 with
 // bias and the eltwise post-op, or integer with the per-kernel factors and the bias as binary
-// post-ops before the eltwise (arguments integer_post_op(layer) and the one after). A shifted
-// conv takes its source zero point at run time; a shifted inner product adds the compensation
-// as binary post-op 0, before the factors.
-LayerPd QuantizedNetwork::Impl::layer_primitive_desc(int l, bool integer,
-                                                     const memory::desc& src,
+// post-ops before the eltwise (arguments integer_post_op(layer) and the one after), the emit form
+// followed by the consumer's requantization. A shifted conv takes its source zero point at run
+// time; a shifted inner product adds the compensation as binary post-op 0, before the factors.
+LayerPd QuantizedNetwork::Impl::layer_primitive_desc(int l, Form form, const memory::desc& src,
                                                      const memory::desc& dst) {
     const Layer& layer = layers[static_cast<size_t>(l)];
     const Node& node = *layer.node;
     const Stage& stage = stages[static_cast<size_t>(layer.stage)];
+    const bool integer = form != Form::float32;
     const dt wtype = integer ? dt::s8 : dt::f32;
     const auto prop = dnnl::prop_kind::forward_inference;
     const bool has_bias = !integer && !node.bias.empty();
     const memory::desc bias_md({layer.kernels}, dt::f32, tag::a);
     dnnl::post_ops ops;
     if (integer) {
-        const memory::dims per_kernel = node.op == Op::conv ? memory::dims{1, layer.kernels, 1, 1}
-                                                            : memory::dims{1, layer.kernels};
+        const memory::desc per_kernel = plain_desc(per_kernel_dims(layer));
         if (integer_post_op(layer) == 1)
-            ops.append_binary(dnnl::algorithm::binary_add, plain_desc(per_kernel));
-        ops.append_binary(dnnl::algorithm::binary_mul, plain_desc(per_kernel));
-        ops.append_binary(dnnl::algorithm::binary_add, plain_desc(per_kernel));
+            ops.append_binary(dnnl::algorithm::binary_add, per_kernel);
+        ops.append_binary(dnnl::algorithm::binary_mul, per_kernel);
+        ops.append_binary(dnnl::algorithm::binary_add, per_kernel);
     }
     ops = eltwise_post_op(stage.eltwise, ops);
+    if (form == Form::emit) {
+        const Layer& consumer = layers[static_cast<size_t>(chains[static_cast<size_t>(layer.chain_out)].consumer)];
+        append_requantization(ops, layer, consumer.shifted_source);
+    }
     dnnl::primitive_attr attr = attr_with(ops);
     // The plan hands every layer primitive one shared scratchpad: with oneDNN's own, brgconv
     // allocated and page-faulted megabytes on every execution.
@@ -449,7 +603,9 @@ LayerPd QuantizedNetwork::Impl::layer_primitive_desc(int l, bool integer,
         const memory::desc w_any(geometry.weights, wtype, tag::any);
         const auto desc =
             conv_forward_desc(geometry, prop, src, w_any, has_bias ? &bias_md : nullptr, dst);
-        return {dnnl::convolution_forward::primitive_desc(desc, attr, engine, true), {}};
+        dnnl::convolution_forward::primitive_desc pd(desc, attr, engine, true);
+        skip_racy_strided_1x1(pd, node);
+        return {pd, {}};
     }
     memory::dims w_dims{layer.kernels};
     const memory::dims src_dims = src.dims();
@@ -461,18 +617,26 @@ LayerPd QuantizedNetwork::Impl::layer_primitive_desc(int l, bool integer,
     return {{}, ip::primitive_desc(desc, attr, engine, true)};
 }
 
-void QuantizedNetwork::Impl::build_variant(Plan& plan, int l, bool integer) {
+const char* form_name(Form form) {
+    return form == Form::float32 ? "float" : form == Form::integer ? "integer" : "requantizing";
+}
+
+// Builds layer l's primitive in `form` for this plan. The integer forms read the layer's input
+// codes; the float form its own fake-quantized copy. The float and integer forms write the f32
+// output value, the emit form the first buffer of the layer's chain.
+void QuantizedNetwork::Impl::build_variant(Plan& plan, int l, Form form) {
     const Layer& layer = layers[static_cast<size_t>(l)];
     const Node& node = *layer.node;
-    Variant& v = plan.variant(l, integer);
-    const memory& value = plan.values.at(layer.input);
-    const memory& out = plan.values.at(node.output);
-    const dt src_type = !integer                                         ? dt::f32
-                        : layer.input_signed && !layer.shifted_source ? dt::s8
-                                                                        : dt::u8;
-    const memory::desc have = retyped(value.get_desc(), src_type);
-    const memory::desc src_any(have.dims(), src_type, tag::any);
-    const memory::desc dst_any(out.get_desc().dims(), dt::f32, tag::any);
+    Variant& v = plan.variant(l, form);
+    const bool integer = form != Form::float32;
+    const memory& out =
+        form == Form::emit
+            ? plan.codes.values.at(chains[static_cast<size_t>(layer.chain_out)].values.front())
+            : plan.values.at(node.output);
+    const memory::desc have = integer ? plan.input_codes[static_cast<size_t>(l)].get_desc()
+                                      : plan.values.at(layer.input).get_desc();
+    const memory::desc src_any(have.dims(), have.data_type(), tag::any);
+    const memory::desc dst_any(out.get_desc().dims(), out.get_desc().data_type(), tag::any);
     // Layout choice: first the layouts the buffers already have (no copies), then a source layout
     // oneDNN picks, then both; reference kernels only as the last resort.
     LayerPd pd;
@@ -481,20 +645,19 @@ void QuantizedNetwork::Impl::build_variant(Plan& plan, int l, bool integer) {
             {have, out.get_desc()}, {src_any, out.get_desc()}, {src_any, dst_any}};
         pd = first_fast<LayerPd>(
             std::size(tries),
-            [&](size_t i) { return layer_primitive_desc(l, integer, tries[i].first, tries[i].second); },
+            [&](size_t i) { return layer_primitive_desc(l, form, tries[i].first, tries[i].second); },
             [](const LayerPd& p) { return is_reference_impl(p.base()); });
     } catch (const dnnl::error& e) {
-        v.declined = std::string("oneDNN could not create its ") + (integer ? "integer" : "float") +
+        v.declined = std::string("oneDNN could not create its ") + form_name(form) +
                      " primitive (" + e.what() + ")";
     }
     if (!pd && v.declined.empty())
-        v.declined = std::string("oneDNN has no ") + (integer ? "integer" : "float") +
-                     " primitive for this shape";
+        v.declined = std::string("oneDNN has no ") + form_name(form) + " primitive for this shape";
     v.built = true;
     if (!v.declined.empty()) return;
     const dnnl::primitive_desc_base& chosen = pd.base();
     v.weights_desc = chosen.weights_desc();
-    v.staged = memory(have, engine);
+    v.staged = integer ? plan.input_codes[static_cast<size_t>(l)] : memory(have, engine);
     if (chosen.src_desc() != have) {
         v.src = memory(chosen.src_desc(), engine);
         v.src_copy = Step{dnnl::reorder(v.staged, v.src), {}}; // arguments set per run
@@ -561,29 +724,53 @@ memory QuantizedNetwork::Impl::constant(const std::string& key, const Tensor& t,
     return m;
 }
 
-// Layer l's form for this run, in order: integer, float, the plain reference; a form whose
+// Why layer l's `form` cannot run in this plan ("" when it can), building it on first use.
+const std::string& QuantizedNetwork::Impl::declined(Plan& plan, int l, Form form) {
+    Variant& v = plan.variant(l, form);
+    if (!v.built) build_variant(plan, l, form);
+    return v.declined;
+}
+
+// Layer l's form for this plan, in order: integer, float, the plain reference; a form whose
 // oneDNN primitive cannot be built passes the layer on to the next, saying why in its decision.
-void QuantizedNetwork::Impl::run_layer(Plan& plan, int l) {
+void QuantizedNetwork::Impl::settle_form(Plan& plan, int l) {
     LayerState& s = state[static_cast<size_t>(l)];
     const std::string& name = layers[static_cast<size_t>(l)].node->name;
-    auto declined = [&](bool integer) -> const std::string& {
-        Variant& v = plan.variant(l, integer);
-        if (!v.built) build_variant(plan, l, integer);
-        return v.declined;
-    };
-    if (!s.reference && s.integer && !declined(true).empty()) {
-        s.decision = name + ": " + declined(true) + ", float path";
+    if (!s.reference && s.integer && !declined(plan, l, Form::integer).empty()) {
+        s.decision = name + ": " + declined(plan, l, Form::integer) + ", float path";
         s.integer = false;
+        s.emits = false;
         s.float_weights = weights->get(name, s.weight_bits);
     }
-    if (!s.reference && !s.integer && !declined(false).empty()) {
-        s.decision = name + ": " + declined(false) + ", reference path";
+    if (!s.reference && !s.integer && !declined(plan, l, Form::float32).empty()) {
+        s.decision = name + ": " + declined(plan, l, Form::float32) + ", reference path";
         s.reference = true;
     }
+}
+
+// True when layer l starts its code chain in this run: the policy lets it (plan_chains), the
+// plan's buffers line up, and both ends' integer primitives build.
+bool QuantizedNetwork::Impl::starts_chain(Plan& plan, int l) {
+    const Layer& layer = layers[static_cast<size_t>(l)];
+    const LayerState& s = state[static_cast<size_t>(l)];
+    if (layer.chain_out < 0 || !s.emits || !s.integer || s.reference) return false;
+    const CodeChain& chain = chains[static_cast<size_t>(layer.chain_out)];
+    if (!plan.chain_ready[static_cast<size_t>(layer.chain_out)]) return false;
+    settle_form(plan, chain.consumer);
+    const LayerState& m = state[static_cast<size_t>(chain.consumer)];
+    return m.integer && !m.reference && declined(plan, l, Form::emit).empty();
+}
+
+void QuantizedNetwork::Impl::run_layer(Plan& plan, int l) {
+    settle_form(plan, l);
+    const LayerState& s = state[static_cast<size_t>(l)];
+    const Layer& layer = layers[static_cast<size_t>(l)];
+    const bool emit = starts_chain(plan, l);
+    if (layer.chain_out >= 0) chain_active[static_cast<size_t>(layer.chain_out)] = emit;
     if (s.reference)
         run_reference_layer(plan, l);
     else
-        run_onednn_layer(plan, l);
+        run_onednn_layer(plan, l, emit ? Form::emit : s.integer ? Form::integer : Form::float32);
 }
 
 // Layer l through the plain loops of evaluator/ref/ on its fake-quantized input and
@@ -613,23 +800,27 @@ void QuantizedNetwork::Impl::run_reference_layer(Plan& plan, int l) {
     stream.wait();
 }
 
-// Layer l on its oneDNN variant (built): quantize the input, run the conv / inner product.
-void QuantizedNetwork::Impl::run_onednn_layer(Plan& plan, int l) {
+// Layer l's oneDNN form (built): quantize the input (unless a chain wrote its codes), run the
+// conv / inner product.
+void QuantizedNetwork::Impl::run_onednn_layer(Plan& plan, int l, Form form) {
     const Layer& layer = layers[static_cast<size_t>(l)];
-    LayerState& s = state[static_cast<size_t>(l)];
-    const bool integer = s.integer;
-    Variant& v = plan.variant(l, integer);
+    const LayerState& s = state[static_cast<size_t>(l)];
+    Variant& v = plan.variant(l, form);
     const memory& value = plan.values.at(layer.input);
     const int64_t elements = static_cast<int64_t>(value.get_desc().get_size() / sizeof(float));
     const float* x = static_cast<const float*>(value.get_data_handle());
+    const bool codes_written =
+        layer.chain_in >= 0 && chain_active[static_cast<size_t>(layer.chain_in)];
     memory src = value;
-    if (integer && layer.shifted_source) {
-        qnet::quantize_to_shifted_codes(x, static_cast<uint8_t*>(v.staged.get_data_handle()),
-                                        elements, s.range, s.activation_bits);
-        src = v.staged;
-    } else if (integer) {
-        qnet::quantize_to_codes(x, v.staged.get_data_handle(), elements, s.range,
-                                s.activation_bits, layer.input_signed);
+    if (form != Form::float32) {
+        if (codes_written)
+            ; // the producer wrote them
+        else if (layer.shifted_source)
+            qnet::quantize_to_shifted_codes(x, static_cast<uint8_t*>(v.staged.get_data_handle()),
+                                            elements, s.range, s.activation_bits);
+        else
+            qnet::quantize_to_codes(x, v.staged.get_data_handle(), elements, s.range,
+                                    s.activation_bits, layer.input_signed);
         src = v.staged;
     } else if (s.activation_bits != float_bits) {
         qnet::fake_quantize_into(x, static_cast<float*>(v.staged.get_data_handle()), elements,
@@ -640,42 +831,94 @@ void QuantizedNetwork::Impl::run_onednn_layer(Plan& plan, int l) {
         v.src_copy->primitive.execute(stream, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, v.src}});
         src = v.src;
     }
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
-                                         {DNNL_ARG_WEIGHTS, weights_memory(l, integer,
-                                                                           v.weights_desc)},
-                                         {DNNL_ARG_DST, v.dst},
-                                         {DNNL_ARG_SCRATCHPAD, plan.scratchpad}};
-    const Node& node = *layer.node;
-    if (integer) {
-        const memory::dims per_kernel = node.op == Op::conv ? memory::dims{1, layer.kernels, 1, 1}
-                                                            : memory::dims{1, layer.kernels};
-        const int first = integer_post_op(layer);
-        if (first == 1)
-            args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
-                memory(plain_desc(per_kernel), engine, s.compensation.data());
-        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(first) | DNNL_ARG_SRC_1] =
-            memory(plain_desc(per_kernel), engine, s.factors.data());
-        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(first + 1) | DNNL_ARG_SRC_1] =
-            constant(node.name + "/bias_per_kernel", layer.bias, per_kernel);
-        if (takes_source_zero_point(layer))
-            args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] =
-                memory({{1}, dt::s32, tag::x}, engine, &s.zero_point);
-    } else if (!node.bias.empty()) {
-        args[DNNL_ARG_BIAS] = constant(node.name + "/bias", node.bias, {layer.kernels});
-    }
+    std::unordered_map<int, memory> args =
+        form == Form::float32 ? std::unordered_map<int, memory>{} : integer_args(l, form);
+    args[DNNL_ARG_SRC] = src;
+    args[DNNL_ARG_WEIGHTS] = weights_memory(l, form != Form::float32, v.weights_desc);
+    args[DNNL_ARG_DST] = v.dst;
+    args[DNNL_ARG_SCRATCHPAD] = plan.scratchpad;
+    if (form == Form::float32 && !layer.node->bias.empty())
+        args[DNNL_ARG_BIAS] = constant(layer.node->name + "/bias", layer.node->bias, {layer.kernels});
     v.primitive.execute(stream, args);
     if (v.dst_copy) v.dst_copy->execute(stream);
 }
 
+// The run-time arguments of layer l's integer forms: the compensation (shifted inner product),
+// the factors and the bias, the source zero point (shifted conv) and the emit form's scalars.
+std::unordered_map<int, memory> QuantizedNetwork::Impl::integer_args(int l, Form form) {
+    const Layer& layer = layers[static_cast<size_t>(l)];
+    LayerState& s = state[static_cast<size_t>(l)];
+    const memory::desc per_kernel = plain_desc(per_kernel_dims(layer));
+    auto post_op = [](int index) { return DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1; };
+    std::unordered_map<int, memory> args;
+    const int first = integer_post_op(layer);
+    if (first == 1) args[post_op(0)] = memory(per_kernel, engine, s.compensation.data());
+    args[post_op(first)] = memory(per_kernel, engine, s.factors.data());
+    args[post_op(first + 1)] = constant(layer.node->name + "/bias_per_kernel", layer.bias,
+                                        per_kernel_dims(layer));
+    if (takes_source_zero_point(layer))
+        args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] =
+            memory({{1}, dt::s32, tag::x}, engine, &s.zero_point);
+    if (form == Form::emit) {
+        const int after = first + 2 + (stages[static_cast<size_t>(layer.stage)].eltwise ? 1 : 0);
+        const memory::desc scalar = plain_desc(scalar_dims(layer));
+        const bool shifted =
+            layers[static_cast<size_t>(chains[static_cast<size_t>(layer.chain_out)].consumer)]
+                .shifted_source;
+        for (int k = 0; k < (shifted ? 4 : 3); ++k)
+            args[post_op(after + k)] = memory(scalar, engine, &s.emit_scalars[static_cast<size_t>(k)]);
+    }
+    return args;
+}
+
 void QuantizedNetwork::Impl::run_stages(Plan& plan, size_t first_stage) {
     for (size_t s = first_stage; s < stages.size(); ++s) {
+        const int chain = stage_chain[s];
         if (stages[s].layer >= 0)
             run_layer(plan, stages[s].layer);
+        else if (chain >= 0 && chain_active[static_cast<size_t>(chain)])
+            for (Step& step : plan.code_steps[s]) step.execute(stream);
         else
             for (Step& step : plan.steps[s]) step.execute(stream);
     }
     for (Step& step : plan.final_steps) step.execute(stream);
     stream.wait();
+}
+
+// The code buffer holding `value` in the last run, when an active chain carried it as codes.
+const memory* QuantizedNetwork::Impl::active_codes(Plan& plan, const std::string& value) const {
+    for (size_t c = 0; c < chains.size(); ++c) {
+        if (!chain_active[c]) continue;
+        const auto& values = chains[c].values;
+        if (std::find(values.begin(), values.end(), value) != values.end())
+            return &plan.codes.values.at(value);
+    }
+    return nullptr;
+}
+
+// Restores `value` from the cut's codes and marks its chain active (true), or returns false when
+// the cut holds it as float32. The cut was taken with the same bits of every layer its codes
+// depend on (the caller's contract), so the chain's state then was its state now.
+bool QuantizedNetwork::Impl::restore_codes(Plan& plan, const ActivationCut& cut,
+                                           const std::string& value) {
+    auto it = cut.codes.find(value);
+    for (size_t c = 0; c < chains.size(); ++c) {
+        const auto& values = chains[c].values;
+        if (std::find(values.begin(), values.end(), value) == values.end()) continue;
+        chain_active[c] = it != cut.codes.end();
+        if (!chain_active[c]) return false;
+        memory& codes = plan.codes.values.at(value);
+        if (it->second.size() != codes.get_desc().get_size())
+            throw Error("quantized network: the cut at layer " + std::to_string(cut.layer) +
+                        " holds codes of '" + value + "' of the wrong size; take cuts with " +
+                        "capture() of a network of the same model and batch");
+        std::memcpy(codes.get_data_handle(), it->second.data(), it->second.size());
+        return true;
+    }
+    if (it != cut.codes.end())
+        throw Error("quantized network: the cut at layer " + std::to_string(cut.layer) +
+                    " holds codes of '" + value + "', which this network keeps as float32");
+    return false;
 }
 
 const float* QuantizedNetwork::Impl::finish(Plan& plan, int64_t n) {
@@ -730,6 +973,11 @@ ActivationCut QuantizedNetwork::capture(int layer) const {
     cut.layer = layer;
     cut.images = im.last_n;
     for (const std::string& value : im.live[static_cast<size_t>(layer)]) {
+        if (const memory* codes = im.active_codes(plan, value)) {
+            const auto* begin = static_cast<const uint8_t*>(codes->get_data_handle());
+            cut.codes.emplace(value, std::vector<uint8_t>(begin, begin + codes->get_desc().get_size()));
+            continue;
+        }
         memory mem = plan.values.at(value);
         Tensor t(with_batch(im.last_n, im.graph.shapes.at(value)));
         memory plain(plain_desc(mem.get_desc().dims()), im.engine, t.data.data());
@@ -754,6 +1002,7 @@ const float* QuantizedNetwork::resume(const ActivationCut& cut) {
                     std::to_string(im.batch));
     Plan& plan = im.plan_for(cut.images);
     for (const std::string& value : im.live[static_cast<size_t>(cut.layer)]) {
+        if (im.restore_codes(plan, cut, value)) continue;
         auto it = cut.values.find(value);
         const int64_t want = cut.images * Tensor::count(im.graph.shapes.at(value));
         if (it == cut.values.end() || it->second.numel() != want)
@@ -772,6 +1021,15 @@ const float* QuantizedNetwork::resume(const ActivationCut& cut) {
     im.last_n = cut.images;
     im.run_stages(plan, static_cast<size_t>(im.layers[static_cast<size_t>(cut.layer)].stage));
     return im.finish(plan, cut.images);
+}
+
+void QuantizedNetwork::set_fused_requantization(bool on) { impl_->fuse_requantization = on; }
+
+int64_t ActivationCut::bytes() const {
+    int64_t total = 0;
+    for (const auto& [name, tensor] : values) total += tensor.numel() * int64_t{sizeof(float)};
+    for (const auto& [name, raw] : codes) total += static_cast<int64_t>(raw.size());
+    return total;
 }
 
 std::vector<std::string> QuantizedNetwork::path_decisions() const {

@@ -13,9 +13,11 @@
 //     the CPU (below avx512_core_vnni: signed inputs as u8 with a zero point, W8 x A8 on float);
 //     the per-kernel factors s_x * s_w[k] and the bias are binary post-ops supplied at run time
 //     (oneDNN 2.6 has no runtime output scales for convolutions), so one primitive serves every
-//     candidate of that shape; ReLU/Clip fused. Its output is float32; the next layer quantizes
-//     it to codes in one vectorized pass (not yet fused into the producer as a u8
-//     requantization). Other layers fall back to float inside the same graph.
+//     candidate of that shape; ReLU/Clip fused. Where a code chain (code_chains.h) leads to the
+//     next integer layer, the producer writes that layer's codes itself (requantization fused as
+//     post-ops, the chain's max pools on codes); elsewhere its output is float32 and the next
+//     layer quantizes it to codes in one vectorized pass. Other layers fall back to float inside
+//     the same graph.
 //   - ExecutionPath::reference: every quantizable layer through evaluator/ref/'s plain loops.
 // A layer's forms go in order, integer, float, reference: one that declines (or that oneDNN
 // cannot build) passes the layer to the next; path_decisions() says which and why ("conv3:
@@ -30,7 +32,8 @@
 // quantizable_layers(graph)). capture(L) returns the float32 values that are live just before
 // quantizable layer L for the images of the last run(); resume(L, cut, n) recomputes only from
 // layer L on, given such a cut, and returns the same logits run() would have (bit-identical:
-// the prefix does not depend on bits of layers >= L).
+// the prefix does not depend on bits of layers >= L, except for the codes of the chains crossing
+// the cut, which depend on their consumers' bits too: code_chains.h's cut_dependencies()).
 #include "evaluator/data/dataset.h"
 #include "evaluator/engine/calibrate.h"
 #include "evaluator/ir/bit_policy.h"
@@ -51,11 +54,15 @@
 
 namespace mps {
 
-// The float32 values live at a cut before one quantizable layer, for n images.
+// The values live at a cut before one quantizable layer, for n images: float32, except those
+// a code chain (code_chains.h) carried as 8-bit codes in that run, kept as the network's raw
+// buffer (valid only for a network of the same model, path and batch size).
 struct ActivationCut {
     int layer = 0;
     int64_t images = 0;
-    std::map<std::string, Tensor> values; // value name -> {n, per-image shape...}
+    std::map<std::string, Tensor> values;              // value name -> {n, per-image shape...}
+    std::map<std::string, std::vector<uint8_t>> codes; // value name -> codes, raw
+    int64_t bytes() const;
 };
 
 class QuantizedNetwork {
@@ -76,6 +83,10 @@ public:
     const float* resume(const ActivationCut& cut);
 
     std::vector<std::string> path_decisions() const;
+    // Fused requantization on (the default) or off (every integer layer writes float32 and the
+    // next quantizes it): the two compute the same codes; off is for tests and benchmarks.
+    // Takes effect at the next set_policy().
+    void set_fused_requantization(bool on);
     int64_t batch() const;
     int64_t num_classes() const;
 
