@@ -19,7 +19,8 @@
 // Per zoo model: MACs per image, the 10x-PyTorch target in images/s and in GMAC/s, and two upper
 // bounds on images/s that count only the MACs: every MAC at the best int8 matmul rate (a limit of
 // the machine), and every conv / fully connected layer run alone as an int8 primitive at batch
-// 256, at the thread count of the best matmul rate (what oneDNN's int8 kernels deliver).
+// 256, at the thread count of the best matmul rate (what oneDNN's int8 kernels deliver;
+// int8_layer_bound in bench_common.h, which mpsearch_bench_quantized reports too).
 // Writes <out>.json and <out>.md atomically and prints the Markdown report.
 #include "bench/bench_common.h"
 #include "evaluator/base/error.h"
@@ -32,12 +33,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <iostream>
 #include <sstream>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 namespace {
@@ -50,11 +49,10 @@ using tag = memory::format_tag;
 using Clock = std::chrono::steady_clock;
 namespace po = boost::program_options;
 
-constexpr double min_run_seconds = 0.05; // a timed run repeats the kernel at least this long
-
 // PyTorch 1.13 fake-quant W4A4 eval images/s on this machine (batch 256, 2 threads), as the
-// issue states them. bench/results/pytorch.json holds only PyTorch's float32 eval figures
-// (bench/pytorch_baseline.py measures no fake-quant), so they cannot be read from there.
+// issue states them: the target was set from these figures, so they stay fixed here.
+// mpsearch_bench_quantized measures PyTorch's fake-quant W4A4 afresh in its own run
+// (bench/pytorch_baseline.py --measure fake_w4a4).
 struct ZooModel {
     const char* name;
     double pytorch_fake_quant_images_per_second;
@@ -62,69 +60,6 @@ struct ZooModel {
 constexpr ZooModel zoo_models[] = {
     {"lenet5", 29'000}, {"resnet8", 8'000}, {"vgg_small", 2'800}, {"mobilenet_tiny", 22'000}};
 constexpr double target_factor = 10.0;
-
-struct Timing {
-    double gmacs = 0.0;          // median over the runs
-    std::vector<double> runs;    // GMAC/s of each run
-    int64_t repetitions = 0;     // executions per run
-};
-
-double seconds_since(Clock::time_point start) {
-    return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// Deterministic, value-independent filling: every byte of an integer buffer and every float of
-// a float buffer (padding and compensation areas of blocked layouts included) gets a small
-// finite value, so no denormals or NaNs slow a kernel down.
-void fill(memory& mem) {
-    const size_t bytes = mem.get_desc().get_size();
-    auto* data = static_cast<uint8_t*>(mem.get_data_handle());
-    uint32_t state = 12345;
-    auto next = [&] { return state = state * 1664525u + 1013904223u; };
-    if (mem.get_desc().data_type() == dt::f32) {
-        auto* values = reinterpret_cast<float*>(data);
-        for (size_t i = 0; i < bytes / sizeof(float); ++i)
-            values[i] = static_cast<float>(next() >> 16) / 65536.0f - 0.5f;
-    } else {
-        for (size_t i = 0; i < bytes; ++i) data[i] = static_cast<uint8_t>((next() >> 24) & 0x0f);
-    }
-}
-
-// `pd`'s primitive on freshly allocated, filled src / weights / dst buffers: one warm-up
-// execution (excluded), one to size a run to at least min_run_seconds, then `runs` timed runs.
-Timing time_primitive(const dnnl::primitive_desc& pd, double macs, int runs,
-                      const dnnl::engine& engine) {
-    std::unordered_map<int, memory> args;
-    for (const auto& [arg, desc] : {std::pair{DNNL_ARG_SRC, pd.src_desc()},
-                                    std::pair{DNNL_ARG_WEIGHTS, pd.weights_desc()},
-                                    std::pair{DNNL_ARG_DST, pd.dst_desc()}}) {
-        args.emplace(arg, memory(desc, engine));
-        fill(args.at(arg));
-    }
-    const memory::desc scratch = pd.scratchpad_desc();
-    if (scratch.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(scratch, engine));
-    const dnnl::primitive primitive(pd);
-    dnnl::stream stream(engine);
-    auto execute = [&] {
-        primitive.execute(stream, args);
-        stream.wait();
-    };
-    execute(); // warm-up, excluded
-    Clock::time_point start = Clock::now();
-    execute();
-    const double once = seconds_since(start);
-    Timing timing;
-    timing.repetitions =
-        std::max<int64_t>(1, static_cast<int64_t>(std::ceil(min_run_seconds / once)));
-    for (int r = 0; r < runs; ++r) {
-        start = Clock::now();
-        for (int64_t i = 0; i < timing.repetitions; ++i) execute();
-        const double seconds = seconds_since(start);
-        timing.runs.push_back(macs * static_cast<double>(timing.repetitions) / seconds / 1e9);
-    }
-    timing.gmacs = median(timing.runs);
-    return timing;
-}
 
 struct MatmulShape {
     int64_t m, n, k;
@@ -180,52 +115,6 @@ json measure_conv(const ConvShape& s, int runs, const dnnl::engine& engine) {
             {"impl", pd.impl_info_str()}};
 }
 
-// One quantizable layer of a zoo model as a standalone int8 primitive at `batch` images: u8 src,
-// s8 weights and f32 dst with per-kernel output scales, as the integer path runs it. Layouts are
-// left to oneDNN: 2.6 has int8 convs on nhwc only here (offered u8 nchw or nChw16c sources for
-// the zoo's layers, it had its reference kernel or none). Only the MACs are timed: no
-// quantization, reorders, pooling or adds.
-json measure_layer(const mps::Graph& graph, const mps::Node& node, int64_t batch, int runs,
-                   const dnnl::engine& engine) {
-    const auto with_batch = [&](const std::string& value) {
-        memory::dims dims = {batch};
-        for (const int64_t d : graph.shapes.at(value)) dims.push_back(d);
-        return dims;
-    };
-    const memory::desc src(with_batch(node.inputs[0]), dt::u8, tag::any),
-        dst(with_batch(node.output), dt::f32, tag::any);
-    const auto& w = node.weight.dims;
-    dnnl::primitive_attr attr;
-    attr.set_output_scales(1 << 1, std::vector<float>(static_cast<size_t>(w[0]), 0.01f));
-    dnnl::primitive_desc pd;
-    if (node.op == mps::Op::conv) {
-        const int64_t g = node.groups;
-        const memory::desc wei(g == 1 ? memory::dims{w[0], w[1], w[2], w[3]}
-                                      : memory::dims{g, w[0] / g, w[1], w[2], w[3]},
-                               dt::s8, tag::any);
-        const dnnl::convolution_forward::desc desc(
-            dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src, wei, dst,
-            {node.stride[0], node.stride[1]}, {node.dilation[0] - 1, node.dilation[1] - 1},
-            {node.pad_begin[0], node.pad_begin[1]}, {node.pad_end[0], node.pad_end[1]});
-        pd = dnnl::convolution_forward::primitive_desc(desc, attr, engine);
-    } else {
-        const dnnl::inner_product_forward::desc desc(
-            dnnl::prop_kind::forward_inference, src, memory::desc({w[0], w[1]}, dt::s8, tag::any),
-            dst);
-        pd = dnnl::inner_product_forward::primitive_desc(desc, attr, engine);
-    }
-    const double macs =
-        static_cast<double>(batch) * static_cast<double>(mps::node_macs(graph, node));
-    const Timing t = time_primitive(pd, macs, runs, engine);
-    return {{"layer", node.name},
-            {"op", mps::op_name(node.op)},
-            {"macs_per_image", mps::node_macs(graph, node)},
-            {"gmacs", t.gmacs},
-            {"seconds_per_batch", macs / (t.gmacs * 1e9)},
-            {"repetitions", t.repetitions},
-            {"impl", pd.impl_info_str()}};
-}
-
 // Core clock in GHz from a chain of dependent register adds (one per cycle on x86 cores), median
 // of three 0.1 s measurements; 0 where the chain is not available.
 double estimate_clock_ghz() {
@@ -273,8 +162,6 @@ double best_gmacs(const json& rows) {
     return best;
 }
 
-constexpr int64_t layer_batch = 256; // the batch of the integer path's benchmark
-
 json measure_models(const std::string& models_dir, double int8_peak, int threads, int runs,
                     const dnnl::engine& engine) {
     json models = json::object();
@@ -283,27 +170,18 @@ json measure_models(const std::string& models_dir, double int8_peak, int threads
         mps::fold_batch_norm(graph);
         const double macs = static_cast<double>(mps::graph_macs(graph));
         const double target = target_factor * zoo.pytorch_fake_quant_images_per_second;
-        json layers = json::array();
-        double seconds_per_batch = 0.0;
-        for (const mps::Node& node : graph.nodes) {
-            if (!mps::is_quantizable(node)) continue;
-            layers.push_back(measure_layer(graph, node, layer_batch, runs, engine));
-            seconds_per_batch += layers.back()["seconds_per_batch"].get<double>();
-        }
         const double peak_bound = int8_peak * 1e9 / macs;
-        const double layer_bound = static_cast<double>(layer_batch) / seconds_per_batch;
-        models[zoo.name] = {{"macs_per_image", mps::graph_macs(graph)},
-                            {"pytorch_fake_quant_images_per_second",
-                             zoo.pytorch_fake_quant_images_per_second},
-                            {"target_images_per_second", target},
-                            {"target_gmacs", macs * target / 1e9},
-                            {"bound_images_per_second_int8_peak", peak_bound},
-                            {"target_above_peak_bound", target > peak_bound},
-                            {"layers_threads", threads},
-                            {"layers_batch", layer_batch},
-                            {"layers", layers},
-                            {"bound_images_per_second_int8_layers", layer_bound},
-                            {"target_above_layer_bound", target > layer_bound}};
+        json m = int8_layer_bound(graph, threads, runs, engine);
+        const double layer_bound = m["bound_images_per_second_int8_layers"].get<double>();
+        m.update({{"macs_per_image", mps::graph_macs(graph)},
+                  {"pytorch_fake_quant_images_per_second",
+                   zoo.pytorch_fake_quant_images_per_second},
+                  {"target_images_per_second", target},
+                  {"target_gmacs", macs * target / 1e9},
+                  {"bound_images_per_second_int8_peak", peak_bound},
+                  {"target_above_peak_bound", target > peak_bound},
+                  {"target_above_layer_bound", target > layer_bound}});
+        models[zoo.name] = m;
     }
     return models;
 }
@@ -418,7 +296,6 @@ int main(int argc, char** argv) {
         int best_threads = thread_counts.front();
         for (const json& row : results["int8_matmul"])
             if (row["gmacs"] == results["int8_peak_gmacs"]) best_threads = row["threads"];
-        omp_set_num_threads(best_threads);
         results["models"] = measure_models(models_dir, results["int8_peak_gmacs"], best_threads,
                                            runs, engine);
         const std::string md = markdown(results);
