@@ -265,12 +265,17 @@ BitPolicy resumed_candidate(const BitPolicy& first, const BitPolicy& second, int
     return mixed;
 }
 
+// The graphs of the code-chain tests: chains through a max pool, into a signed input and from
+// one fully connected layer to the next (mixed), conv to conv inside a residual block (resnet),
+// through max pools and a flatten (vgg).
+std::vector<std::pair<const char*, Graph>> chain_test_graphs() {
+    return {{"mixed", mixed_graph()},
+            {"resnet", test::resnet_like({1, 10, 10}, {8, 16})},
+            {"vgg", test::vgg_like({1, 12, 12}, {8, 16}, 1, 16)}};
+}
+
 TEST_CASE("capture and resume reproduce run() bit for bit on both paths") {
-    const std::pair<const char*, Graph> graphs[] = {
-        {"mixed", mixed_graph()},
-        {"resnet", test::resnet_like({1, 10, 10}, {8, 16})},
-        {"vgg", test::vgg_like({1, 12, 12}, {8, 16}, 1, 16)},
-    };
+    const auto graphs = chain_test_graphs();
     int64_t cuts_with_codes = 0;
     for (const auto& [name, graph] : graphs) {
         const Setup setup(graph, 5);
@@ -312,11 +317,7 @@ TEST_CASE("capture and resume reproduce run() bit for bit on both paths") {
 }
 
 TEST_CASE("fused requantization writes the codes the quantize pass would, bit for bit") {
-    const std::pair<const char*, Graph> graphs[] = {
-        {"mixed", mixed_graph()},
-        {"resnet", test::resnet_like({1, 10, 10}, {8, 16})},
-        {"vgg", test::vgg_like({1, 12, 12}, {8, 16}, 1, 16)},
-    };
+    const auto graphs = chain_test_graphs();
     for (const auto& [name, graph] : graphs) {
         const Setup setup(graph, 7);
         auto cache = setup.cache();
