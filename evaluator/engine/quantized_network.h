@@ -29,7 +29,7 @@
 // WeightCache and the Calibration, which are thread-safe / immutable.
 //
 // Incremental evaluation: layers are numbered in graph order (the order of
-// quantizable_layers(graph)). capture(L) returns the float32 values that are live just before
+// quantizable_layers(graph)). capture(L) returns the values (ActivationCut) live just before
 // quantizable layer L for the images of the last run(); resume(L, cut, n) recomputes only from
 // layer L on, given such a cut, and returns the same logits run() would have (bit-identical:
 // the prefix does not depend on bits of layers >= L, except for the codes of the chains crossing
