@@ -2,6 +2,7 @@
 // What every benchmark driver shares: its cases file, its statistics, its outputs, and the
 // timing of oneDNN primitives alone (mpsearch_bench_peak's kernels and the per-layer int8 bound
 // that both it and mpsearch_bench_quantized report).
+#include "evaluator/engine/evaluate.h"
 #include "evaluator/ir/graph.h"
 
 #include <nlohmann/json.hpp>
@@ -38,7 +39,8 @@ void write_results(const std::string& out, const nlohmann::json& results,
 // --- oneDNN primitives timed alone ----------------------------------------------------------
 
 constexpr double min_run_seconds = 0.05; // a timed run repeats the kernel at least this long
-constexpr int64_t layer_batch = 256;     // the batch of the integer path's images/s benchmark
+// The integer path's images per oneDNN primitive call: its pass size (evaluate.h).
+constexpr int64_t layer_batch = mps::default_pass_images;
 
 struct Timing {
     double gmacs = 0.0;          // median over the runs

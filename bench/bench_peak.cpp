@@ -18,8 +18,8 @@
 // zmm instruction; FMA: 16 f32 MACs per zmm instruction).
 // Per zoo model: MACs per image, the 10x-PyTorch target in images/s and in GMAC/s, and two upper
 // bounds on images/s that count only the MACs: every MAC at the best int8 matmul rate (a limit of
-// the machine), and every conv / fully connected layer run alone as an int8 primitive at batch
-// 256, at the thread count of the best matmul rate (what oneDNN's int8 kernels deliver;
+// the machine), and every conv / fully connected layer run alone as an int8 primitive at the
+// evaluator's pass size (bench_common.h's layer_batch), at the thread count of the best matmul rate (what oneDNN's int8 kernels deliver;
 // int8_layer_bound in bench_common.h, which mpsearch_bench_quantized reports too).
 // Writes <out>.json and <out>.md atomically and prints the Markdown report.
 #include "bench/bench_common.h"

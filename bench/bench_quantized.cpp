@@ -7,7 +7,8 @@
 //       [--out bench/results/quantized]
 //
 // Per model:
-//   - images/s on the 10k test split at batch 256 (median of --runs runs after one warm-up):
+//   - images/s on the 10k test split at batch 256, run as the evaluators' passes of
+//     default_pass_images (median of --runs runs after one warm-up):
 //     float32 (InferenceEngine), fake-quant W4A4 and integer W4A4 (Evaluator, 2 workers; one
 //     candidate is spread over the workers batch by batch), wall-clock time of the passes; in
 //     the same run, the per-layer int8 bound of mpsearch_bench_peak (every conv / fully connected
@@ -79,6 +80,7 @@ struct DescentOptions {
     std::string configs_dir = "configs";
     int64_t validation_images = 0; // 0: the config's own
     std::string data_dir = mps::default_fashion_mnist_dir;
+    int64_t min_macs_per_byte = -1; // -1: the evaluator's default
 };
 
 // The zoo architecture a case's model is: "zoo:resnet8" and "models/resnet8.onnx" are resnet8.
@@ -338,8 +340,8 @@ json measure_incremental(const mps::Graph& graph, const mps::EvaluationData& dat
         const mps::IncrementalStats stats = evaluator.incremental_stats();
         out[incremental ? "with_cache" : "without_cache"] = {
             {"candidates_per_second", children.size() / seconds},
-            {"batches_resumed", stats.batches_resumed},
-            {"batches_full", stats.batches_full},
+            {"passes_resumed", stats.passes_resumed},
+            {"passes_full", stats.passes_full},
             {"layers_skipped", stats.layers_skipped},
             {"cache_bytes", stats.bytes}};
     }
@@ -433,6 +435,13 @@ json measure_descent(const Case& c, const DescentOptions& options) {
         config_path.string() + " (descent measurement)");
     mps::RunOptions run_options;
     run_options.quiet = true;
+    const mps::EvaluatorOptions defaults;
+    const int64_t min_macs_per_byte = options.min_macs_per_byte >= 0
+                                          ? options.min_macs_per_byte
+                                          : defaults.incremental_min_macs_per_byte;
+    run_options.tune_evaluator = [min_macs_per_byte](mps::EvaluatorOptions& evaluator) {
+        evaluator.incremental_min_macs_per_byte = min_macs_per_byte;
+    };
     const mps::RunResult result = mps::run_search(config, run_options);
     json stages = stage_timings(result.records);
     const json descent = stages.contains("descent") ? stages["descent"] : json::object();
@@ -440,6 +449,7 @@ json measure_descent(const Case& c, const DescentOptions& options) {
             {"validation_images", config.validation_images},
             {"workers", config.workers},
             {"max_evaluations", config.max_evaluations},
+            {"incremental_min_macs_per_byte", min_macs_per_byte},
             {"evaluations", result.records.size()},
             {"stop_reason", result.stop_reason},
             {"stages", stages},
@@ -473,7 +483,8 @@ std::string torch_version(const json& results) {
 
 std::string images_table(const json& results) {
     std::ostringstream md;
-    md << "Images/s on the 10k test split, batch 256, median of the runs. int8-layer bound: every "
+    md << "Images/s on the 10k test split, batch 256 in passes of " << mps::default_pass_images
+       << " images, median of the runs. int8-layer bound: every "
           "conv / fully connected layer timed alone as an int8 oneDNN primitive (batch "
        << layer_batch << ", " << images_workers
        << " OpenMP threads, layouts oneDNN picks), images/s of the sum of their times, as in "
@@ -531,14 +542,14 @@ std::string incremental_table(const json& results) {
     md << "\nIncremental evaluation, one greedy step (children of W8A8 lowering one layer to "
           "W4A4, last layer first), validation split:\n\n"
        << "| model | children | without cache, cand./s | with cache, cand./s | speed-up | "
-          "batches resumed |\n|---|---:|---:|---:|---:|---:|\n";
+          "passes resumed |\n|---|---:|---:|---:|---:|---:|\n";
     for (const auto& [name, m] : results["models"].items()) {
         if (!m.contains("incremental")) continue;
         const json& i = m["incremental"];
         md << "| " << name << " | " << i["children"] << " | "
            << fixed(i["without_cache"]["candidates_per_second"], 2) << " | "
            << fixed(i["with_cache"]["candidates_per_second"], 2) << " | "
-           << fixed(i["speedup"], 2) << "x | " << i["with_cache"]["batches_resumed"] << " |\n";
+           << fixed(i["speedup"], 2) << "x | " << i["with_cache"]["passes_resumed"] << " |\n";
     }
     return md.str();
 }
@@ -547,21 +558,23 @@ std::string descent_table(const json& results) {
     std::ostringstream md;
     md << "\ngreedy_sensitivity's descent as `mpsearch search` runs it (the zoo config, the "
           "search's run loop and evaluator defaults, refinement off), validation split; seconds "
-          "from the end of the batch before each descent batch to its end:\n\n"
-       << "| model | config | validation images | workers | phase 1 candidates | phase 1 cand./s "
-          "| descent candidates | descent seconds | descent cand./s |\n"
-       << "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+          "from the end of the batch before each descent batch to its end; min MACs/byte: the "
+          "incremental cache's incremental_min_macs_per_byte:\n\n"
+       << "| model | config | validation images | workers | min MACs/byte | phase 1 candidates "
+          "| phase 1 cand./s | descent candidates | descent seconds | descent cand./s |\n"
+       << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (const auto& [name, m] : results["models"].items()) {
         if (!m.contains("descent")) continue;
         const json& d = m["descent"];
         if (d.contains("skipped")) {
             md << "| " << name << " | skipped: " << d["skipped"].get<std::string>()
-               << " | | | | | | | |\n";
+               << " | | | | | | | | |\n";
             continue;
         }
         const json phase1 = d["stages"].value("phase1", json::object());
         md << "| " << name << " | " << d["config"].get<std::string>() << " | "
            << d["validation_images"] << " | " << d["workers"] << " | "
+           << d["incremental_min_macs_per_byte"] << " | "
            << phase1.value("candidates", 0) << " | "
            << figure(phase1.value("candidates_per_second", json(nullptr)), 2) << " | "
            << d["descent_candidates"] << " | " << figure(d["descent_seconds"], 2) << " | "
@@ -628,6 +641,10 @@ po::options_description options_of(Settings& s) {
         "descent-validation-images",
         po::value(&s.descent.validation_images)->default_value(s.descent.validation_images),
         "validation images of the descent run (0: the config's; smaller only for a smoke run)")(
+        "descent-min-macs-per-byte",
+        po::value(&s.descent.min_macs_per_byte)->default_value(s.descent.min_macs_per_byte),
+        "the incremental cache's incremental_min_macs_per_byte in the descent run (-1: the "
+        "evaluator's default)")(
         "data", po::value(&s.data_dir)->default_value(s.data_dir), "Fashion-MNIST directory")(
         "out", po::value(&s.out)->default_value(s.out), "output path without extension");
     return options;

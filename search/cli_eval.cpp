@@ -49,6 +49,8 @@ struct EvalArgs {
 };
 
 bool parse_eval_args(int argc, char** argv, EvalArgs& args) {
+    const std::string batch_help = "images per batch (run as passes of at most " +
+                                   std::to_string(default_pass_images) + ")";
     po::options_description options("options");
     options.add_options()
         ("help,h", "print this help")
@@ -56,7 +58,7 @@ bool parse_eval_args(int argc, char** argv, EvalArgs& args) {
         ("data", po::value(&args.data)->default_value(args.data), "data set directory")
         ("split", po::value(&args.split)->default_value(args.split), "test or validation")
         ("limit", po::value(&args.limit), "score only the first N images of the split")
-        ("batch", po::value(&args.batch)->default_value(args.batch), "images per forward pass")
+        ("batch", po::value(&args.batch)->default_value(args.batch), batch_help.c_str())
         ("json", po::bool_switch(&args.json), "print one JSON object")
         ("policy", po::value(&args.policy), "bit-width policy file (docs/policy-format.md)")
         ("uniform", po::value(&args.uniform), "uniform policy, e.g. W4A8 (weights 4, activations 8 bits)")

@@ -41,13 +41,14 @@ EvaluationData load_data(const RunConfig& config) {
     return data;
 }
 
-EvaluatorOptions evaluator_options(const RunConfig& config) {
+EvaluatorOptions evaluator_options(const RunConfig& config, const RunOptions& run) {
     EvaluatorOptions options;
     options.calibration_images = config.calibration_images;
     options.weight_quantizer = config.weight_quantizer;
     options.calibration_method = config.activation_calibration;
     options.path = config.path;
     options.workers = config.workers;
+    if (run.tune_evaluator) run.tune_evaluator(options);
     return options;
 }
 
@@ -82,7 +83,8 @@ public:
           writer_((dir_ / archive_name).string(), previous_.lines),
           progress_(options.log ? *options.log : std::cerr,
                     !options.log && ::isatty(STDERR_FILENO), options.quiet),
-          evaluator_(config.graph, config.model_path, load_data(config), evaluator_options(config)) {
+          evaluator_(config.graph, config.model_path, load_data(config),
+                     evaluator_options(config, options)) {
         result_.config = &config_;
         result_.versions = version_text();
         result_.onednn_isa = effective_isa_name();

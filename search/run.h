@@ -20,6 +20,9 @@
 #include "search/run_config.h"
 #include "search/run_result.h"
 
+#include "evaluator/engine/evaluator.h"
+
+#include <functional>
 #include <iosfwd>
 #include <string>
 
@@ -29,6 +32,9 @@ struct RunOptions {
     bool resume = false;  // continue the run in config.output_dir from its archive
     bool quiet = false;   // no progress output
     std::ostream* log = nullptr; // progress and messages (nullptr: std::cerr)
+    // Benchmarks only: adjusts the evaluator's options after the config has set them (e.g. the
+    // incremental cache's threshold, which is not a config key).
+    std::function<void(EvaluatorOptions&)> tune_evaluator;
 };
 
 // Runs the search; returns what the output files describe. Throws mps::Error for an output

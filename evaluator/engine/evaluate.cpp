@@ -53,14 +53,18 @@ double softmax_kl(const float* reference, const float* logits, int64_t classes) 
     return std::max(0.0, kl);
 }
 
-EvalResult evaluate_float(const Graph& graph, const Dataset& data, int64_t batch, int64_t limit) {
+EvalResult evaluate_float(const Graph& graph, const Dataset& data, int64_t batch, int64_t limit,
+                          int64_t pass_images) {
     const std::vector<int64_t> data_shape{data.channels, data.height, data.width};
     if (graph.input_shape != data_shape)
         throw Error("model expects input " + shape_text(graph.input_shape) + " but the data has " +
                     shape_text(data_shape) + " images");
     if (batch < 1) throw Error("evaluate: batch size must be at least 1, got " + std::to_string(batch));
+    if (pass_images < 1)
+        throw Error("evaluate: images per pass must be at least 1, got " + std::to_string(pass_images));
     const int64_t count = limit < 0 ? data.count : std::min(limit, data.count);
-    InferenceEngine engine(graph, std::max<int64_t>(1, std::min(batch, count)));
+    // Batches only bound the passes here: the figures are summed image by image.
+    InferenceEngine engine(graph, std::max<int64_t>(1, std::min({batch, pass_images, count})));
     const int64_t classes = engine.num_classes();
     if (count % engine.batch() != 0) engine.prepare(count % engine.batch()); // not timed
 

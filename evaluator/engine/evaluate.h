@@ -18,11 +18,17 @@ struct EvalResult {
     std::vector<int> predictions;  // one per image
 };
 
+// Images per network pass of the evaluation paths: a batch runs as passes of at most this many
+// images, whose activations stay in the CPU's caches (docs/evaluator.md, "Passes").
+constexpr int64_t default_pass_images = 32;
+
 // Evaluates the first `limit` images of `data` (all when limit < 0) with the oneDNN float32
-// engine in batches of `batch`. Throws mps::Error when the graph's input shape differs from the
-// data's image shape or a label is outside the graph's classes.
+// engine in batches of `batch`, each run as passes of at most `pass_images` images (the figures
+// are summed image by image, so neither changes them beyond oneDNN's float rounding). Throws
+// mps::Error when the graph's input shape differs from the data's image shape or a label is
+// outside the graph's classes.
 EvalResult evaluate_float(const Graph& graph, const Dataset& data, int64_t batch = 256,
-                          int64_t limit = -1);
+                          int64_t limit = -1, int64_t pass_images = default_pass_images);
 
 // Scoring helpers shared with the other evaluation paths.
 // Index of the largest logit, the first one on ties.

@@ -97,7 +97,7 @@ class CutCache {
 public:
     struct Key {
         int split = 0;
-        int64_t batch = 0;
+        int64_t pass = 0;
         int layer = 0;
         uint64_t prefix = 0;
         bool operator==(const Key&) const = default;
@@ -137,7 +137,7 @@ private:
     struct KeyHash {
         size_t operator()(const Key& k) const noexcept {
             return mix(mix(mix(k.prefix, static_cast<uint64_t>(k.layer)),
-                           static_cast<uint64_t>(k.batch)),
+                           static_cast<uint64_t>(k.pass)),
                        static_cast<uint64_t>(k.split));
         }
     };
@@ -212,6 +212,7 @@ struct Evaluator::Impl {
     std::shared_ptr<WeightCache> weights;
     double calibration_seconds = 0.0;
     int layers = 0;
+    int64_t pass_images = 0; // images per network pass: min(options.pass_images, options.batch)
     tbb::task_arena arena;
     std::vector<Slot> slots; // one per arena slot
     std::unique_ptr<CutCache> cuts;
@@ -221,7 +222,7 @@ struct Evaluator::Impl {
     CutDependencies dependencies; // of the cuts on this path
     std::vector<int64_t> cut_floats; // per layer, per image
     std::vector<int64_t> macs_before; // per layer: MACs per image of the layers before it
-    std::atomic<int64_t> batches_full{0}, batches_resumed{0}, layers_skipped{0};
+    std::atomic<int64_t> passes_full{0}, passes_resumed{0}, layers_skipped{0};
     std::map<int, std::vector<float>> fp32_logits; // per split, images x classes
 
     Impl(Graph folded, std::string path, EvaluationData images, EvaluatorOptions opts)
@@ -233,6 +234,10 @@ struct Evaluator::Impl {
         if (options.batch < 1)
             throw Error("evaluator: batch size must be at least 1, got " +
                         std::to_string(options.batch));
+        if (options.pass_images < 1)
+            throw Error("evaluator: images per pass must be at least 1, got " +
+                        std::to_string(options.pass_images));
+        pass_images = std::min(options.pass_images, options.batch);
         layers = static_cast<int>(quantizable_layers(graph).size());
         cut_floats = cut_floats_per_image(graph);
         int64_t macs = 0;
@@ -275,7 +280,7 @@ struct Evaluator::Impl {
     QuantizedNetwork& network(Slot& slot) {
         if (!slot.network)
             slot.network = std::make_unique<QuantizedNetwork>(graph, calibration, weights,
-                                                              options.path, options.batch);
+                                                              options.path, pass_images);
         return *slot.network;
     }
 
@@ -323,48 +328,67 @@ struct Evaluator::Impl {
         return candidates;
     }
 
-    // The deepest cached cut for this candidate and batch, or nullptr.
-    std::shared_ptr<const ActivationCut> find_cut(const Candidate& c, Split split, int64_t batch) {
+    // The deepest cached cut for this candidate and pass, or nullptr.
+    std::shared_ptr<const ActivationCut> find_cut(const Candidate& c, Split split, int64_t pass) {
         if (!cuts) return nullptr;
         for (int l = layers - 1; l >= 1; --l)
-            if (auto cut = cuts->find({static_cast<int>(split), batch, l, c.prefix[l]}, *c.policy))
+            if (auto cut = cuts->find({static_cast<int>(split), pass, l, c.prefix[l]}, *c.policy))
                 return cut;
         return nullptr;
     }
 
+    // Network passes per scoring batch: a batch runs as passes of net.batch() images.
+    int64_t passes_per_batch() const {
+        return (options.batch + pass_images - 1) / pass_images;
+    }
+
+    // One scoring batch: its passes in image order, every image's figures added in image order
+    // (so the sums do not depend on the pass size).
     BatchResult run_batch(QuantizedNetwork& net, const Candidate& c, const Dataset& images,
                           Split split, int64_t batch, LogitSink sink) {
         const auto start = Clock::now();
-        const int64_t first = batch * options.batch;
-        const int64_t n = std::min(options.batch, images.count - first);
+        const int64_t end = std::min((batch + 1) * options.batch, images.count);
+        BatchResult result;
+        int64_t pass = batch * passes_per_batch();
+        for (int64_t first = batch * options.batch; first < end; first += pass_images, ++pass)
+            run_pass(net, c, images, split, {pass, first, std::min(pass_images, end - first)},
+                     sink, result);
+        result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+        return result;
+    }
+
+    struct Pass {
+        int64_t index = 0; // global: the cut cache's key
+        int64_t first = 0, images = 0;
+    };
+
+    void run_pass(QuantizedNetwork& net, const Candidate& c, const Dataset& images, Split split,
+                  Pass pass, LogitSink sink, BatchResult& result) {
         const float* logits = nullptr;
         int resumed_at = 0;
-        if (auto cut = find_cut(c, split, batch)) {
+        if (auto cut = find_cut(c, split, pass.index)) {
             logits = net.resume(*cut);
             resumed_at = cut->layer;
-            ++batches_resumed;
+            ++passes_resumed;
             layers_skipped += resumed_at;
         } else {
-            logits = net.run(images.image(first), n);
-            ++batches_full;
+            logits = net.run(images.image(pass.first), pass.images);
+            ++passes_full;
         }
         for (int l = resumed_at + 1; cuts && l < layers; ++l)
             if (c.capture[l])
-                cuts->store({static_cast<int>(split), batch, l, c.prefix[l]}, c.policy,
+                cuts->store({static_cast<int>(split), pass.index, l, c.prefix[l]}, c.policy,
                             std::make_shared<const ActivationCut>(net.capture(l)));
-        BatchResult result;
         const int64_t classes = net.num_classes();
-        for (int64_t i = 0; i < n; ++i) {
+        for (int64_t i = 0; i < pass.images; ++i) {
             const float* row = logits + i * classes;
-            const int label = images.labels[static_cast<size_t>(first + i)];
+            const int label = images.labels[static_cast<size_t>(pass.first + i)];
             result.correct += argmax(row, classes) == label;
             result.loss += cross_entropy(row, classes, label);
         }
-        if (sink.record)
-            std::copy(logits, logits + n * classes, sink.record + first * classes);
-        if (sink.reference) add_divergence(result, logits, sink.reference + first * classes, n * classes, classes);
-        result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-        return result;
+        const int64_t values = pass.images * classes, at = pass.first * classes;
+        if (sink.record) std::copy(logits, logits + values, sink.record + at);
+        if (sink.reference) add_divergence(result, logits, sink.reference + at, values, classes);
     }
 
     static void add_divergence(BatchResult& result, const float* logits, const float* reference,
@@ -544,8 +568,8 @@ const WeightCache& Evaluator::weight_cache() const { return *impl_->weights; }
 
 IncrementalStats Evaluator::incremental_stats() const {
     IncrementalStats stats;
-    stats.batches_full = impl_->batches_full;
-    stats.batches_resumed = impl_->batches_resumed;
+    stats.passes_full = impl_->passes_full;
+    stats.passes_resumed = impl_->passes_resumed;
     stats.layers_skipped = impl_->layers_skipped;
     if (impl_->cuts) impl_->cuts->add_to(stats);
     return stats;

@@ -16,13 +16,14 @@
 //
 // Incremental evaluation: when a candidate agrees with a previously seen one on every layer
 // before quantizable layer L, the activations live before L (QuantizedNetwork::capture) are reused
-// batch by batch and only layers >= L are recomputed (resume). Cuts are kept in an LRU cache
-// bounded by `incremental_cache_bytes`, keyed by (split, batch, L, bits of the layers < L). A cut
+// pass by pass and only layers >= L are recomputed (resume). Cuts are kept in an LRU cache
+// bounded by `incremental_cache_bytes`, keyed by (split, pass, L, bits of the layers < L). A cut
 // is captured only where it can pay off: at a layer L whose prefix (the bits of layers < L) is
 // shared with another candidate, earlier or in the same call, and whose recomputation costs
 // enough MACs per byte of cut (`incremental_min_macs_per_byte`). Resumed results are bit-identical to
 // full runs (QuantizedNetwork's contract; tested).
 #include "evaluator/data/dataset.h"
+#include "evaluator/engine/evaluate.h"
 #include "evaluator/engine/quantized_network.h"
 #include "evaluator/ir/bit_policy.h"
 #include "evaluator/ir/costs.h"
@@ -44,12 +45,15 @@ struct EvaluatorOptions {
     QuantizerSpec calibration_method{default_calibration_rule, {}};
     ExecutionPath path = ExecutionPath::integer;
     int workers = 2;
-    int64_t batch = 256;
+    int64_t batch = 256;       // images per scoring batch: the unit of work and of the sums
+    // Images per network pass: a batch runs as passes of this many images, whose activations stay
+    // in the caches (at 256 they do not: docs/evaluator.md, "Passes"). Scores do not depend on it.
+    int64_t pass_images = default_pass_images;
     int64_t incremental_cache_bytes = int64_t{2} << 30; // 0 turns incremental evaluation off
     // A cut is stored only where resuming saves at least this many MACs per image per byte it
-    // holds: storing fresh memory costs ~4.4 ns/byte on the reference machine (page faults), about
-    // what an int8 core does in 256 MACs (docs/evaluator.md). 0 stores every useful cut.
-    int64_t incremental_min_macs_per_byte = 256;
+    // holds (the best of 0, 16, 64 and 256 on greedy's descent with passes of 32 images:
+    // docs/evaluator.md, "Incremental evaluation"). 0 stores every useful cut.
+    int64_t incremental_min_macs_per_byte = 16;
     int64_t weight_cache_bytes = int64_t{1} << 30;
     int onednn_threads = 1; // OpenMP threads per worker inside evaluate(); 0 = OpenMP's default
 };
@@ -66,9 +70,9 @@ EvaluationData load_evaluation_data(const std::string& dir, int64_t calibration_
 
 // Counters of the incremental cache since construction.
 struct IncrementalStats {
-    int64_t batches_full = 0;    // batches run from the first layer
-    int64_t batches_resumed = 0; // batches resumed from a cached cut
-    int64_t layers_skipped = 0;  // quantizable layers not recomputed thanks to resumed batches
+    int64_t passes_full = 0;    // network passes run from the first layer
+    int64_t passes_resumed = 0; // passes resumed from a cached cut
+    int64_t layers_skipped = 0; // quantizable layers not recomputed thanks to resumed passes
     int64_t captures = 0;        // cuts stored
     int64_t evictions = 0;
     int64_t bytes = 0;           // bytes held now
