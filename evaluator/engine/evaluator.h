@@ -47,12 +47,14 @@ struct EvaluatorOptions {
     int workers = 2;
     int64_t batch = 256;       // images per scoring batch: the unit of work and of the sums
     // Images per network pass: a batch runs as passes of this many images, whose activations stay
-    // in the caches (at 256 they do not: docs/evaluator.md, "Passes"). Scores do not depend on it.
+    // in the caches (at 256 they do not). The integer kernels' logits do not depend on it;
+    // oneDNN's float32 kernels may round differently at another size (docs/evaluator.md,
+    // "Passes"), so it is part of the arithmetic, like `batch`.
     int64_t pass_images = default_pass_images;
     int64_t incremental_cache_bytes = int64_t{2} << 30; // 0 turns incremental evaluation off
     // A cut is stored only where resuming saves at least this many MACs per image per byte it
-    // holds (the best of 0, 16, 64 and 256 on greedy's descent with passes of 32 images:
-    // docs/evaluator.md, "Incremental evaluation"). 0 stores every useful cut.
+    // holds. On greedy's descent with passes of 32 images, 0, 16 and 64 measured alike and 256
+    // 26 % slower (docs/evaluator.md, "Incremental evaluation"). 0 stores every useful cut.
     int64_t incremental_min_macs_per_byte = 16;
     int64_t weight_cache_bytes = int64_t{1} << 30;
     int onednn_threads = 1; // OpenMP threads per worker inside evaluate(); 0 = OpenMP's default
