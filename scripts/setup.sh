@@ -16,6 +16,7 @@ packages=(
   zlib1g-dev
   dataset-fashion-mnist
   gnuplot-nox
+  time                             # /usr/bin/time: tests/cli/bad_input_bounds.sh measures memory
 )
 
 missing=()

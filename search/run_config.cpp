@@ -876,12 +876,7 @@ RunConfig parse_run_config(const std::string& text, const std::string& name) {
 }
 
 RunConfig load_run_config(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path + ": cannot open the run configuration; check the path");
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (in.bad()) throw Error(path + ": cannot read the run configuration");
-    return parse_run_config(text.str(), path);
+    return parse_run_config(read_yaml_file(path, "run configuration"), path);
 }
 
 } // namespace mps
