@@ -815,7 +815,9 @@ private:
         for (const auto& [key, field] : params.by_key) {
             if (key == "name") continue;
             auto spec = std::find_if(info->params.begin(), info->params.end(),
-                                     [&](const ParamSpec& s) { return s.name == key; });
+                                     [&key = key](const ParamSpec& s) {
+                                         return s.name == key; // (init-capture: clang < 16)
+                                     });
             if (spec == info->params.end()) {
                 problem(field.key_mark, field.path,
                         "policy '" + *name + "' has no parameter '" + key + "'; " +
