@@ -54,6 +54,12 @@ EvaluationData load_data(const RunConfig& config) {
                     dims_text(config.graph.input_shape) + " but " + data.validation.source +
                     " holds images of " + dims_text(image_shape) +
                     "; use a model made for this data set, or other data (data.dir)");
+    const int64_t classes = Tensor::count(config.graph.shapes.at(config.graph.output));
+    if (classes < data.validation.num_classes)
+        throw Error(config.model_path + ": the model has " + std::to_string(classes) +
+                    " outputs but " + data.validation.source + " has " +
+                    std::to_string(data.validation.num_classes) +
+                    " classes; use a model made for this data set, or other data (data.dir)");
     return data;
 }
 

@@ -149,15 +149,19 @@ IdxArray read_idx(const std::string& path) {
         throw Error(path + ": truncated idx header");
     IdxArray out;
     size_t total = 1;
+    const size_t offset = 4 + 4 * rank;
+    bool too_large = false; // a product past the file's size, which could also wrap around
     for (size_t i = 0; i < rank; ++i) {
         out.dims.push_back(big_endian_u32(&bytes[4 + 4 * i]));
-        total *= static_cast<size_t>(out.dims.back());
+        const size_t dim = static_cast<size_t>(out.dims.back());
+        too_large = too_large || (dim > 0 && total > (bytes.size() - offset) / dim);
+        total *= dim;
     }
-    const size_t offset = 4 + 4 * rank;
-    if (bytes.size() - offset != total)
+    if (too_large || bytes.size() - offset != total)
         throw Error(path + ": truncated or oversized idx file: header promises " +
-                    std::to_string(total) + " bytes of data, file has " +
-                    std::to_string(bytes.size() - offset));
+                    (too_large ? "more than " + std::to_string(bytes.size() - offset)
+                               : std::to_string(total)) +
+                    " bytes of data, file has " + std::to_string(bytes.size() - offset));
     out.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(offset), bytes.end());
     return out;
 }
