@@ -10,5 +10,6 @@ exclude=${SANITIZE_EXCLUDE:-'cli_search_bayesian_bits|cli_bench_neighbourhood|in
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPSEARCH_SANITIZE=ON >/dev/null
 cmake --build build-asan -j "$(nproc)" --target mpsearch mpsearch_tests
 export ASAN_OPTIONS=detect_leaks=1
+export LSAN_OPTIONS=suppressions=$PWD/scripts/lsan.supp
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir build-asan --output-on-failure -j "$(nproc)" -E "$exclude" "$@"
