@@ -165,7 +165,9 @@ std::unique_ptr<SearchPolicy> make_policy(const std::string& name, const PolicyC
     std::map<std::string, ParamValue> values = default_params(info->params).all();
     for (const auto& [key, value] : context.params.all()) {
         const auto spec = std::find_if(info->params.begin(), info->params.end(),
-                                       [&](const ParamSpec& s) { return s.name == key; });
+                                       [&key = key](const ParamSpec& s) {
+                                           return s.name == key; // (init-capture: clang < 16)
+                                       });
         if (spec == info->params.end())
             throw Error("policy '" + name + "' has no parameter '" + key +
                         "'; remove it from the policy's parameters");

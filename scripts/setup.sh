@@ -16,6 +16,8 @@ packages=(
   zlib1g-dev
   dataset-fashion-mnist
   gnuplot-nox
+  time                             # /usr/bin/time: tests/cli/bad_input_bounds.sh measures memory
+  clang libclang-rt-dev            # libFuzzer and its sanitizers: scripts/fuzz.sh
 )
 
 missing=()

@@ -2,6 +2,7 @@
 
 #include "evaluator/base/atomic_file.h"
 #include "evaluator/base/error.h"
+#include "evaluator/base/sha256.h"
 
 #include <nlohmann/json.hpp>
 #include <unistd.h>
@@ -85,6 +86,33 @@ Score score_from_json(const json& j, const Graph& graph, const BitPolicy& policy
     return s;
 }
 
+// The checksum of a line's text without its "check" member (archive.h).
+std::string checksum(std::string_view unchecked) { return sha256_hex(unchecked).substr(0, 16); }
+
+const std::string check_key = ",\"check\":\"";
+
+// `value` as one archive line with its checksum, newline included.
+std::string checked_line(const json& value) {
+    const std::string text = value.dump();
+    return text.substr(0, text.size() - 1) + check_key + checksum(text) + "\"}\n";
+}
+
+// The line without its checksum when the checksum matches; else mps::Error.
+std::string verified(const std::string& line) {
+    constexpr size_t digits = 16;
+    const size_t tail = check_key.size() + digits + 2; // the key, the digits, "}
+    const size_t at = line.size() >= tail ? line.size() - tail : std::string::npos;
+    if (at == std::string::npos || line.compare(at, check_key.size(), check_key) != 0 ||
+        line.compare(line.size() - 2, 2, "\"}") != 0)
+        throw Error("the line has no checksum (\"check\"), so it was not written by this mpsearch "
+                    "or was edited; restore the archive or start a new run");
+    std::string text = line.substr(0, at) + "}";
+    if (checksum(text) != line.substr(at + check_key.size(), digits))
+        throw Error("the line does not match its checksum: it was edited or damaged, and its "
+                    "scores cannot be trusted; restore the archive or start a new run");
+    return text;
+}
+
 // One parsed line; `batch_size` > 0 for search lines.
 struct Line {
     json value;
@@ -94,7 +122,10 @@ struct Line {
 void add_line(ArchiveContents& contents, const Line& line, const Graph& graph) {
     const json& j = line.value;
     const std::string kind = j.at("kind").get<std::string>();
-    if (kind == "reference") {
+    if (kind == "run") {
+        if (!contents.lines.empty()) throw Error("a run header after the first line");
+        contents.header = j.at("depends").get<ArchiveHeader>();
+    } else if (kind == "reference") {
         const BitPolicy fp32 = BitPolicy::uniform(graph, float_bits, float_bits);
         contents.references[j.at("split").get<std::string>()] =
             score_from_json(j.at("score"), graph, fp32);
@@ -161,12 +192,15 @@ ArchiveContents read_archive(const std::string& path, const Graph& graph) {
             ++contents.dropped_lines;
             break;
         }
-        Line line{json::parse(data.begin() + static_cast<std::ptrdiff_t>(start),
-                              data.begin() + static_cast<std::ptrdiff_t>(end), nullptr, false),
-                  data.substr(start, end - start)};
+        const std::string where = path + ":" + std::to_string(line_number) + ": ";
+        Line line{json(), data.substr(start, end - start)};
+        try {
+            line.value = json::parse(verified(line.text), nullptr, false);
+        } catch (const Error& e) {
+            throw Error(where + e.what());
+        }
         if (line.value.is_discarded() || !line.value.is_object())
-            throw Error(path + ":" + std::to_string(line_number) +
-                        ": not a JSON object; the archive is damaged (restore it or start a new run)");
+            throw Error(where + "not a JSON object; the archive is damaged (restore it or start a new run)");
         lines.push_back(std::move(line));
         start = end + 1;
     }
@@ -184,6 +218,23 @@ ArchiveContents read_archive(const std::string& path, const Graph& graph) {
         }
     }
     return contents;
+}
+
+void check_header(const std::string& path, const ArchiveHeader& archived, const ArchiveHeader& now) {
+    auto value = [](const ArchiveHeader& h, const std::string& key) {
+        auto it = h.find(key);
+        return it == h.end() ? std::string("(none)") : "'" + it->second + "'";
+    };
+    ArchiveHeader keys = archived;
+    keys.insert(now.begin(), now.end());
+    for (const auto& [key, ignored] : keys) {
+        const std::string then = value(archived, key), current = value(now, key);
+        if (then != current)
+            throw Error(path + ": its scores depend on " + key + ", which was " + then +
+                        " and is now " + current +
+                        ", so they cannot be resumed; restore what changed (the run's config.yaml, "
+                        "the model, the data files or the program), or start a new run");
+    }
 }
 
 ArchiveWriter::ArchiveWriter(const std::string& path, const std::vector<std::string>& kept_lines)
@@ -208,25 +259,25 @@ void ArchiveWriter::append(const std::string& text) {
                       "); the run can be resumed with --resume once the disk has space");
 }
 
+void ArchiveWriter::header(const ArchiveHeader& header) {
+    append(checked_line(json{{"kind", "run"}, {"depends", header}}));
+}
+
 void ArchiveWriter::reference(const Score& score) {
-    append(json{{"kind", "reference"}, {"split", split_name(score.split)}, {"score", score_json(score)}}
-               .dump() +
-           "\n");
+    append(checked_line(
+        json{{"kind", "reference"}, {"split", split_name(score.split)}, {"score", score_json(score)}}));
 }
 
 void ArchiveWriter::baseline(const std::string& bits, const BitPolicy& policy, const Score& score) {
-    append(json{{"kind", "baseline"},
-                {"bits", bits},
-                {"split", split_name(score.split)},
-                {"policy", policy_json(policy)},
-                {"score", score_json(score)}}
-               .dump() +
-           "\n");
+    append(checked_line(json{{"kind", "baseline"},
+                             {"bits", bits},
+                             {"split", split_name(score.split)},
+                             {"policy", policy_json(policy)},
+                             {"score", score_json(score)}}));
 }
 
 void ArchiveWriter::chosen(int64_t record_id, const Score& test_score) {
-    append(json{{"kind", "chosen"}, {"id", record_id}, {"score", score_json(test_score)}}.dump() +
-           "\n");
+    append(checked_line(json{{"kind", "chosen"}, {"id", record_id}, {"score", score_json(test_score)}}));
 }
 
 void ArchiveWriter::batch(const std::vector<ArchiveRecord>& records) {
@@ -242,7 +293,7 @@ void ArchiveWriter::batch(const std::vector<ArchiveRecord>& records) {
                   {"score", score_json(r.evaluation.score)}};
         if (r.reward) line["reward"] = *r.reward;
         if (r.own_accuracy) line["own_accuracy"] = *r.own_accuracy;
-        text += line.dump() + "\n";
+        text += checked_line(line);
     }
     append(text);
 }

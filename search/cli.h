@@ -7,6 +7,9 @@
 //      is not writable or is a file), the training diverging, oneDNN failing, an internal error
 //   2  bad usage or input: an unknown flag, an unreadable or malformed model, data set, config,
 //      policy file or archive, a policy of another model
+//   3  busy: the search's run directory is locked by another running mpsearch (its PID named)
+//   130, 143  search stopped by SIGINT, SIGTERM (128 + the signal, the shell's convention) once
+//      the batch in flight was written; the run directory is resumable (the message says how)
 namespace mps::cli {
 
 int run_eval(int argc, char** argv);

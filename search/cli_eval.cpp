@@ -77,7 +77,7 @@ bool parse_eval_args(int argc, char** argv, EvalArgs& args) {
     po::variables_map values;
     if (!parse_options(argc, argv, options, values, std::cout)) return false;
     if (values.count("limit")) require_positive(args.limit, "limit");
-    require_positive(args.batch, "batch");
+    require_batch(args.batch);
     require_positive(args.calibration, "calibration");
     require_positive(args.workers, "workers");
     const Split split = parse_split(args.split);

@@ -61,7 +61,7 @@ bool parse_finetune_args(int argc, char** argv, FinetuneArgs& args) {
     po::variables_map values;
     if (!parse_options(argc, argv, options, values, std::cout)) return false;
     require_positive(args.epochs, "epochs");
-    require_positive(args.batch, "batch");
+    require_batch(args.batch);
     require_positive(args.calibration, "calibration");
     if (values.count("limit-train")) require_positive(args.limit_train, "limit-train");
     if (!(args.lr > 0)) throw Error("--lr must be positive");

@@ -27,4 +27,13 @@ void require_positive(long long value, const std::string& flag) {
         throw Error("--" + flag + " must be positive, got " + std::to_string(value));
 }
 
+void require_batch(long long value) {
+    require_positive(value, "batch");
+    if (value > max_batch)
+        throw Error("--batch " + std::to_string(value) + " is more than " +
+                    std::to_string(max_batch) +
+                    " images per pass: memory grows with the batch while speed does not; use at "
+                    "most " + std::to_string(max_batch) + " (the default is fine)");
+}
+
 } // namespace mps::cli

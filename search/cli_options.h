@@ -19,4 +19,12 @@ bool parse_options(int argc, char** argv, const po::options_description& options
 // Throws mps::Error unless `value` is positive; `flag` names the option in the message.
 void require_positive(long long value, const std::string& flag);
 
+// The most images --batch may put through one forward pass. Memory grows with the batch (every
+// layer's activations for all of its images: `eval --batch 100000` took 5.1 GB, issue 22)
+// while throughput gains nothing from it at that size.
+inline constexpr long long max_batch = 4096;
+
+// Throws mps::Error unless 1 <= value <= max_batch, saying why the bound is there.
+void require_batch(long long value);
+
 } // namespace mps::cli

@@ -73,7 +73,7 @@ bool parse_train_args(int argc, char** argv, TrainArgs& args) {
     if (!parse_options(argc, argv, options, values, std::cout)) return false;
     const ArchDefaults defaults = defaults_for(args.arch);
     if (values.count("epochs")) require_positive(epochs, "epochs");
-    require_positive(batch, "batch");
+    require_batch(batch);
     if (values.count("lr") && !(lr > 0)) throw Error("--lr must be positive");
     if (seed < 0) throw Error("--seed must not be negative");
     if (values.count("threads")) {

@@ -21,6 +21,8 @@ namespace {
 constexpr int exit_ok = 0;
 constexpr int exit_failure = 1; // the input was fine but running failed
 constexpr int exit_usage = 2;   // bad usage or input: fix the command, the config or the files
+constexpr int exit_busy = 3;    // the run directory is in use by another process
+constexpr int exit_signal_base = 128; // + the signal that interrupted a search (130, 143)
 
 constexpr const char* usage = R"(usage: mpsearch <command> [options]
 
@@ -72,9 +74,14 @@ int main(int argc, char** argv) {
     const std::string command = argv[1];
     try {
         return check_stdout(command, run_command(command, argc - 1, argv + 1));
+    } catch (const mps::Interrupted& e) {
+        return report(command, e.what(), exit_signal_base + e.signal_number);
     } catch (const mps::Error& e) {
+        const mps::ErrorKind kind = e.kind();
         return report(command, e.what(),
-                      e.kind() == mps::ErrorKind::input ? exit_usage : exit_failure);
+                      kind == mps::ErrorKind::input  ? exit_usage
+                      : kind == mps::ErrorKind::busy ? exit_busy
+                                                     : exit_failure);
     } catch (const dnnl::error& e) {
         return report(command, std::string("oneDNN failed: ") + e.what(), exit_failure);
     } catch (const std::bad_alloc&) {

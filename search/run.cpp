@@ -5,8 +5,10 @@
 #include "evaluator/base/sha256.h"
 #include "evaluator/engine/int8_isa.h"
 #include "search/archive.h"
+#include "search/interrupt.h"
 #include "search/progress.h"
 #include "search/report.h"
+#include "search/run_directory.h"
 
 #include <dnnl.hpp>
 #include <oneapi/tbb/version.h>
@@ -35,9 +37,29 @@ const char* const archive_name = "archive.jsonl";
 const char* const config_copy_name = "config.yaml";
 const char* const policy_file_name = "policy.yaml";
 
+// The run's images. Every problem with them is found here, before the run directory exists, so
+// that a bad data set leaves nothing behind that would block a plain re-run.
 EvaluationData load_data(const RunConfig& config) {
     EvaluationData data = load_evaluation_data(config.data_dir, config.calibration_images);
+    if (data.validation.count < config.validation_images)
+        throw Error(data.validation.source + ": the validation split holds " +
+                    std::to_string(data.validation.count) + " images, fewer than the config's " +
+                    "validation_images (" + std::to_string(config.validation_images) +
+                    "); lower data.validation_images or point data.dir at the complete files");
     data.validation = data.validation.slice(0, config.validation_images);
+    const std::vector<int64_t> image_shape{data.validation.channels, data.validation.height,
+                                           data.validation.width};
+    if (config.graph.input_shape != image_shape)
+        throw Error(config.model_path + ": the model reads images of " +
+                    dims_text(config.graph.input_shape) + " but " + data.validation.source +
+                    " holds images of " + dims_text(image_shape) +
+                    "; use a model made for this data set, or other data (data.dir)");
+    const int64_t classes = Tensor::count(config.graph.shapes.at(config.graph.output));
+    if (classes < data.validation.num_classes)
+        throw Error(config.model_path + ": the model has " + std::to_string(classes) +
+                    " outputs but " + data.validation.source + " has " +
+                    std::to_string(data.validation.num_classes) +
+                    " classes; use a model made for this data set, or other data (data.dir)");
     return data;
 }
 
@@ -52,39 +74,74 @@ EvaluatorOptions evaluator_options(const RunConfig& config, const RunOptions& ru
     return options;
 }
 
-// Checks the run directory and, for a new run, creates it with its config copy.
-void prepare_directory(const RunConfig& config, bool resume) {
-    const fs::path dir = config.output_dir;
-    const bool has_archive = fs::exists(dir / archive_name);
-    if (resume && !has_archive)
-        throw Error(config.output_dir + ": holds no " + archive_name +
-                    " to resume; start the run without --resume");
-    if (!resume && has_archive)
+std::string spec_text(const QuantizerSpec& spec) {
+    std::string text = spec.name;
+    for (const auto& [key, value] : spec.args) text += " " + key + "=" + value;
+    return text;
+}
+
+// What the run's scores depend on besides the candidates (search/archive.h).
+ArchiveHeader run_header(const RunConfig& config, const EvaluationData& data) {
+    ArchiveHeader header{
+        {"mpsearch", version_text()},
+        {"model_sha256", sha256_file(config.model_path)},
+        {"calibration_images", std::to_string(data.calibration.count)},
+        {"validation_images", std::to_string(data.validation.count)},
+        {"test_images", std::to_string(data.test.count)},
+        {"weight_quantizer", spec_text(config.weight_quantizer)},
+        {"activation_calibration", spec_text(config.activation_calibration)},
+        {"path", execution_path_name(config.path)}};
+    for (const std::string prefix : {"train", "t10k"}) {
+        const std::vector<std::string> files = fashion_mnist_files(config.data_dir, prefix);
+        header["data_" + prefix + "_images_sha256"] = sha256_file(files[0]);
+        header["data_" + prefix + "_labels_sha256"] = sha256_file(files[1]);
+    }
+    return header;
+}
+
+// A new run must not land on an earlier one: refused before anything is loaded, and again
+// under the lock (another process may have started one meanwhile).
+void refuse_existing_run(const RunConfig& config) {
+    if (fs::exists(fs::path(config.output_dir) / archive_name))
         throw Error(config.output_dir + ": already holds a run (" + archive_name +
                     "); continue it with --resume " + config.output_dir +
                     ", or set another `output` in the config (or --output)");
-    if (resume) return;
-    std::error_code error;
-    fs::create_directories(dir, error);
-    if (error)
-        throw Failure(config.output_dir + ": cannot create the run directory (" + error.message() +
-                      ")");
-    write_file_atomically((dir / config_copy_name).string(), config.source_text);
+}
+
+// The archive to continue from under the lock. A resumed directory without an archive was
+// killed before its first write: it starts from nothing (the archive writer creates it).
+ArchiveContents earlier_contents(const RunConfig& config, const RunDirectory& dir, bool resume,
+                                 const ArchiveHeader& header) {
+    if (!resume) {
+        refuse_existing_run(config);
+        write_file_atomically(dir.file(config_copy_name), config.source_text);
+        return {};
+    }
+    const std::string path = dir.file(archive_name);
+    if (!fs::exists(path)) return {};
+    ArchiveContents contents = read_archive(path, config.graph);
+    if (!contents.header)
+        throw Error(path + ": has no run header (its first line), so what its scores depend on "
+                    "cannot be checked (an archive of an older mpsearch); start a new run");
+    check_header(path, *contents.header, header);
+    return contents;
 }
 
 // One search run: the evaluator, the archive (earlier contents and the writer), the progress.
 class SearchRun {
 public:
-    SearchRun(const RunConfig& config, const RunOptions& options)
+    SearchRun(const RunConfig& config, const RunOptions& options, Evaluator& evaluator,
+              const RunDirectory& dir, ArchiveContents previous, const ArchiveHeader& header,
+              Dataset train_images)
         : config_(config),
-          dir_(config.output_dir),
-          previous_(options.resume ? read_archive((dir_ / archive_name).string(), config.graph)
-                                   : ArchiveContents{}),
-          writer_((dir_ / archive_name).string(), previous_.lines),
+          dir_(dir.path()),
+          previous_(std::move(previous)),
+          writer_(dir.file(archive_name), previous_.lines),
           progress_(options.log ? *options.log : std::cerr,
                     !options.log && ::isatty(STDERR_FILENO), options.quiet),
-          evaluator_(config.graph, config.model_path, load_data(config),
-                     evaluator_options(config, options)) {
+          evaluator_(evaluator),
+          train_images_(std::move(train_images)) {
+        if (!previous_.header) writer_.header(header);
         result_.config = &config_;
         result_.versions = version_text();
         result_.onednn_isa = effective_isa_name();
@@ -93,6 +150,8 @@ public:
         if (previous_.dropped_lines > 0)
             progress_.message("resume: dropped " + std::to_string(previous_.dropped_lines) +
                               " line(s) of a batch cut short; it is evaluated again");
+        for (const std::string& name : dir.removed_temporaries())
+            progress_.message("removed " + name + ", a temporary file an interrupted run left");
     }
 
     RunResult run() {
@@ -100,8 +159,10 @@ public:
         search();
         progress_.finish();
         choose();
+        stop_if_interrupted();
         result_.fp32_test = reference(Split::test);
         score_baselines();
+        stop_if_interrupted();
         result_.search_seconds = elapsed();
         for (const std::string& warning : write_run_outputs(config_.output_dir, result_))
             progress_.message("warning: " + warning);
@@ -109,6 +170,19 @@ public:
     }
 
 private:
+    // At a safe point (every line so far is in the archive): stop when a signal came.
+    void stop_if_interrupted() {
+        const int signal_number = pending_interrupt();
+        if (!signal_number) return;
+        progress_.finish();
+        throw Interrupted(std::string("interrupted by ") + interrupt_name(signal_number) +
+                              " after " + std::to_string(result_.records.size()) +
+                              " evaluations; every finished batch is in " + dir_.string() + "/" +
+                              archive_name + ": continue with `mpsearch search --resume " +
+                              dir_.string() + "`",
+                          signal_number);
+    }
+
     double elapsed() const {
         return elapsed_offset_ + std::chrono::duration<double>(Clock::now() - start_).count();
     }
@@ -119,6 +193,7 @@ private:
         const Score score =
             evaluator_.evaluate(BitPolicy::uniform(config_.graph, float_bits, float_bits), split);
         writer_.reference(score);
+        stop_if_interrupted();
         return score;
     }
 
@@ -135,11 +210,7 @@ private:
         c.workers = config_.workers;
         for (const ArchiveRecord& r : previous_.records)
             c.archived.push_back({r.stage, r.evaluation.policy, r.own_accuracy});
-        if (const PolicyInfo* info = find_policy(config_.policy_name); info && info->trains) {
-            if (train_images_.count == 0) {
-                progress_.message("loading the train split for " + config_.policy_name);
-                train_images_ = load_fashion_mnist(config_.data_dir, Split::train);
-            }
+        if (train_images_.count > 0) {
             c.train_images = &train_images_;
             c.validation_images = &evaluator_.data(Split::validation);
             c.calibration = &evaluator_.calibration();
@@ -182,6 +253,7 @@ private:
             if (fresh) writer_.batch(records);
             result_.records.insert(result_.records.end(), records.begin(), records.end());
             report_progress(policy->status(), proposal.stage);
+            stop_if_interrupted();
         }
     }
 
@@ -327,8 +399,8 @@ private:
     ArchiveContents previous_;
     ArchiveWriter writer_;
     Progress progress_;
-    Evaluator evaluator_;
-    Dataset train_images_; // loaded for policies that train (PolicyInfo::trains)
+    Evaluator& evaluator_;
+    Dataset train_images_; // for policies that train (PolicyInfo::trains), else empty
     std::vector<Evaluation> progress_best_; // the progress line's best point (0 or 1)
     size_t progress_reported_ = 0;          // records already looked at for it
     RunResult result_;
@@ -337,9 +409,25 @@ private:
 
 } // namespace
 
+// Everything that can be checked before the run directory is created is: the directory's state,
+// the data, the model against the data, the calibration (in the evaluator). Only then is the
+// directory created and locked, and, under the lock, the archive read and its header checked.
 RunResult run_search(const RunConfig& config, const RunOptions& options) {
-    prepare_directory(config, options.resume);
-    return SearchRun(config, options).run();
+    refuse_if_busy(config.output_dir);
+    if (!options.resume) refuse_existing_run(config);
+    EvaluationData data = load_data(config);
+    const ArchiveHeader header = run_header(config, data);
+    Dataset train_images; // for policies that train, before the directory exists too
+    if (const PolicyInfo* info = find_policy(config.policy_name); info && info->trains)
+        train_images = load_fashion_mnist(config.data_dir, Split::train);
+    Evaluator evaluator(config.graph, config.model_path, std::move(data),
+                        evaluator_options(config, options));
+    const RunDirectory dir(config.output_dir);
+    const InterruptScope interrupts;
+    ArchiveContents previous = earlier_contents(config, dir, options.resume, header);
+    return SearchRun(config, options, evaluator, dir, std::move(previous), header,
+                     std::move(train_images))
+        .run();
 }
 
 } // namespace mps

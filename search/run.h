@@ -1,8 +1,13 @@
 #pragma once
 // The run loop of `mpsearch search`: one search from a RunConfig to a finished run directory.
 //
-//   1. The run directory gets config.yaml (the config's text; --resume reads it back) and
-//      archive.jsonl (search/archive.h), appended and fsync'd batch by batch.
+//   0. Everything that can be checked before the run directory exists is: the data (an empty or
+//      too small split), the model against the images, the calibration. A bad input leaves
+//      nothing behind.
+//   1. The run directory is created and locked (search/run_directory.h: a second process is
+//      refused with the holder's PID) and gets config.yaml (the config's text; --resume reads it
+//      back) and archive.jsonl (search/archive.h), whose first line records what the scores
+//      depend on, appended and fsync'd batch by batch.
 //   2. The FP32 network is scored on the validation split (the reference for accuracy drops and
 //      divergences). Then the policy proposes batches, each scored in one parallel
 //      Evaluator::evaluate call on the validation split, until the policy finishes or the budget
@@ -16,7 +21,11 @@
 // match, else the archive belongs to another config: an error). Policies are deterministic and
 // scores are bit-identical whatever the worker count, so a run killed at any moment and resumed
 // ends exactly as an uninterrupted run with the same config — except a run stopped by
-// max_seconds, whose stopping point depends on the clock.
+// max_seconds, whose stopping point depends on the clock. A resume whose model, data files, image
+// counts, quantizers, path or program differ from the archive's header is refused naming the key.
+//
+// SIGINT and SIGTERM stop the run at the next safe point (after the batch in flight is written)
+// with mps::Interrupted, which says how to resume (search/interrupt.h).
 #include "search/run_config.h"
 #include "search/run_result.h"
 
@@ -38,7 +47,8 @@ struct RunOptions {
 };
 
 // Runs the search; returns what the output files describe. Throws mps::Error for an output
-// directory that already holds a run (without resume), or one that holds none (with resume).
+// directory that already holds a run (without resume), an archive that does not match the run
+// (with resume), mps::Busy for a directory another process holds, mps::Interrupted on a signal.
 RunResult run_search(const RunConfig& config, const RunOptions& options);
 
 // "mpsearch 0.1, oneDNN 3.0.0, oneTBB 2021.8.0" (what the report records).

@@ -815,7 +815,9 @@ private:
         for (const auto& [key, field] : params.by_key) {
             if (key == "name") continue;
             auto spec = std::find_if(info->params.begin(), info->params.end(),
-                                     [&](const ParamSpec& s) { return s.name == key; });
+                                     [&key = key](const ParamSpec& s) {
+                                         return s.name == key; // (init-capture: clang < 16)
+                                     });
             if (spec == info->params.end()) {
                 problem(field.key_mark, field.path,
                         "policy '" + *name + "' has no parameter '" + key + "'; " +
@@ -876,12 +878,7 @@ RunConfig parse_run_config(const std::string& text, const std::string& name) {
 }
 
 RunConfig load_run_config(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path + ": cannot open the run configuration; check the path");
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (in.bad()) throw Error(path + ": cannot read the run configuration");
-    return parse_run_config(text.str(), path);
+    return parse_run_config(read_yaml_file(path, "run configuration"), path);
 }
 
 } // namespace mps

@@ -1,5 +1,6 @@
 // archive.jsonl: what is written reads back identically (scores bit for bit, costs recomputed),
-// a tail torn by a kill is dropped, and damage elsewhere is an error naming the line.
+// a tail torn by a kill is dropped, and damage elsewhere (an edited record too: checksums) is an
+// error naming the line; the run header reads back and a changed dependency is refused by key.
 #include "search/archive.h"
 
 #include "evaluator/base/error.h"
@@ -176,8 +177,21 @@ TEST_CASE("archive damage before the tail, or another model's archive, is an err
         std::getline(std::ifstream(dir.file("archive.jsonl")) >> std::ws, first_line);
         append_raw(dir.file("archive.jsonl"), "not json\n" + first_line + "\n"); // damage, then a valid line
         CHECK_THROWS_WITH_AS(read_archive(dir.file("archive.jsonl"), graph),
-                             doctest::Contains("archive.jsonl:2: not a JSON object"), Error);
+                             doctest::Contains("archive.jsonl:2: the line has no checksum"), Error);
     }
+    SUBCASE("a record edited by hand: its checksum no longer matches") {
+        std::string line;
+        std::getline(std::ifstream(dir.file("archive.jsonl")), line);
+        const std::string was = "\"accuracy\":50.0";
+        const size_t at = line.find(was);
+        REQUIRE(at != std::string::npos);
+        line.replace(at, was.size(), "\"accuracy\":99.0");
+        std::ofstream(dir.file("archive.jsonl"), std::ios::binary) << line << "\n";
+        CHECK_THROWS_WITH_AS(read_archive(dir.file("archive.jsonl"), graph),
+                             doctest::Contains("archive.jsonl:1: the line does not match its checksum"),
+                             Error);
+    }
+
     SUBCASE("an archive of another model") {
         Graph other = test::resnet_like({1, 12, 12}, {4, 16}, 10, 3);
         fold_batch_norm(other);
@@ -188,4 +202,36 @@ TEST_CASE("archive damage before the tail, or another model's archive, is an err
         CHECK_THROWS_WITH_AS(read_archive((dir.path() / "none.jsonl").string(), graph),
                              doctest::Contains("none.jsonl: cannot read the archive"), Error);
     }
+}
+
+TEST_CASE("archive header: read back as written; a changed dependency is refused by its key") {
+    const Graph graph = small_graph();
+    TempDir dir;
+    const ArchiveHeader header{{"validation_images", "500"}, {"weight_quantizer", "uniform"}};
+    {
+        ArchiveWriter writer(dir.file("archive.jsonl"), {});
+        writer.header(header);
+        writer.batch(batch_of(graph, 0, 0, 2));
+    }
+    const ArchiveContents back = read_archive(dir.file("archive.jsonl"), graph);
+    REQUIRE(back.header);
+    CHECK(*back.header == header);
+    CHECK(back.records.size() == 2);
+    CHECK_NOTHROW(check_header("a", *back.header, header));
+
+    ArchiveHeader changed = header;
+    changed["validation_images"] = "400";
+    CHECK_THROWS_WITH_AS(check_header("a", *back.header, changed),
+                         doctest::Contains("depend on validation_images, which was '500' and is now '400'"),
+                         Error);
+    ArchiveHeader more = header;
+    more["model_sha256"] = "ab";
+    CHECK_THROWS_WITH_AS(check_header("a", *back.header, more),
+                         doctest::Contains("model_sha256, which was (none)"), Error);
+
+    // a header anywhere but first is damage
+    append_raw(dir.file("archive.jsonl"), back.lines.front() + "\n");
+    CHECK_THROWS_WITH_AS(read_archive(dir.file("archive.jsonl"), graph),
+                         doctest::Contains("archive.jsonl:4: a run header after the first line"),
+                         Error);
 }

@@ -78,3 +78,33 @@ TEST_CASE("yaml_problems: nothing to report throws nothing; a syntax error is re
     CHECK(unclosed[0].line == 2);
     CHECK(unclosed[0].column == 9);
 }
+
+TEST_CASE("yaml_problems: bounded; the first problems listed and the rest counted") {
+    std::string text;
+    for (int i = 0; i < 120; ++i) text += "k" + std::to_string(i) + ": 1\n";
+    YamlProblems problems("f.yaml", text);
+    const YAML::Node root = problems.parse();
+    for (const auto& entry : root) problems.add(entry.first, "unknown key");
+    try {
+        problems.raise();
+    } catch (const YamlError& e) {
+        CHECK(e.problems().size() == max_yaml_problems);
+        CHECK(e.more() == 120 - max_yaml_problems);
+        CHECK(std::string(e.what()).find("f.yaml: and 70 more problems (the first 50 are listed)") !=
+              std::string::npos);
+    }
+}
+
+TEST_CASE("yaml_problems: a file too large or holding a NUL byte is refused before parsing") {
+    const std::vector<YamlProblem> big =
+        problems_of(std::string(max_yaml_bytes + 1, '#'), [](YamlProblems&, const YAML::Node&) {});
+    REQUIRE(big.size() == 1);
+    CHECK(big[0].message.find("more than the 1 MiB") != std::string::npos);
+
+    const std::vector<YamlProblem> binary =
+        problems_of(std::string("model: x\nab\0cd: 1\n", 18), [](YamlProblems&, const YAML::Node&) {});
+    REQUIRE(binary.size() == 1);
+    CHECK(binary[0].line == 2);
+    CHECK(binary[0].column == 3);
+    CHECK(binary[0].message.find("a NUL byte") != std::string::npos);
+}

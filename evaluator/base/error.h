@@ -8,6 +8,9 @@
 //            since nearly every check in the library is of its input)
 //   failure  the input was fine but running failed: writing an output (disk full, directory not
 //            writable), the training diverging, a broken internal invariant (a bug)
+//   busy     another process holds what this one needs (a search's run directory): nothing is
+//            wrong with the input, retrying after that process ends works
+//   interrupted  a signal (SIGINT, SIGTERM) stopped the command at a safe point (Interrupted)
 // Only search/main.cpp maps kinds to exit codes (search/cli.h); code that adds context to an
 // error it caught keeps its kind (Error(context + e.what(), e.kind())).
 #include <stdexcept>
@@ -15,7 +18,7 @@
 
 namespace mps {
 
-enum class ErrorKind { input, failure };
+enum class ErrorKind { input, failure, busy, interrupted };
 
 struct Error : std::runtime_error {
     explicit Error(const std::string& message, ErrorKind kind = ErrorKind::input)
@@ -29,6 +32,19 @@ private:
 // An Error of kind failure: the run went wrong, not its input.
 struct Failure : Error {
     explicit Failure(const std::string& message) : Error(message, ErrorKind::failure) {}
+};
+
+// An Error of kind busy: a resource is held by another process (the message names it).
+struct Busy : Error {
+    explicit Busy(const std::string& message) : Error(message, ErrorKind::busy) {}
+};
+
+// An Error of kind interrupted: `signal_number` stopped the command where nothing was half
+// written; the message says how to continue.
+struct Interrupted : Error {
+    Interrupted(const std::string& message, int signal_number)
+        : Error(message, ErrorKind::interrupted), signal_number(signal_number) {}
+    int signal_number;
 };
 
 } // namespace mps

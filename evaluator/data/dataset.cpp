@@ -18,6 +18,7 @@ Dataset Dataset::slice(int64_t first, int64_t n) const {
     out.height = height;
     out.width = width;
     out.num_classes = num_classes;
+    out.source = source;
     first = std::clamp<int64_t>(first, 0, count);
     n = std::clamp<int64_t>(n, 0, count - first);
     out.count = n;
@@ -89,8 +90,9 @@ constexpr float fashion_mnist_std = 0.3530f;
 constexpr int64_t train_count = 55000;
 
 Dataset load_idx_pair(const std::string& dir, const std::string& prefix) {
-    const std::string images_path = find_file(dir, prefix + "-images-idx3-ubyte");
-    const std::string labels_path = find_file(dir, prefix + "-labels-idx1-ubyte");
+    const std::vector<std::string> files = fashion_mnist_files(dir, prefix);
+    const std::string& images_path = files[0];
+    const std::string& labels_path = files[1];
     const IdxArray images = read_idx(images_path);
     const IdxArray labels = read_idx(labels_path);
     if (images.dims.size() != 3)
@@ -108,6 +110,7 @@ Dataset load_idx_pair(const std::string& dir, const std::string& prefix) {
     for (size_t i = 0; i < images.data.size(); ++i)
         d.images[i] = (images.data[i] / 255.0f - fashion_mnist_mean) / fashion_mnist_std;
     d.labels = labels.data;
+    d.source = images_path + " and " + labels_path;
     for (uint8_t label : d.labels)
         if (label >= d.num_classes)
             throw Error(labels_path + ": label " + std::to_string(label) +
@@ -115,7 +118,24 @@ Dataset load_idx_pair(const std::string& dir, const std::string& prefix) {
     return d;
 }
 
+// What a split of `file` must hold: at least `wanted` images (1 by default).
+void require_images(const Dataset& split_images, Split split, const Dataset& file,
+                    const std::string& range, int64_t wanted = 1) {
+    if (split_images.count >= wanted) return;
+    const std::string need = wanted > 1 ? std::to_string(wanted) + " images" : "any images";
+    throw Error(file.source + ": the " + split_name(split) + " split (" + range + ") holds " +
+                std::to_string(split_images.count) + " images, not " + need + ": the file has " +
+                std::to_string(file.count) +
+                " images; point --data (or the config's data.dir) at the complete Fashion-MNIST "
+                "files (60,000 training and 10,000 test images)");
+}
+
 } // namespace
+
+std::vector<std::string> fashion_mnist_files(const std::string& dir, const std::string& prefix) {
+    return {find_file(dir, prefix + "-images-idx3-ubyte"),
+            find_file(dir, prefix + "-labels-idx1-ubyte")};
+}
 
 IdxArray read_idx(const std::string& path) {
     const std::vector<uint8_t> bytes = read_maybe_gzip(path);
@@ -129,35 +149,53 @@ IdxArray read_idx(const std::string& path) {
         throw Error(path + ": truncated idx header");
     IdxArray out;
     size_t total = 1;
+    const size_t offset = 4 + 4 * rank;
+    bool too_large = false; // a product past the file's size, which could also wrap around
     for (size_t i = 0; i < rank; ++i) {
         out.dims.push_back(big_endian_u32(&bytes[4 + 4 * i]));
-        total *= static_cast<size_t>(out.dims.back());
+        const size_t dim = static_cast<size_t>(out.dims.back());
+        too_large = too_large || (dim > 0 && total > (bytes.size() - offset) / dim);
+        total *= dim;
     }
-    const size_t offset = 4 + 4 * rank;
-    if (bytes.size() - offset != total)
+    if (too_large || bytes.size() - offset != total)
         throw Error(path + ": truncated or oversized idx file: header promises " +
-                    std::to_string(total) + " bytes of data, file has " +
-                    std::to_string(bytes.size() - offset));
+                    (too_large ? "more than " + std::to_string(bytes.size() - offset)
+                               : std::to_string(total)) +
+                    " bytes of data, file has " + std::to_string(bytes.size() - offset));
     out.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(offset), bytes.end());
     return out;
 }
 
 Dataset fashion_mnist_split(const Dataset& train_file, Split split, int64_t calibration_count) {
+    Dataset out;
     switch (split) {
-    case Split::train: return train_file.slice(0, train_count);
-    case Split::validation: return train_file.slice(train_count, train_file.count - train_count);
+    case Split::train:
+        out = train_file.slice(0, train_count);
+        require_images(out, split, train_file, "training images 0..54,999");
+        return out;
+    case Split::validation:
+        out = train_file.slice(train_count, train_file.count - train_count);
+        require_images(out, split, train_file, "training images 55,000..59,999");
+        return out;
     case Split::calibration:
         if (calibration_count < 1 || calibration_count > train_count)
             throw Error("calibration size " + std::to_string(calibration_count) +
                         " is out of range; use 1.." + std::to_string(train_count));
-        return train_file.slice(0, calibration_count);
+        out = train_file.slice(0, calibration_count);
+        require_images(out, split, train_file, "the first " + std::to_string(calibration_count) +
+                       " training images", calibration_count);
+        return out;
     case Split::test: break;
     }
     throw Error("the test split is not part of the training file; load it with Split::test");
 }
 
 Dataset load_fashion_mnist(const std::string& dir, Split split, int64_t calibration_count) {
-    if (split == Split::test) return load_idx_pair(dir, "t10k");
+    if (split == Split::test) {
+        Dataset test = load_idx_pair(dir, "t10k");
+        require_images(test, split, test, "the t10k images");
+        return test;
+    }
     return fashion_mnist_split(load_idx_pair(dir, "train"), split, calibration_count);
 }
 

@@ -20,6 +20,9 @@ struct Dataset {
     int num_classes = 10;
     std::vector<float> images;   // count * channels * height * width, NCHW, normalized
     std::vector<uint8_t> labels; // count
+    // The files the images came from ("dir/train-images-idx3-ubyte.gz and dir/train-labels-..."),
+    // for messages about them; empty for data made in memory.
+    std::string source;
 
     int64_t image_size() const { return channels * height * width; }
     const float* image(int64_t i) const { return images.data() + i * image_size(); }
@@ -45,12 +48,17 @@ IdxArray read_idx(const std::string& path);
 
 // Fashion-MNIST (or MNIST: same file names) from `dir`, which holds
 // {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. `calibration_count` applies to
-// Split::calibration only.
+// Split::calibration only. A split with no images, or fewer than `calibration_count`
+// calibration images, is an mps::Error naming the split, the files and how many images they
+// hold: a search scored on nothing would report 0 % for every candidate and look successful.
 Dataset load_fashion_mnist(const std::string& dir, Split split, int64_t calibration_count = 1000);
 // The whole training file (60,000 images) and one split of it (train, validation or calibration):
 // what a caller needing several of those splits reads once instead of decompressing the file
 // for each.
 Dataset load_fashion_mnist_training_file(const std::string& dir);
+// The idx files load_fashion_mnist reads from `dir` for `prefix` "train" or "t10k" (images, then
+// labels), each the .gz or the plain file, whichever exists; mps::Error when one is missing.
+std::vector<std::string> fashion_mnist_files(const std::string& dir, const std::string& prefix);
 Dataset fashion_mnist_split(const Dataset& training_file, Split split,
                             int64_t calibration_count = 1000);
 

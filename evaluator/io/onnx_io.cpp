@@ -698,7 +698,10 @@ private:
         node.stride = attr_dims2(proto, "strides", 1);
         node.dilation = attr_dims2(proto, "dilations", 1);
         Dims2 out = window(proto, node, in);
-        add_node(std::move(node), {w[0], out[0], out[1]});
+        // Read before the move: `w` is the node's own weight shape, and which argument is
+        // evaluated first is up to the compiler (clang reads it moved-from: found by fuzz_onnx).
+        const int64_t out_channels = w[0];
+        add_node(std::move(node), {out_channels, out[0], out[1]});
     }
 
     void convert_pool(Op op, const onnx::NodeProto& proto) {

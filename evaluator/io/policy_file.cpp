@@ -428,12 +428,7 @@ private:
 
 PolicyFile read_policy_file(const std::string& path, const Graph& graph,
                             const std::string& model_path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path + ": cannot open the policy file; check the path");
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (in.bad()) throw Error(path + ": cannot read the policy file");
-    PolicyFile file = Reader(path, text.str(), graph).read(model_path);
+    PolicyFile file = Reader(path, read_yaml_file(path, "policy file"), graph).read(model_path);
     try {
         file.policy.validate(graph); // the reader checked every rule: this cannot fail
     } catch (const Error& e) {

@@ -49,12 +49,6 @@ bool is_quantizable(const Node& node) {
 
 namespace {
 
-std::string dims_text(const std::vector<int64_t>& d) {
-    std::ostringstream s;
-    for (size_t i = 0; i < d.size(); ++i) s << (i ? "x" : "") << d[i];
-    return s.str();
-}
-
 [[noreturn]] void fail(const Node& node, const std::string& what) {
     throw Error("node '" + node.name + "' (" + op_name(node.op) + "): " + what);
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <numeric>
+#include <string>
 #include <vector>
 
 namespace mps {
@@ -23,5 +24,15 @@ struct Tensor {
     int64_t numel() const { return static_cast<int64_t>(data.size()); }
     bool empty() const { return data.empty(); }
 };
+
+// Dimensions as "1x28x28" (in messages); "scalar" for none.
+inline std::string dims_text(const std::vector<int64_t>& dims) {
+    std::string text;
+    for (size_t i = 0; i < dims.size(); ++i) {
+        if (i) text += 'x';
+        text += std::to_string(dims[i]);
+    }
+    return text.empty() ? std::string("scalar") : text;
+}
 
 } // namespace mps

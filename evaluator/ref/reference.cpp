@@ -11,15 +11,6 @@
 namespace mps {
 namespace {
 
-std::string dims_text(const std::vector<int64_t>& dims) {
-    std::string text;
-    for (size_t i = 0; i < dims.size(); ++i) {
-        if (i) text += 'x';
-        text += std::to_string(dims[i]);
-    }
-    return text.empty() ? std::string("scalar") : text;
-}
-
 [[noreturn]] void fail(const Node& node, const std::string& problem) {
     throw Error("reference: node '" + node.name + "' (" + op_name(node.op) + "): " + problem);
 }

@@ -509,7 +509,8 @@ void build_hooked_fake_quant(TrainBuild& b, const std::string& in, const std::st
     // dx then goes to scratch memory.
     if (!b.training()) return;
     const auto [diff_dst, diff_src] = fake_quant_diffs(b, in, out, m.md);
-    layer.host_backward = [=] {
+    // Structured bindings are copied by init-captures: clang before 16 cannot capture them.
+    layer.host_backward = [=, diff_dst = diff_dst, diff_src = diff_src] {
         const uint8_t* inside = m.logical ? m.logical->data() : nullptr;
         hook->backward(static_cast<const float*>(m.src.get_data_handle()),
                        static_cast<const float*>(diff_dst.get_data_handle()),
@@ -547,7 +548,7 @@ void build_fake_quant(TrainBuild& b, const std::string& in, const std::string& o
     };
     if (!b.training() || !b.at(in).needs_grad) return;
     const auto [diff_dst, diff_src] = fake_quant_diffs(b, in, out, m.md);
-    layer.host_backward = [=] {
+    layer.host_backward = [=, diff_dst = diff_dst, diff_src = diff_src] { // (as above)
         const float* dy = static_cast<const float*>(diff_dst.get_data_handle());
         float* dx = static_cast<float*>(diff_src.get_data_handle());
         const uint8_t* pass = passes->data();

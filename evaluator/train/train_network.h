@@ -92,7 +92,7 @@ struct ActivationQuantizer {
     std::shared_ptr<ActivationHook> hook;
 };
 
-class TrainLayer;
+struct TrainLayer;
 struct TrainBuild;
 
 class TrainNetwork {

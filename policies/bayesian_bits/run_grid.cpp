@@ -74,8 +74,10 @@ void RunGridActivation::backward(const ResidualGates& z, const float* x, const f
         GateGradient& sum = partial[static_cast<size_t>(t)];
         for (int64_t i = 0; i < size; ++i) {
             const float g = inside && !inside[begin + i] ? 0.0f : dy[begin + i];
-            const Residuals e = residuals_of(
-                needed, [&](size_t k) { return levels[k * size_t(size) + size_t(i)]; });
+            // `size` by init-capture: clang before 16 cannot capture a structured binding
+            const Residuals e = residuals_of(needed, [&, size = size](size_t k) {
+                return levels[k * size_t(size) + size_t(i)];
+            });
             GateGradient element{};
             residual_gate_gradients(e, z, needed, element);
             float slope = 0.0f;

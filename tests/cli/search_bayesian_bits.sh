@@ -60,11 +60,17 @@ lines=$(wc -l <"$WORK/bb/archive.jsonl")
 [[ $(wc -l <"$WORK/bb/archive.jsonl") == "$lines" ]] || fail "resume re-evaluated"
 
 # a killed run resumes: the archived mu is taken from the archive, not trained again (its own
-# accuracy, marked 12.34 here, stays), and the rest trains to the uninterrupted run's front
+# accuracy, marked 12.34 here, stays), and the rest trains to the uninterrupted run's front. The
+# marked line gets a new checksum, as the writer would give it (search/archive.h), since the
+# resume refuses an edited line.
 mkdir -p "$WORK/bb-cut"
 cp "$WORK/bb/config.yaml" "$WORK/bb-cut/"
 python3 - "$WORK/bb/archive.jsonl" "$WORK/bb-cut/archive.jsonl" <<'PY' || fail "cutting the archive failed"
-import json, sys
+import hashlib, json, sys
+def signed(r):
+    r.pop("check", None)
+    body = json.dumps(r, separators=(",", ":"))
+    return body[:-1] + ',"check":"' + hashlib.sha256(body.encode()).hexdigest()[:16] + '"}\n'
 out, searched = [], 0
 for line in open(sys.argv[1]):
     r = json.loads(line)
@@ -72,7 +78,7 @@ for line in open(sys.argv[1]):
         searched += 1
         if searched > 1: break  # a kill after the first record: nothing later was written
         r["own_accuracy"] = 12.34
-    out.append(json.dumps(r) + "\n")
+    out.append(signed(r))
 open(sys.argv[2], "w").write("".join(out))
 PY
 "$MPSEARCH" search --resume "$WORK/bb-cut" --quiet >"$WORK/cut.out" 2>&1 ||
