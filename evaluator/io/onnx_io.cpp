@@ -652,6 +652,7 @@ private:
                       std::string(supported_ops));
         }
         if (fused_.count(index) || op == "Constant") return;
+        expect_single_output(proto); // before any converter reads output(0)
         if (op == "Conv") return convert_conv(proto);
         if (op == "Gemm") return convert_gemm(proto);
         if (op == "MatMul") return convert_matmul(proto);
@@ -774,8 +775,9 @@ private:
         }
         size_t index = it->second.front();
         const auto& add = onnx_.node(static_cast<int>(index));
-        if (add.op_type() != "Add" || !is_default_domain(add.domain()) || add.input_size() != 2) {
-            return std::nullopt;
+        if (add.op_type() != "Add" || !is_default_domain(add.domain()) || add.input_size() != 2 ||
+            add.output_size() != 1 || add.output(0).empty()) {
+            return std::nullopt; // an Add without its one output is reported when converted
         }
         const std::string& other = add.input(0) == value ? add.input(1) : add.input(0);
         if (!is_constant(other)) return std::nullopt;
