@@ -2,6 +2,7 @@
 // every supported ONNX idiom (built here as protobufs) imports as documented, and every kind of
 // bad input is a clear mps::Error.
 #include "evaluator/base/error.h"
+#include "evaluator/engine/inference.h"
 #include "evaluator/io/onnx_io.h"
 #include "evaluator/ir/graph.h"
 #include "tests/graph_builders.h"
@@ -11,6 +12,7 @@
 
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -486,6 +488,84 @@ TEST_CASE("onnx: Identity and Dropout are removed and their consumers renamed") 
     CHECK(node_names(g) == std::vector<std::string>{"conv", "relu"});
     CHECK(g.nodes[1].inputs == std::vector<std::string>{"c"});
     CHECK(g.output == "r");
+}
+
+TEST_CASE("onnx: an Identity of a constant is that constant, also in chains out of order") {
+    // PyTorch's exporter feeds shared equal tensors to later convs through Identity nodes.
+    OnnxBuilder m({2, 3, 3});
+    m.initializer("w", random({4, 2, 1, 1}, 3));
+    m.initializer("bias", random({4}, 4));
+    m.node("Conv", "conv", {"x", "w2", "b1"}, {"c"});
+    m.node("Identity", "second", {"w1"}, {"w2"}); // before the node it reads
+    m.node("Identity", "first", {"w"}, {"w1"});
+    m.node("Identity", "bias_alias", {"bias"}, {"b1"});
+    m.node("Identity", "activation", {"c"}, {"y"});
+    m.output("y");
+    Graph g = m.import();
+    REQUIRE(node_names(g) == std::vector<std::string>{"conv"});
+    CHECK(g.nodes[0].weight.data == random({4, 2, 1, 1}, 3).data);
+    CHECK(g.nodes[0].bias.data == random({4}, 4).data);
+}
+
+// Max pooling as PyTorch's ceil_mode=True computes it: windows start every `stride` from -pad
+// while they start inside the input or the begin padding; each takes the maximum of the input
+// elements it covers. One channel, one image, square.
+std::vector<float> naive_ceil_max_pool(const Tensor& x, int64_t size, int64_t kernel,
+                                       int64_t stride, int64_t pad) {
+    const int64_t span = size + 2 * pad - kernel;
+    int64_t out = (span + stride - 1) / stride + 1;
+    if ((out - 1) * stride >= size + pad) --out;
+    std::vector<float> y;
+    for (int64_t oy = 0; oy < out; ++oy)
+        for (int64_t ox = 0; ox < out; ++ox) {
+            float best = -std::numeric_limits<float>::infinity();
+            for (int64_t iy = oy * stride - pad; iy < oy * stride - pad + kernel; ++iy)
+                for (int64_t ix = ox * stride - pad; ix < ox * stride - pad + kernel; ++ix)
+                    if (iy >= 0 && iy < size && ix >= 0 && ix < size)
+                        best = std::max(best, x.data[static_cast<size_t>(iy * size + ix)]);
+            y.push_back(best);
+        }
+    return y;
+}
+
+TEST_CASE("onnx: MaxPool ceil_mode=1 imports as end padding and pools as PyTorch does") {
+    // {size, kernel, stride, pad}: a window added; one that would start in the padding (dropped,
+    // so ceil equals floor); ceil equal to floor.
+    const std::vector<std::array<int64_t, 4>> cases{{6, 3, 2, 0}, {5, 2, 2, 1}, {7, 3, 2, 0},
+                                                    {8, 3, 3, 1}};
+    for (const auto& [size, kernel, stride, pad] : cases) {
+        CAPTURE(size);
+        CAPTURE(kernel);
+        OnnxBuilder m({1, size, size});
+        auto& pool = m.node("MaxPool", "max", {"x"}, {"y"});
+        OnnxBuilder::ints(pool, "kernel_shape", {kernel, kernel});
+        OnnxBuilder::ints(pool, "strides", {stride, stride});
+        OnnxBuilder::ints(pool, "pads", {pad, pad, pad, pad});
+        OnnxBuilder::integer(pool, "ceil_mode", 1);
+        m.output("y");
+        Graph g = m.import();
+        const Tensor x = random({1, 1, size, size}, 21);
+        const std::vector<float> want = naive_ceil_max_pool(x, size, kernel, stride, pad);
+        const auto side = static_cast<int64_t>(std::lround(std::sqrt(double(want.size()))));
+        CHECK(g.shapes.at("y") == std::vector<int64_t>{1, side, side});
+        InferenceEngine engine(g, 1);
+        const float* y = engine.run(x.data.data(), 1);
+        CHECK(std::vector<float>(y, y + want.size()) == want);
+    }
+}
+
+TEST_CASE("onnx: AveragePool ceil_mode=1 counting its pads is refused with the fix") {
+    OnnxBuilder m({1, 6, 6});
+    auto& pool = m.node("AveragePool", "avg", {"x"}, {"y"});
+    OnnxBuilder::ints(pool, "kernel_shape", {3, 3});
+    OnnxBuilder::ints(pool, "strides", {2, 2});
+    OnnxBuilder::integer(pool, "ceil_mode", 1);
+    OnnxBuilder::integer(pool, "count_include_pad", 1);
+    m.output("y");
+    const std::string message = error_of([&] { m.import(); });
+    CHECK(contains(message, "test.onnx: node 'avg' (AveragePool): ceil_mode=1 with "
+                            "count_include_pad=1"));
+    CHECK(contains(message, "export the model with ceil_mode=False"));
 }
 
 TEST_CASE("onnx: Clip bounds from attributes (opset < 11), Constants, initializers, or missing") {

@@ -147,6 +147,25 @@ private:
             if (node.output_size() != 1) continue; // reported when the node is converted
             constants_[node.output(0)] = constant_value(node);
         }
+        alias_constant_identities();
+    }
+
+    // An Identity of a constant is that constant: PyTorch's exporter stores tensors that are
+    // equal (the folded biases of a freshly initialised network) once and feeds each further use
+    // through an Identity. Chains of them resolve in any node order.
+    void alias_constant_identities() {
+        for (bool changed = true; changed;) {
+            changed = false;
+            for (const auto& node : onnx_.node()) {
+                if (node.op_type() != "Identity" || !is_default_domain(node.domain()) ||
+                    node.input_size() != 1 || node.output_size() != 1 || node.output(0).empty())
+                    continue;
+                auto source = constants_.find(node.input(0));
+                if (source == constants_.end() || constants_.count(node.output(0))) continue;
+                constants_[node.output(0)] = source->second;
+                changed = true;
+            }
+        }
     }
 
     // The value of a Constant node, in whichever attribute it is stored.
@@ -629,12 +648,28 @@ private:
                           "input size " +
                           std::to_string(size + node.pad_begin[d] + node.pad_end[d]));
             }
-            if (attr_int(proto, "ceil_mode", 0) != 0 && span % node.stride[d] != 0) {
-                fail_node("ceil_mode=1 changes the output size here, which the IR cannot express; "
-                          "export the model with ceil_mode=False or pad the input");
-            }
             out[d] = span / node.stride[d] + 1;
+            if (attr_int(proto, "ceil_mode", 0) != 0 && span % node.stride[d] != 0)
+                out[d] = ceil_mode_output(proto, node, d, size);
         }
+        return out;
+    }
+
+    // ceil_mode=1 where it adds a window: the output size of PyTorch and ONNX Runtime (a last
+    // window starting in the end padding is dropped), expressed as that much more end padding. A
+    // max pool ignores padded elements and an average pool without count_include_pad counts only
+    // the input's, so both compute exactly what ceil_mode does; an average pool counting its pads
+    // would count the overhang too, which ONNX does not, and is refused.
+    int64_t ceil_mode_output(const onnx::NodeProto& proto, Node& node, size_t d,
+                             int64_t size) const {
+        if (proto.op_type() == "AveragePool" && attr_int(proto, "count_include_pad", 0) != 0)
+            fail_node("ceil_mode=1 with count_include_pad=1 changes the output size here, which "
+                      "the IR cannot express; export the model with ceil_mode=False");
+        const int64_t extent = (node.kernel[d] - 1) * node.dilation[d] + 1;
+        const int64_t span = size + node.pad_begin[d] + node.pad_end[d] - extent;
+        int64_t out = (span + node.stride[d] - 1) / node.stride[d] + 1;
+        if ((out - 1) * node.stride[d] >= size + node.pad_begin[d]) --out;
+        node.pad_end[d] += std::max<int64_t>(0, (out - 1) * node.stride[d] - span);
         return out;
     }
 
@@ -665,6 +700,7 @@ private:
         if (op == "Add") return convert_add(proto);
         if (op == "Flatten") return convert_flatten(proto);
         if (op == "Reshape") return convert_reshape(proto);
+        if (op == "Identity" && is_constant(proto.output(0))) return; // a constant's alias
         if (op == "Identity" || op == "Dropout") return remove(proto);
         if (op == "Softmax") return convert_softmax(proto);
         fail_node("op type '" + op +

@@ -9,9 +9,11 @@
 //     (weight transposed to [out, in] where ONNX has [in, out]; no C / no Add: empty bias)
 //   BatchNormalization (inference mode)                                      -> batch_norm
 //   Relu, Clip (min/max as attributes, inputs, or missing = -inf/+inf)       -> relu, clip
-//   MaxPool, AveragePool (ceil_mode only where it changes nothing), GlobalAveragePool, Add
+//   MaxPool, AveragePool (ceil_mode as PyTorch's output size, by more end padding; refused for
+//   an AveragePool with count_include_pad=1 where it adds a window), GlobalAveragePool, Add
 //   Flatten (axis 1), Reshape to 2-D [*, per-image size]                    -> flatten
-//   Identity, Dropout, a trailing Softmax: removed (the graph outputs logits)
+//   Identity, Dropout, a trailing Softmax: removed (the graph outputs logits); an Identity of a
+//   constant is that constant (PyTorch feeds shared equal tensors to convs that way)
 //   Constant: read as a value (weights, Clip bounds, Reshape shapes)
 // Everything else is an mps::Error naming the file, the node, its op type and the supported ops.
 // Node names come from the ONNX node names; unnamed nodes are named "<OpType>_<index in the ONNX
