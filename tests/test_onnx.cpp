@@ -554,6 +554,35 @@ TEST_CASE("onnx: MaxPool ceil_mode=1 imports as end padding and pools as PyTorch
     }
 }
 
+TEST_CASE("onnx: ReduceMean over H and W is a global average pool, flattened without keepdims") {
+    for (const int keepdims : {0, 1}) {
+        CAPTURE(keepdims);
+        OnnxBuilder m({3, 4, 5});
+        auto& mean = m.node("ReduceMean", "mean", {"x"}, {"y"});
+        OnnxBuilder::ints(mean, "axes", {-1, 2});
+        OnnxBuilder::integer(mean, "keepdims", keepdims);
+        m.output("y");
+        Graph g = m.import();
+        CHECK(g.shapes.at("y") == (keepdims ? std::vector<int64_t>{3, 1, 1}
+                                            : std::vector<int64_t>{3}));
+        const Tensor x = random({2, 3, 4, 5}, 31);
+        InferenceEngine engine(g, 2);
+        const float* y = engine.run(x.data.data(), 2);
+        for (size_t plane = 0; plane < 6; ++plane) {
+            double sum = 0;
+            for (size_t i = 0; i < 20; ++i) sum += x.data[plane * 20 + i];
+            CHECK(y[plane] == doctest::Approx(sum / 20).epsilon(1e-6));
+        }
+    }
+    OnnxBuilder m({3, 4, 5});
+    auto& channels = m.node("ReduceMean", "over_c", {"x"}, {"y"});
+    OnnxBuilder::ints(channels, "axes", {1});
+    m.output("y");
+    const std::string message = error_of([&] { m.import(); });
+    CHECK(contains(message, "node 'over_c' (ReduceMean): ReduceMean over axes [1] is not "
+                            "supported; only over the spatial axes [2, 3]"));
+}
+
 TEST_CASE("onnx: AveragePool ceil_mode=1 counting its pads is refused with the fix") {
     OnnxBuilder m({1, 6, 6});
     auto& pool = m.node("AveragePool", "avg", {"x"}, {"y"});

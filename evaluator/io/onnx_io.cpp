@@ -34,7 +34,8 @@ constexpr int64_t export_ir_version = 7;
 
 constexpr const char* supported_ops =
     "Conv, Gemm, MatMul (optionally followed by Add of a 1-D constant), BatchNormalization, Relu, "
-    "Clip, MaxPool, AveragePool, GlobalAveragePool, Add, Flatten, Reshape (to 2-D), Identity, "
+    "Clip, MaxPool, AveragePool, GlobalAveragePool, ReduceMean (over H and W), Add, Flatten, "
+    "Reshape (to 2-D), Identity, "
     "Dropout, Constant, Softmax (as the last node)";
 
 std::string read_whole_file(const std::string& path, const std::string& what_for_errors) {
@@ -699,6 +700,7 @@ private:
         if (op == "GlobalAveragePool") return convert_global_average_pool(proto);
         if (op == "Add") return convert_add(proto);
         if (op == "Flatten") return convert_flatten(proto);
+        if (op == "ReduceMean") return convert_reduce_mean(proto);
         if (op == "Reshape") return convert_reshape(proto);
         if (op == "Identity" && is_constant(proto.output(0))) return; // a constant's alias
         if (op == "Identity" || op == "Dropout") return remove(proto);
@@ -927,6 +929,30 @@ private:
         if (axis != 1) fail_node("axis " + std::to_string(axis) + " is not supported; only axis 1");
         int64_t size = Tensor::count(shape);
         add_node(std::move(node), {size});
+    }
+
+    // ReduceMean over the two spatial axes of [N, C, H, W] is a global average pool (mnasnet,
+    // squeeze-excitation); without keepdims it is followed by a flatten to [N, C].
+    void convert_reduce_mean(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 1, 1);
+        Node node = make_node(Op::global_average_pool, proto);
+        const int64_t channels = image_shape(node)[0];
+        std::vector<int64_t> axes = attr_ints(proto, "axes", {});
+        for (int64_t& axis : axes) axis = axis < 0 ? axis + 4 : axis;
+        std::sort(axes.begin(), axes.end());
+        if (axes != std::vector<int64_t>{2, 3})
+            fail_node("ReduceMean over axes " + join(attr_ints(proto, "axes", {})) +
+                      " is not supported; only over the spatial axes [2, 3] of [N, C, H, W] "
+                      "(a global average pool)");
+        if (attr_int(proto, "keepdims", 1) != 0) return add_node(std::move(node), {channels, 1, 1});
+        Node flatten;
+        flatten.name = node.name + "/flatten";
+        flatten.op = Op::flatten;
+        flatten.output = node.output;
+        node.output += "/spatial_mean";
+        flatten.inputs = {node.output};
+        add_node(std::move(node), {channels, 1, 1});
+        add_node(std::move(flatten), {channels});
     }
 
     // Reshape to [batch, features]: [0, -1], [-1, K], [N, K] or [N, -1] (N the batch size the

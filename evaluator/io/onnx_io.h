@@ -11,6 +11,7 @@
 //   Relu, Clip (min/max as attributes, inputs, or missing = -inf/+inf)       -> relu, clip
 //   MaxPool, AveragePool (ceil_mode as PyTorch's output size, by more end padding; refused for
 //   an AveragePool with count_include_pad=1 where it adds a window), GlobalAveragePool, Add
+//   ReduceMean over axes {2, 3} -> global_average_pool (+ flatten without keepdims)
 //   Flatten (axis 1), Reshape to 2-D [*, per-image size]                    -> flatten
 //   Identity, Dropout, a trailing Softmax: removed (the graph outputs logits); an Identity of a
 //   constant is that constant (PyTorch feeds shared equal tensors to convs that way)
