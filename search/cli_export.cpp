@@ -26,7 +26,7 @@ struct ExportArgs {
     std::string data = default_fashion_mnist_dir;
     long long calibration = 1000;
     int opset = 13;
-    bool no_fuse = false;
+    bool float_bias = false;
 };
 
 bool parse_export_args(int argc, char** argv, ExportArgs& args) {
@@ -38,8 +38,9 @@ bool parse_export_args(int argc, char** argv, ExportArgs& args) {
         ("out", po::value(&args.out)->required(), "quantized ONNX model to write")
         ("opset", po::value(&args.opset)->default_value(args.opset),
          "13 (int8 weight codes) or 21 (INT4 codes for layers of at most 4 bits)")
-        ("no-fuse", po::bool_switch(&args.no_fuse),
-         "quantize no layer output: float32 biases, no integer kernels in ONNX Runtime")
+        ("float-bias", po::bool_switch(&args.float_bias),
+         "no QuantizeLinear on layer outputs and float32 biases: with ONNX Runtime's graph "
+         "optimizations off, exactly mpsearch's arithmetic (a reference, not for speed)")
         ("data", po::value(&args.data)->default_value(args.data),
          "data set directory (the calibration images)")
         ("calibration", po::value(&args.calibration)->default_value(args.calibration),
@@ -75,7 +76,7 @@ int run_export(int argc, char** argv) {
     info.activation_calibration = file.activation_calibration;
     info.calibration_images = args.calibration;
     info.opset = args.opset;
-    info.fuse = !args.no_fuse;
+    info.fuse = !args.float_bias;
     const QuantizedModel model =
         export_quantized_onnx(graph, file.policy, *quantizer, calibration, info, args.out);
     std::printf("wrote %s: opset %d, %d quantizable layers, %d on integer codes, %d of them fused\n",

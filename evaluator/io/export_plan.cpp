@@ -13,6 +13,13 @@ namespace {
 constexpr uint8_t signed_zero_point = 128;
 constexpr double bias_code_magnitude = 1 << 20; // a zero kernel's bias: about 20 bits of codes
 
+// The largest j with qmax * 2^j <= limit.
+int headroom(int qmax, int limit) {
+    int j = 0;
+    while (qmax > 0 && (qmax << (j + 1)) <= limit) ++j;
+    return j;
+}
+
 bool has_uint8_codes(int bits, bool is_signed) {
     return bits >= 1 && bits <= 8 && !(is_signed && bits == 1);
 }
@@ -43,11 +50,19 @@ ActivationForm activation_form(float range, int bits, bool is_signed) {
     if (form.scale == 0.0f) { // r = 0: every value quantizes to 0
         form.scale = 1.0f;
         form.code_min = form.code_max = form.zero_point;
+        return form;
     }
+    form.shift = headroom(qmax, is_signed ? 127 : 255);
     return form;
 }
 
-WeightForm weight_form(const Node& layer, const LayerBits& bits, const WeightQuantizer& quantizer) {
+bool stores_int4(const LayerBits& bits, int opset) {
+    return opset >= 21 && std::all_of(bits.weight_bits.begin(), bits.weight_bits.end(),
+                                      [](int b) { return b >= 0 && b <= 4; });
+}
+
+WeightForm weight_form(const Node& layer, const LayerBits& bits, const WeightQuantizer& quantizer,
+                       bool int4) {
     WeightForm form;
     const bool small = std::all_of(bits.weight_bits.begin(), bits.weight_bits.end(),
                                    [](int b) { return b >= 0 && b <= 8; });
@@ -64,6 +79,7 @@ WeightForm weight_form(const Node& layer, const LayerBits& bits, const WeightQua
     form.codes.assign(static_cast<size_t>(layer.weight.numel()), 0);
     form.scales.assign(static_cast<size_t>(kernels), 1.0f);
     form.zero_kernel.assign(static_cast<size_t>(kernels), true);
+    form.shifts.assign(static_cast<size_t>(kernels), 0);
     for (int64_t k = 0; k < kernels; ++k) {
         const int b = bits.weight_bits[static_cast<size_t>(k)];
         const std::span<const float> w(layer.weight.data.data() + k * per_kernel,
@@ -71,10 +87,12 @@ WeightForm weight_form(const Node& layer, const LayerBits& bits, const WeightQua
         const float scale = b == 0 ? 0.0f : uniform_scale(w, b);
         if (scale == 0.0f) continue; // pruned or all zeros: codes 0
         const std::vector<int32_t> codes = uniform_codes(w, b, scale);
+        const int shift = int4 ? 0 : headroom(b == 1 ? 1 : uniform_qmax(b), 127);
         for (int64_t i = 0; i < per_kernel; ++i)
             form.codes[static_cast<size_t>(k * per_kernel + i)] =
-                static_cast<int8_t>(codes[static_cast<size_t>(i)]);
-        form.scales[static_cast<size_t>(k)] = scale;
+                static_cast<int8_t>(codes[static_cast<size_t>(i)] * (1 << shift));
+        form.scales[static_cast<size_t>(k)] = std::ldexp(scale, -shift); // exact
+        form.shifts[static_cast<size_t>(k)] = shift;
         form.zero_kernel[static_cast<size_t>(k)] = false;
     }
     return form;
@@ -147,7 +165,7 @@ void fuse_chain(const Graph& graph, ExportPlan& plan, std::map<std::string, size
     LayerPlan& p = plan.layers[index.at(producer->name)];
     if (!p.integer() || p.output) return;
     WeightForm weights = p.weights;
-    auto bias = bias_codes(*producer, weights, p.input.scale);
+    auto bias = bias_codes(*producer, weights, std::ldexp(p.input.scale, -p.input.shift));
     if (!bias) return;
     p.weights = std::move(weights);
     p.bias = std::move(*bias);
@@ -175,7 +193,7 @@ std::string describe_float(const LayerPlan& layer) {
 
 ExportPlan plan_export(const Graph& folded, const BitPolicy& policy,
                        const WeightQuantizer& quantizer, const Calibration& calibration,
-                       bool fuse) {
+                       bool fuse, int opset) {
     policy.validate(folded);
     ExportPlan plan;
     std::map<std::string, size_t> index;
@@ -188,7 +206,7 @@ ExportPlan plan_export(const Graph& folded, const BitPolicy& policy,
             layer.input = activation_form(calibration.range(value, bits.activation_bits),
                                           bits.activation_bits,
                                           !calibration.is_unsigned.at(value));
-        layer.weights = weight_form(*node, bits, quantizer);
+        layer.weights = weight_form(*node, bits, quantizer, stores_int4(bits, opset));
         index[node->name] = plan.layers.size();
         plan.layers.push_back(std::move(layer));
     }

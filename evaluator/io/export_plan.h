@@ -14,6 +14,10 @@
 //     mpsearch's fake-quantized value (round half to even, x / s a division). Signed 1-bit
 //     (binary) and 16-bit inputs have no uint8 form and are written with float ops (`emulated`).
 //     r = 0 (only zeros seen) is scale 1 with the Clip pinned at the zero point: every code 0.
+//   - Headroom: codes below 8 bits leave int8 / uint8 range unused; layers read them times 2^j
+//     at scale / 2^j (exact: powers of two only move the exponent), the largest j the type
+//     holds. That changes no value anywhere but makes the unit s_x * s_w of a fused layer's
+//     int32 bias 2^(j_x + j_w) times finer, and so its rounding (below) that much smaller.
 //   - Fusion: where a layer P's output reaches the next quantizable layer M only through its
 //     ReLU / Clip, max pools and a flatten, each value read once (mpsearch's code chains), and
 //     both have integer forms, P's output is quantized to M's codes as well (Q on outputs), which
@@ -43,19 +47,27 @@ struct ActivationForm {
     uint8_t zero_point = 0;    // codes
     uint8_t code_min = 0, code_max = 255; // codes: the Clip after QuantizeLinear
     float level_max = 0.0f;    // emulated: qmax of the integer grid (qmin = -qmax or 0)
+    // codes: the layer reads the codes times 2^shift at scale / 2^shift (a second Quantize /
+    // Dequantize pair, exact), the largest shift the uint8 range holds; see "Headroom".
+    int shift = 0;
 };
 ActivationForm activation_form(float range, int bits, bool is_signed);
 
 // One layer's weights in the export.
 struct WeightForm {
     bool integer = false;
-    std::vector<int8_t> codes;  // integer: the weight tensor's codes, same layout
-    std::vector<float> scales;  // integer: one per kernel (a stand-in for pruned / zero kernels)
+    std::vector<int8_t> codes;  // integer: the weight tensor's codes (times 2^shift), same layout
+    std::vector<float> scales;  // integer: one per kernel (/ 2^shift; a stand-in for zero kernels)
+    std::vector<int> shifts;    // integer: the headroom shift of each kernel (0 for INT4 storage)
     std::vector<bool> zero_kernel; // integer: the kernel is all zeros (pruned or zero weights)
     Tensor dequantized;         // float: quantize-dequantized weights
     std::string why_float;      // float: the reason, for the message and the metadata
 };
-WeightForm weight_form(const Node& layer, const LayerBits& bits, const WeightQuantizer& quantizer);
+// `int4`: the codes are stored as INT4 (opset 21, every kernel at most 4 bits): no shift.
+WeightForm weight_form(const Node& layer, const LayerBits& bits, const WeightQuantizer& quantizer,
+                       bool int4 = false);
+// Opset 21 stores a layer's codes as INT4 when every kernel has at most 4 bits.
+bool stores_int4(const LayerBits& bits, int opset);
 
 // int32 bias codes round_half_even(b[k] / (s_x * s_w[k])), or nothing when one overflows int32.
 // A zero kernel's stand-in scale is set here so that its bias keeps about 20 bits.
@@ -86,6 +98,6 @@ struct ExportPlan {
 // quantizes no layer output (every bias stays float32; ONNX Runtime then runs no integer kernel).
 ExportPlan plan_export(const Graph& folded, const BitPolicy& policy,
                        const WeightQuantizer& quantizer, const Calibration& calibration,
-                       bool fuse = true);
+                       bool fuse = true, int opset = 13);
 
 } // namespace mps

@@ -8,6 +8,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <utility>
 
@@ -115,6 +116,11 @@ private:
         std::string q = form.kind == Kind::codes    ? codes(x, form, form.code_min != 0 || form.code_max != 255, name)
                         : form.kind == Kind::binary ? binary(x, form, name)
                                                     : emulated(x, form, name);
+        if (form.kind == Kind::codes && form.shift > 0) { // exact: the values are on the grid
+            ActivationForm fine = form;
+            fine.scale = std::ldexp(form.scale, -form.shift);
+            q = codes(q, fine, false, name + ".headroom");
+        }
         return quantized_[key] = q;
     }
 
@@ -122,8 +128,7 @@ private:
         const WeightForm& w = layer.weights;
         const std::string base = node.name + ".weight";
         if (!w.integer) return b_.add_float(base, node.weight.dims, w.dequantized.data);
-        const int max_bits = *std::max_element(layer_bits(node).begin(), layer_bits(node).end());
-        const std::string codes = opset_ >= 21 && max_bits <= 4
+        const std::string codes = stores_int4(*policy_.find(node.name), opset_)
                                       ? b_.add_int4(base + "_codes", node.weight.dims, w.codes, true)
                                       : b_.add_int8(base + "_codes", node.weight.dims, w.codes);
         const int64_t kernels = static_cast<int64_t>(w.scales.size());
@@ -133,15 +138,13 @@ private:
         return dq->output(0);
     }
 
-    const std::vector<int>& layer_bits(const Node& node) const {
-        return policy_.find(node.name)->weight_bits;
-    }
 
     // A fused layer's int32 bias in units of s_x * s_w[k].
     std::string bias_input(const Node& node, const LayerPlan& layer) {
         const std::string base = node.name + ".bias";
         std::vector<float> units;
-        for (float s : layer.weights.scales) units.push_back(layer.input.scale * s);
+        const float input_unit = std::ldexp(layer.input.scale, -layer.input.shift);
+        for (float s : layer.weights.scales) units.push_back(input_unit * s);
         const int64_t kernels = static_cast<int64_t>(units.size());
         auto* dq = b_.add_node("DequantizeLinear", base + ".dequantize",
                                {b_.add_int32(base + "_codes", {kernels}, layer.bias),
@@ -247,7 +250,7 @@ QuantizedModel export_quantized_onnx_bytes(const Graph& folded, const BitPolicy&
     if (info.opset != 13 && info.opset != 21)
         throw Error("export: opset " + std::to_string(info.opset) + " is not supported; use 13 "
                     "(int8 weights) or 21 (INT4 weights where every kernel has at most 4 bits)");
-    const ExportPlan plan = plan_export(folded, policy, quantizer, calibration, info.fuse);
+    const ExportPlan plan = plan_export(folded, policy, quantizer, calibration, info.fuse, info.opset);
     onnx::ModelProto model;
     model.set_ir_version(info.opset >= 21 ? 10 : 7);
     model.set_producer_name("mpsearch");
