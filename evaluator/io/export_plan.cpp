@@ -76,6 +76,7 @@ WeightForm weight_form(const Node& layer, const LayerBits& bits, const WeightQua
     const int64_t kernels = kernel_count(layer);
     const int64_t per_kernel = layer.weight.numel() / kernels;
     form.integer = true;
+    form.int4 = int4;
     form.codes.assign(static_cast<size_t>(layer.weight.numel()), 0);
     form.scales.assign(static_cast<size_t>(kernels), 1.0f);
     form.zero_kernel.assign(static_cast<size_t>(kernels), true);
@@ -163,7 +164,7 @@ void fuse_chain(const Graph& graph, ExportPlan& plan, std::map<std::string, size
     const Node* producer = chain_to(graph, consumer.inputs.at(0), values);
     if (!producer) return;
     LayerPlan& p = plan.layers[index.at(producer->name)];
-    if (!p.integer() || p.output) return;
+    if (!p.integer() || p.output || p.weights.int4) return;
     WeightForm weights = p.weights;
     auto bias = bias_codes(*producer, weights, std::ldexp(p.input.scale, -p.input.shift));
     if (!bias) return;

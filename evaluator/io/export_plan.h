@@ -59,6 +59,8 @@ struct WeightForm {
     std::vector<int8_t> codes;  // integer: the weight tensor's codes (times 2^shift), same layout
     std::vector<float> scales;  // integer: one per kernel (/ 2^shift; a stand-in for zero kernels)
     std::vector<int> shifts;    // integer: the headroom shift of each kernel (0 for INT4 storage)
+    bool int4 = false;          // integer: stored as INT4 (never fused: ONNX Runtime's CPU
+                                // integer kernels take 8-bit weights only)
     std::vector<bool> zero_kernel; // integer: the kernel is all zeros (pruned or zero weights)
     Tensor dequantized;         // float: quantize-dequantized weights
     std::string why_float;      // float: the reason, for the message and the metadata

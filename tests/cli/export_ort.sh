@@ -7,7 +7,8 @@
 #   - exported as by default and run with every optimization on (integer kernels, int32 biases
 #     of fused layers): top-1 within ORT_TOP1_POINTS (default 0.5) and at least ORT_AGREEMENT
 #     percent (default 97.5) equal. Both figures are printed.
-# Policies: uniform W8A8 and W4A4 (eval --write-policy) and the kernel-wise policy with pruned
+# Policies: uniform W8A8 and W4A4 (eval --write-policy; W4A4 also as opset 21 INT4) and the
+# kernel-wise policy with pruned
 # kernels that a short random search chooses (whose run directory holds model.q.onnx).
 # EXPORT_MODELS (default "lenet5 resnet8") and EXPORT_IMAGES (default 2000; 0 = all 10,000) keep
 # CI short; the full matrix is EXPORT_MODELS="lenet5 vgg_small resnet8 mobilenet_tiny" EXPORT_IMAGES=0.
@@ -62,6 +63,13 @@ for model in $MODELS; do
       --out "$WORK/$model.$bits.onnx" >/dev/null || { fail "$model $bits export"; continue; }
     check "$model" "$bits" "$policy" "$WORK/$model.$bits.onnx"
   done
+  # opset 21: INT4 weight codes (packed two a byte), the same arithmetic
+  "$MPSEARCH" export --model "$ROOT/models/$model.onnx" --policy "$WORK/$model.W4A4.yaml" --opset 21 \
+    --float-bias --out "$WORK/$model.int4.onnx" >/dev/null || fail "$model opset 21 export"
+  node "$ORT_DIR/run_model.js" --model "$WORK/$model.int4.onnx" --out "$WORK/$model.int4.txt" \
+    "${LIMIT[@]}" --optimization disabled >"$WORK/$model.int4.json" || fail "$model opset 21 ORT"
+  compare "$model W4A4 opset 21 INT4 (ORT optimizations off)" "$WORK/$model.W4A4.mpsearch.json" \
+    "$WORK/$model.W4A4.mpsearch.txt" "$WORK/$model.int4.json" "$WORK/$model.int4.txt" 0.1 99.9
   # a searched kernel-wise policy with pruned kernels: the run writes model.q.onnx itself
   sed "s|MODEL|$ROOT/models/$model.onnx|; s|OUT|$WORK/run_$model|" >"$WORK/$model.search.yaml" <<'YAML'
 model: MODEL
