@@ -3,10 +3,12 @@
 #include "search/cli.h"
 #include "search/cli_options.h"
 
+#include "evaluator/base/atomic_file.h"
 #include "evaluator/base/error.h"
 #include "evaluator/base/sha256.h"
 #include "evaluator/data/dataset.h"
 #include "evaluator/engine/calibrate.h"
+#include "evaluator/io/aimet_encodings.h"
 #include "evaluator/io/onnx_export_quantized.h"
 #include "evaluator/io/onnx_io.h"
 #include "evaluator/io/policy_file.h"
@@ -27,6 +29,7 @@ struct ExportArgs {
     long long calibration = 1000;
     int opset = 13;
     bool float_bias = false;
+    std::string encodings;
 };
 
 bool parse_export_args(int argc, char** argv, ExportArgs& args) {
@@ -41,6 +44,8 @@ bool parse_export_args(int argc, char** argv, ExportArgs& args) {
         ("float-bias", po::bool_switch(&args.float_bias),
          "no QuantizeLinear on layer outputs and float32 biases: with ONNX Runtime's graph "
          "optimizations off, exactly mpsearch's arithmetic (a reference, not for speed)")
+        ("encodings", po::value(&args.encodings),
+         "also write an AIMET-style encodings JSON (4 to 16 bits; what it cannot hold is listed)")
         ("data", po::value(&args.data)->default_value(args.data),
          "data set directory (the calibration images)")
         ("calibration", po::value(&args.calibration)->default_value(args.calibration),
@@ -83,6 +88,13 @@ int run_export(int argc, char** argv) {
                 args.out.c_str(), args.opset, model.layers, model.integer_layers,
                 model.fused_layers);
     for (const std::string& note : model.notes) std::printf("  float: %s\n", note.c_str());
+    if (!args.encodings.empty()) {
+        const AimetEncodings encodings = aimet_encodings(graph, file.policy, *quantizer, calibration);
+        write_file_atomically(args.encodings, encodings.json);
+        std::printf("wrote %s\n", args.encodings.c_str());
+        for (const std::string& line : encodings.omitted)
+            std::printf("  not in the encodings: %s\n", line.c_str());
+    }
     return 0;
 }
 

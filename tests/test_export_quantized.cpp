@@ -7,12 +7,14 @@
 #include "evaluator/base/error.h"
 
 #include "evaluator/engine/calibrate.h"
+#include "evaluator/io/aimet_encodings.h"
 #include "evaluator/io/export_plan.h"
 #include "evaluator/io/onnx_export_quantized.h"
 #include "evaluator/io/onnx_io.h"
 #include "evaluator/quant/activation_range.h"
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 #include <onnx/onnx_pb.h>
 
 #include <cmath>
@@ -145,4 +147,31 @@ TEST_CASE("export: lenet5 W4A4 fuses every layer whose output reaches the next, 
         doctest::Contains("policy"), Error);
     info.opset = 17;
     CHECK_THROWS_AS(export_quantized_onnx_bytes(g, policy, *uniform, calibration, info), Error);
+}
+
+TEST_CASE("export: AIMET encodings hold the policy's grids at 4 to 16 bits and list the rest") {
+    const Graph g = lenet5();
+    const Calibration calibration =
+        calibrate(g, random_images({1, 28, 28}, 64, 5), make_calibration("max"));
+    BitPolicy policy = BitPolicy::uniform(g, 4, 8);
+    policy.layers[1].weight_bits[3] = 0; // conv2 prunes a kernel: not expressible
+    policy.layers[2].activation_bits = 2; // fc1 reads 2-bit codes: not expressible
+    const auto uniform = make_weight_quantizer("uniform");
+    const AimetEncodings enc = aimet_encodings(g, policy, *uniform, calibration);
+    const auto doc = nlohmann::json::parse(enc.json);
+    const auto& conv1 = doc["param_encodings"]["conv1.weight"];
+    const Node& node = *g.find_node("conv1");
+    REQUIRE(conv1.size() == static_cast<size_t>(kernel_count(node)));
+    const int64_t per_kernel = node.weight.numel() / kernel_count(node);
+    const float s0 = uniform_scale(std::span<const float>(node.weight.data.data(), per_kernel), 4);
+    CHECK(conv1[0]["scale"].get<float>() == s0);
+    CHECK(conv1[0]["offset"].get<int>() == -8);
+    CHECK(conv1[0]["bitwidth"].get<int>() == 4);
+    CHECK_FALSE(doc["param_encodings"].contains("conv2.weight"));
+    const auto& input = doc["activation_encodings"]["input"][0];
+    CHECK(input["offset"].get<int>() == -128);
+    CHECK(input["scale"].get<float>() == activation_scale(calibration.range(g.input, 8), 8, true));
+    REQUIRE(enc.omitted.size() == 2);
+    CHECK(enc.omitted[0].find("conv2.weight: kernel 3 has 0 bits") != std::string::npos);
+    CHECK(enc.omitted[1].find("fc1 input") != std::string::npos);
 }

@@ -36,6 +36,15 @@ no_output "$WORK/dest/e.onnx"
 grep -q "5 quantizable layers, 5 on integer codes" "$WORK/good.txt" || fail "summary: $(cat "$WORK/good.txt")"
 grep -aq "mpsearch.source_model_sha256" "$WORK/dest/good.onnx" || fail "no sha256 metadata"
 grep -aq "$(sha256sum "$LENET" | cut -d' ' -f1)" "$WORK/dest/good.onnx" || fail "metadata has another hash"
+# the encodings sidecar: W4A4 is expressible; a 3-bit policy is listed as not
+"$MPSEARCH" export --model "$LENET" --policy "$WORK/lenet.yaml" --out "$WORK/dest/enc.onnx" \
+  --encodings "$WORK/dest/enc.json" >"$WORK/enc.txt" || fail "encodings"
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert len(d['param_encodings']) == 5 and d['param_encodings']['conv1.weight'][0]['bitwidth'] == 4" \
+  "$WORK/dest/enc.json" || fail "encodings content"
+"$MPSEARCH" eval --model "$LENET" --uniform W3A4 --limit 10 --write-policy "$WORK/w3.yaml" >/dev/null || fail "W3A4 policy"
+"$MPSEARCH" export --model "$LENET" --policy "$WORK/w3.yaml" --out "$WORK/dest/w3.onnx" \
+  --encodings "$WORK/dest/w3.json" >"$WORK/w3.txt" || fail "W3A4 encodings"
+grep -q "not in the encodings: conv1.weight: kernel 0 has 3 bits" "$WORK/w3.txt" || fail "W3 listing: $(cat "$WORK/w3.txt")"
 # a quantizer without an integer form: float weights, said in the message and the metadata
 sed 's/name: uniform/name: kmeans/' "$WORK/lenet.yaml" >"$WORK/kmeans.yaml"
 "$MPSEARCH" export --model "$LENET" --policy "$WORK/kmeans.yaml" --out "$WORK/dest/km.onnx" >"$WORK/km.txt" || fail "kmeans export"

@@ -10,12 +10,12 @@
 # Policies: uniform W8A8 and W4A4 (eval --write-policy; W4A4 also as opset 21 INT4) and the
 # kernel-wise policy with pruned
 # kernels that a short random search chooses (whose run directory holds model.q.onnx).
-# EXPORT_MODELS (default "lenet5 resnet8") and EXPORT_IMAGES (default 2000; 0 = all 10,000) keep
+# EXPORT_MODELS (default "lenet5 resnet8") and EXPORT_IMAGES (default 1000; 0 = all 10,000) keep
 # CI short; the full matrix is EXPORT_MODELS="lenet5 vgg_small resnet8 mobilenet_tiny" EXPORT_IMAGES=0.
 source "$(dirname "$0")/common.bash"
 ORT_DIR=$ROOT/tests/ort
 MODELS=${EXPORT_MODELS:-lenet5 resnet8}
-IMAGES=${EXPORT_IMAGES:-2000}
+IMAGES=${EXPORT_IMAGES:-1000}
 LIMIT=(); ((IMAGES > 0)) && LIMIT=(--limit "$IMAGES")
 
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
