@@ -18,6 +18,7 @@ packages=(
   gnuplot-nox
   time                             # /usr/bin/time: tests/cli/bad_input_bounds.sh measures memory
   clang libclang-rt-dev            # libFuzzer and its sanitizers: scripts/fuzz.sh
+  nodejs npm                       # ONNX Runtime's Node binding: tests/cli/export_ort.sh
 )
 
 missing=()
@@ -31,6 +32,12 @@ if ((${#missing[@]})); then
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# ONNX Runtime for checking exported models (tests/ort/package-lock.json pins the version);
+# --ignore-scripts skips the binding's optional GPU download, which this network cannot reach.
+(cd tests/ort && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+node -e "require('./tests/ort/node_modules/onnxruntime-node')" ||
+  { echo "setup: onnxruntime-node does not load (tests/ort)" >&2; exit 1; }
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$(nproc)"

@@ -16,5 +16,6 @@ int run_eval(int argc, char** argv);
 int run_train(int argc, char** argv);
 int run_search(int argc, char** argv);
 int run_finetune(int argc, char** argv);
+int run_export(int argc, char** argv);
 
 } // namespace mps::cli

@@ -3,6 +3,7 @@
 #include "search/cli.h"
 #include "search/cli_options.h"
 
+#include "evaluator/base/atomic_file.h"
 #include "evaluator/base/error.h"
 #include "evaluator/base/sha256.h"
 #include "evaluator/data/dataset.h"
@@ -15,7 +16,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -42,6 +45,7 @@ struct EvalArgs {
     std::string quantizer = default_weight_quantizer;
     std::string calibration_method = default_calibration_rule;
     std::string write_policy;
+    std::string predictions; // --predictions FILE
     bool verbose = false;
     bool quantizer_given = false, calibration_method_given = false;
 
@@ -73,6 +77,8 @@ bool parse_eval_args(int argc, char** argv, EvalArgs& args) {
          "activation range calibration: max, percentile, mse")
         ("write-policy", po::value(&args.write_policy),
          "write the evaluated policy with its metrics to this YAML file")
+        ("predictions", po::value(&args.predictions),
+         "write the predicted class of every scored image to this file, one a line")
         ("verbose", po::bool_switch(&args.verbose), "print the execution path of every layer");
     po::variables_map values;
     if (!parse_options(argc, argv, options, values, std::cout)) return false;
@@ -89,7 +95,7 @@ bool parse_eval_args(int argc, char** argv, EvalArgs& args) {
     args.calibration_method_given = !values["calibration-method"].defaulted();
     if (!args.quantized()) {
         for (const char* flag : {"path", "calibration", "workers", "quantizer",
-                                 "calibration-method", "write-policy"})
+                                 "calibration-method", "write-policy", "predictions"})
             if (values.count(flag) && !values[flag].defaulted())
                 throw Error(std::string("--") + flag +
                             " applies to a quantized evaluation; add --policy FILE or --uniform WxAy");
@@ -193,6 +199,31 @@ void write_evaluated_policy(const EvalArgs& args, const QuantizedSetup& setup, c
     write_policy_file(args.write_policy, file);
 }
 
+// --predictions: the argmax of every image's logits through a network of the evaluator's own
+// calibration, quantizer and path, in passes of the evaluator's size (the integer kernels' logits
+// do not depend on it).
+void write_predictions(const std::string& path, const Evaluator& evaluator,
+                       const BitPolicy& policy, Split split) {
+    const EvaluatorOptions& options = evaluator.options();
+    const auto quantizer = std::shared_ptr<const WeightQuantizer>(
+        make_weight_quantizer(options.weight_quantizer.name, options.weight_quantizer.args));
+    const int64_t pass = std::min(options.pass_images, options.batch);
+    QuantizedNetwork net(evaluator.graph(),
+                         std::make_shared<const Calibration>(evaluator.calibration()),
+                         std::make_shared<WeightCache>(evaluator.graph(), quantizer), options.path,
+                         pass);
+    net.set_policy(policy);
+    const Dataset& data = evaluator.data(split);
+    std::string text;
+    for (int64_t first = 0; first < data.count; first += pass) {
+        const int64_t n = std::min(pass, data.count - first);
+        const float* logits = net.run(data.image(first), n);
+        for (int64_t i = 0; i < n; ++i)
+            text += std::to_string(argmax(logits + i * net.num_classes(), net.num_classes())) + "\n";
+    }
+    write_file_atomically(path, text);
+}
+
 // What a quantized evaluation measured, for the reports below.
 struct QuantizedResult {
     Score score;
@@ -272,6 +303,7 @@ int report_quantized(const EvalArgs& args, const Graph& graph) {
         result.calibration_seconds = evaluator.calibration_seconds();
     }
     if (!args.write_policy.empty()) write_evaluated_policy(args, setup, score);
+    if (!args.predictions.empty()) write_predictions(args.predictions, evaluator, setup.policy, split);
     if (args.json) print_quantized_json(args, graph, setup, result);
     else print_quantized_text(args, setup, result);
     return 0;

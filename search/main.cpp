@@ -31,6 +31,7 @@ commands:
   eval     score a model (ONNX file) on a data split: accuracy, loss, speed, costs
   train    train a zoo architecture on Fashion-MNIST and export it as ONNX
   finetune quantization-aware fine-tuning of a model under a policy file (docs/finetune.md)
+  export   write a model under a policy file as a quantized ONNX model (docs/export.md)
 
 Run 'mpsearch <command> --help' for the options of a command.
 )";
@@ -40,6 +41,7 @@ int run_command(const std::string& command, int argc, char** argv) {
     if (command == "search") return mps::cli::run_search(argc, argv);
     if (command == "train") return mps::cli::run_train(argc, argv);
     if (command == "finetune") return mps::cli::run_finetune(argc, argv);
+    if (command == "export") return mps::cli::run_export(argc, argv);
     std::cerr << "mpsearch: unknown command '" << command << "'\n\n" << usage;
     return exit_usage;
 }

@@ -4,6 +4,7 @@
 #include "evaluator/base/error.h"
 #include "evaluator/base/sha256.h"
 #include "evaluator/engine/int8_isa.h"
+#include "evaluator/io/onnx_export_quantized.h"
 #include "search/archive.h"
 #include "search/interrupt.h"
 #include "search/progress.h"
@@ -36,6 +37,7 @@ using Clock = std::chrono::steady_clock;
 const char* const archive_name = "archive.jsonl";
 const char* const config_copy_name = "config.yaml";
 const char* const policy_file_name = "policy.yaml";
+const char* const quantized_model_name = "model.q.onnx"; // the chosen policy, docs/export.md
 
 // The run's images. Every problem with them is found here, before the run directory exists, so
 // that a bad data set leaves nothing behind that would block a plain re-run.
@@ -362,6 +364,20 @@ private:
         file.metrics->accuracy = result_.chosen_test->accuracy_percent;
         file.metrics->split = split_name(Split::test);
         write_policy_file((dir_ / policy_file_name).string(), file);
+        export_chosen(file);
+    }
+
+    // model.q.onnx: the chosen policy as ONNX QDQ, with the calibration the run scored it with.
+    void export_chosen(const PolicyFile& file) {
+        QuantizedExportInfo info;
+        info.source_model_sha256 = file.model_sha256;
+        info.source_model_path = file.model_path;
+        info.weight_quantizer = file.weight_quantizer;
+        info.activation_calibration = file.activation_calibration;
+        info.calibration_images = config_.calibration_images;
+        export_quantized_onnx(config_.graph, file.policy, evaluator_.weight_cache().quantizer(),
+                              evaluator_.calibration(), info,
+                              (dir_ / quantized_model_name).string());
     }
 
     // Uniform baselines (no pins: the policy a constraint such as `W4A4` refers to) on both

@@ -58,6 +58,11 @@ expect_input_error "W9A8" eval --model "$TINY" --uniform W9A8 "${FAST[@]}"
 expect_input_error "choose one policy" eval --model "$TINY" --uniform W4A8 --policy "$WORK/tiny.yaml"
 expect_input_error "'gpu'" eval --model "$TINY" --uniform W4A8 --path gpu
 expect_input_error "--path applies to a quantized evaluation" eval --model "$TINY" --path fake
+expect_input_error "--predictions applies to a quantized evaluation" eval --model "$TINY" --predictions "$WORK/p.txt"
+# --predictions: one class per scored image, and their accuracy is the reported one
+"$MPSEARCH" eval --model "$TINY" --uniform W4A8 "${FAST[@]}" --predictions "$WORK/p.txt" --json >"$WORK/p.json" || fail "predictions"
+[[ $(wc -l <"$WORK/p.txt") == 200 ]] || fail "predictions: $(wc -l <"$WORK/p.txt") lines, not 200"
+grep -qvE '^[0-9]+$' "$WORK/p.txt" && fail "predictions: a line that is not a class"
 expect_input_error "--calibration must be positive" eval --model "$TINY" --uniform W4A8 --calibration 0
 expect_input_error "--workers must be positive" eval --model "$TINY" --uniform W4A8 --workers 0
 expect_input_error "nosuchquantizer" eval --model "$TINY" --uniform W4A8 --quantizer nosuchquantizer "${FAST[@]}"
