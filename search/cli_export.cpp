@@ -74,12 +74,8 @@ int run_export(int argc, char** argv) {
         graph, images,
         make_calibration(file.activation_calibration.name, file.activation_calibration.args));
 
-    QuantizedExportInfo info;
-    info.source_model_sha256 = file.model_sha256;
+    QuantizedExportInfo info = export_info_of(file, args.calibration);
     info.source_model_path = args.model;
-    info.weight_quantizer = file.weight_quantizer;
-    info.activation_calibration = file.activation_calibration;
-    info.calibration_images = args.calibration;
     info.opset = args.opset;
     info.fuse = !args.float_bias;
     const QuantizedModel model =

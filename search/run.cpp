@@ -369,14 +369,9 @@ private:
 
     // model.q.onnx: the chosen policy as ONNX QDQ, with the calibration the run scored it with.
     void export_chosen(const PolicyFile& file) {
-        QuantizedExportInfo info;
-        info.source_model_sha256 = file.model_sha256;
-        info.source_model_path = file.model_path;
-        info.weight_quantizer = file.weight_quantizer;
-        info.activation_calibration = file.activation_calibration;
-        info.calibration_images = config_.calibration_images;
         export_quantized_onnx(config_.graph, file.policy, evaluator_.weight_cache().quantizer(),
-                              evaluator_.calibration(), info,
+                              evaluator_.calibration(),
+                              export_info_of(file, config_.calibration_images),
                               (dir_ / quantized_model_name).string());
     }
 

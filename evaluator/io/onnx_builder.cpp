@@ -94,4 +94,14 @@ void OnnxBuilder::set_float(onnx::NodeProto* node, const std::string& name, floa
     a->set_f(value);
 }
 
+void OnnxBuilder::set_value_info(onnx::ValueInfoProto* info, const std::string& name,
+                                 const std::vector<int64_t>& per_image) {
+    info->set_name(name);
+    auto* tensor_type = info->mutable_type()->mutable_tensor_type();
+    tensor_type->set_elem_type(onnx::TensorProto::FLOAT);
+    auto* shape = tensor_type->mutable_shape();
+    shape->add_dim()->set_dim_param("batch");
+    for (int64_t d : per_image) shape->add_dim()->set_dim_value(d);
+}
+
 } // namespace mps

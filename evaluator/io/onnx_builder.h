@@ -46,6 +46,9 @@ public:
     static void set_ints(onnx::NodeProto* node, const std::string& name,
                          const std::vector<int64_t>& values);
     static void set_float(onnx::NodeProto* node, const std::string& name, float value);
+    // A float32 graph input or output [batch, per_image...] with a symbolic batch.
+    static void set_value_info(onnx::ValueInfoProto* info, const std::string& name,
+                               const std::vector<int64_t>& per_image);
 
 private:
     onnx::TensorProto* add_raw(const std::string& base, int32_t type,

@@ -212,16 +212,6 @@ void QdqEmitter::emit_float_node(const Node& node, const std::string& out) {
     if (node.op == Op::flatten) OnnxBuilder::set_int(proto, "axis", 1);
 }
 
-void add_value_info(onnx::ValueInfoProto* info, const std::string& name,
-                    const std::vector<int64_t>& per_image) {
-    info->set_name(name);
-    auto* tensor_type = info->mutable_type()->mutable_tensor_type();
-    tensor_type->set_elem_type(onnx::TensorProto::FLOAT);
-    auto* shape = tensor_type->mutable_shape();
-    shape->add_dim()->set_dim_param("batch");
-    for (int64_t d : per_image) shape->add_dim()->set_dim_value(d);
-}
-
 void add_metadata(onnx::ModelProto& model, const std::string& key, const std::string& value) {
     auto* prop = model.add_metadata_props();
     prop->set_key("mpsearch." + key);
@@ -260,8 +250,8 @@ QuantizedModel export_quantized_onnx_bytes(const Graph& folded, const BitPolicy&
     opset->set_version(info.opset);
     auto* graph = model.mutable_graph();
     graph->set_name("mpsearch_quantized");
-    add_value_info(graph->add_input(), "input", folded.input_shape);
-    add_value_info(graph->add_output(), "logits", folded.shapes.at(folded.output));
+    OnnxBuilder::set_value_info(graph->add_input(), "input", folded.input_shape);
+    OnnxBuilder::set_value_info(graph->add_output(), "logits", folded.shapes.at(folded.output));
     QdqEmitter(folded, policy, plan, info.opset, graph).run();
     record_provenance(model, policy, plan, info);
 
@@ -284,6 +274,16 @@ QuantizedModel export_quantized_onnx(const Graph& folded, const BitPolicy& polic
     QuantizedModel model = export_quantized_onnx_bytes(folded, policy, quantizer, calibration, info);
     write_file_atomically(path, model.bytes);
     return model;
+}
+
+QuantizedExportInfo export_info_of(const PolicyFile& file, int64_t calibration_images) {
+    QuantizedExportInfo info;
+    info.source_model_sha256 = file.model_sha256;
+    info.source_model_path = file.model_path;
+    info.weight_quantizer = file.weight_quantizer;
+    info.activation_calibration = file.activation_calibration;
+    info.calibration_images = calibration_images;
+    return info;
 }
 
 } // namespace mps

@@ -11,6 +11,7 @@
 // codes through DequantizeLinear (axis 0, one scale per kernel) where they have an integer form,
 // float32 otherwise. metadata_props record the policy, the quantizers, the calibration, the
 // source model's SHA-256 and every layer left in float (key "mpsearch.*").
+#include "evaluator/io/policy_file.h"
 #include "evaluator/ir/bit_policy.h"
 #include "evaluator/ir/graph.h"
 #include "evaluator/quant/calibration.h"
@@ -36,6 +37,10 @@ struct QuantizedExportInfo {
     // nothing (export_plan.h, "Fusion").
     bool fuse = true;
 };
+
+// What a policy file says of the model and quantizers its policy was scored with, plus the
+// calibration image count (a policy file does not record it).
+QuantizedExportInfo export_info_of(const PolicyFile& file, int64_t calibration_images);
 
 struct QuantizedModel {
     std::string bytes;              // the serialized ModelProto

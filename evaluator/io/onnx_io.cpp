@@ -1,8 +1,8 @@
 #include "evaluator/io/onnx_io.h"
 
 #include "evaluator/base/atomic_file.h"
-
 #include "evaluator/base/error.h"
+#include "evaluator/io/onnx_builder.h"
 
 #include <onnx/onnx_pb.h>
 
@@ -1032,8 +1032,8 @@ public:
         graph_proto_ = model.mutable_graph();
         graph_proto_->set_name("mpsearch");
         name_values();
-        add_value_info(graph_proto_->add_input(), "input", graph_.input_shape);
-        add_value_info(graph_proto_->add_output(), "logits", output_shape());
+        OnnxBuilder::set_value_info(graph_proto_->add_input(), "input", graph_.input_shape);
+        OnnxBuilder::set_value_info(graph_proto_->add_output(), "logits", output_shape());
         for (const Node& node : graph_.nodes) add_node(node);
         return model;
     }
@@ -1076,16 +1076,6 @@ private:
         Graph copy = graph_;
         infer_shapes(copy);
         return copy.shapes.at(copy.output);
-    }
-
-    static void add_value_info(onnx::ValueInfoProto* info, const std::string& name,
-                               const std::vector<int64_t>& per_image) {
-        info->set_name(name);
-        auto* tensor_type = info->mutable_type()->mutable_tensor_type();
-        tensor_type->set_elem_type(onnx::TensorProto::FLOAT);
-        auto* shape = tensor_type->mutable_shape();
-        shape->add_dim()->set_dim_param("batch");
-        for (int64_t d : per_image) shape->add_dim()->set_dim_value(d);
     }
 
     // A raw float32 initializer; returns its name.
