@@ -303,6 +303,15 @@ DataSource detect_data_source(const std::string& path) {
             data.idx_dir = path;
             return data;
         }
+        bool folders = false;
+        std::error_code ec;
+        for (const auto& entry : fs::directory_iterator(path, ec))
+            folders = folders || (entry.is_directory(ec) && entry.path().filename().string()[0] != '.');
+        if (!folders)
+            throw Error(path + ": no t10k-images-idx3-ubyte[.gz] here and no class subfolders; "
+                        "point --data at a folder of Fashion-MNIST idx files (default " +
+                        std::string(default_fashion_mnist_dir) + "), an image folder (one "
+                        "subfolder per class) or an .npz file");
     } else if (!(fs::is_regular_file(path) && path.ends_with(".npz"))) {
         throw Error(path + ": " + (fs::exists(path) ? "not" : "no such file or folder; expected") +
                     " a folder of idx files, an image folder (one subfolder per class) or an "
