@@ -14,6 +14,7 @@ packages=(
   doctest-dev
   libonnx-dev libprotobuf-dev
   zlib1g-dev
+  libpng-dev libjpeg62-turbo-dev  # image folders: PNG and JPEG decoding
   dataset-fashion-mnist
   gnuplot-nox
   time                             # /usr/bin/time: tests/cli/bad_input_bounds.sh measures memory

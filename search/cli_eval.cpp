@@ -6,7 +6,8 @@
 #include "evaluator/base/atomic_file.h"
 #include "evaluator/base/error.h"
 #include "evaluator/base/sha256.h"
-#include "evaluator/data/dataset.h"
+#include "evaluator/data/data_source.h"
+#include "search/run_config.h"
 #include "evaluator/engine/evaluate.h"
 #include "evaluator/engine/evaluator.h"
 #include "evaluator/io/onnx_io.h"
@@ -32,6 +33,7 @@ namespace {
 struct EvalArgs {
     std::string model;
     std::string data = default_fashion_mnist_dir;
+    std::string data_config; // --data-config FILE: a YAML file with a `data` block
     std::string split = "test";
     long long limit = -1;
     long long batch = 256;
@@ -59,7 +61,10 @@ bool parse_eval_args(int argc, char** argv, EvalArgs& args) {
     options.add_options()
         ("help,h", "print this help")
         ("model", po::value(&args.model)->required(), "ONNX model file")
-        ("data", po::value(&args.data)->default_value(args.data), "data set directory")
+        ("data", po::value(&args.data)->default_value(args.data),
+         "a folder of idx files, an image folder (one subfolder per class) or an .npz file")
+        ("data-config", po::value(&args.data_config),
+         "YAML file with a data block as in run configs (splits, preprocess); instead of --data")
         ("split", po::value(&args.split)->default_value(args.split), "test or validation")
         ("limit", po::value(&args.limit), "score only the first N images of the split")
         ("batch", po::value(&args.batch)->default_value(args.batch), batch_help.c_str())
@@ -89,6 +94,8 @@ bool parse_eval_args(int argc, char** argv, EvalArgs& args) {
     const Split split = parse_split(args.split);
     if (split != Split::test && split != Split::validation)
         throw Error("--split must be test or validation, got '" + args.split + "'");
+    if (!args.data_config.empty() && !values["data"].defaulted())
+        throw Error("--data and --data-config both given; choose one");
     if (!args.policy.empty() && !args.uniform.empty())
         throw Error("--policy and --uniform both given; choose one policy");
     args.quantizer_given = !values["quantizer"].defaulted();
@@ -104,8 +111,29 @@ bool parse_eval_args(int argc, char** argv, EvalArgs& args) {
     return true;
 }
 
+// The data as --data or --data-config says; the color defaults to the model's channels.
+DataConfig eval_data(const EvalArgs& args, const Graph& graph) {
+    if (!args.data_config.empty()) return load_data_config(args.data_config, graph);
+    DataConfig config;
+    config.data = detect_data_source(args.data);
+    if (!graph.input_shape.empty()) config.data.preprocess.channels = graph.input_shape[0];
+    return config;
+}
+
+int64_t model_classes(const Graph& graph) { return Tensor::count(graph.shapes.at(graph.output)); }
+
+// The scored split (its first --limit images), checked against the model.
+Dataset scored_split(const EvalArgs& args, const Graph& graph, const DataConfig& config) {
+    const Split split = parse_split(args.split);
+    Dataset scored = load_split(config.data, split, args.calibration, model_classes(graph));
+    if (split == Split::validation && config.validation_images > 0)
+        scored = scored.slice(0, config.validation_images);
+    check_data_fits(graph, args.model, config.data, scored);
+    return scored;
+}
+
 int report_float(const EvalArgs& args, const Graph& graph) {
-    const Dataset data = load_fashion_mnist(args.data, parse_split(args.split));
+    const Dataset data = scored_split(args, graph, eval_data(args, graph));
     const EvalResult result = evaluate_float(graph, data, args.batch, args.limit);
 
     const int64_t macs = graph_macs(graph);
@@ -172,12 +200,22 @@ EvaluatorOptions quantized_options(const EvalArgs& args, const QuantizedSetup& s
 }
 
 // The calibration images and the scored split (its first --limit images).
-EvaluationData quantized_data(const EvalArgs& args, Split split) {
+EvaluationData quantized_data(const EvalArgs& args, const Graph& graph, Split split) {
+    const DataConfig config = eval_data(args, graph);
+    if (!config.data.is_idx()) {
+        EvaluationData data;
+        data.calibration = load_split(config.data, Split::calibration, args.calibration,
+                                      model_classes(graph));
+        Dataset scored = scored_split(args, graph, config);
+        if (args.limit > 0) scored = scored.slice(0, args.limit);
+        (split == Split::test ? data.test : data.validation) = std::move(scored);
+        return data;
+    }
     EvaluationData data;
     // Calibration images come from the training file; so does a validation split: read it once.
-    const Dataset training_file = load_fashion_mnist_training_file(args.data);
+    const Dataset training_file = load_fashion_mnist_training_file(config.data.idx_dir);
     data.calibration = fashion_mnist_split(training_file, Split::calibration, args.calibration);
-    Dataset scored = split == Split::test ? load_fashion_mnist(args.data, split)
+    Dataset scored = split == Split::test ? load_fashion_mnist(config.data.idx_dir, split)
                                           : fashion_mnist_split(training_file, split);
     if (args.limit > 0) scored = scored.slice(0, args.limit);
     (split == Split::test ? data.test : data.validation) = std::move(scored);
@@ -293,7 +331,8 @@ int report_quantized(const EvalArgs& args, const Graph& graph) {
     const QuantizedSetup setup = quantized_setup(args, graph);
     EvaluatorOptions options = quantized_options(args, setup);
     const Split split = parse_split(args.split);
-    Evaluator evaluator(graph, args.model, quantized_data(args, split), std::move(options));
+    Evaluator evaluator(graph, args.model, quantized_data(args, graph, split),
+                        std::move(options));
     QuantizedResult result;
     result.score = evaluator.evaluate(setup.policy, split);
     const Score& score = result.score;

@@ -42,21 +42,16 @@ const char* const quantized_model_name = "model.q.onnx"; // the chosen policy, d
 // The run's images. Every problem with them is found here, before the run directory exists, so
 // that a bad data set leaves nothing behind that would block a plain re-run.
 EvaluationData load_data(const RunConfig& config) {
-    EvaluationData data = load_evaluation_data(config.data_dir, config.calibration_images);
+    const int64_t classes = Tensor::count(config.graph.shapes.at(config.graph.output));
+    EvaluationData data = load_evaluation_data(config.data, config.calibration_images, classes);
     if (data.validation.count < config.validation_images)
         throw Error(data.validation.source + ": the validation split holds " +
                     std::to_string(data.validation.count) + " images, fewer than the config's " +
                     "validation_images (" + std::to_string(config.validation_images) +
                     "); lower data.validation_images or point data.dir at the complete files");
-    data.validation = data.validation.slice(0, config.validation_images);
-    const std::vector<int64_t> image_shape{data.validation.channels, data.validation.height,
-                                           data.validation.width};
-    if (config.graph.input_shape != image_shape)
-        throw Error(config.model_path + ": the model reads images of " +
-                    dims_text(config.graph.input_shape) + " but " + data.validation.source +
-                    " holds images of " + dims_text(image_shape) +
-                    "; use a model made for this data set, or other data (data.dir)");
-    const int64_t classes = Tensor::count(config.graph.shapes.at(config.graph.output));
+    if (config.validation_images > 0)
+        data.validation = data.validation.slice(0, config.validation_images);
+    check_data_fits(config.graph, config.model_path, config.data, data.validation);
     if (classes < data.validation.num_classes)
         throw Error(config.model_path + ": the model has " + std::to_string(classes) +
                     " outputs but " + data.validation.source + " has " +
@@ -93,11 +88,7 @@ ArchiveHeader run_header(const RunConfig& config, const EvaluationData& data) {
         {"weight_quantizer", spec_text(config.weight_quantizer)},
         {"activation_calibration", spec_text(config.activation_calibration)},
         {"path", execution_path_name(config.path)}};
-    for (const std::string prefix : {"train", "t10k"}) {
-        const std::vector<std::string> files = fashion_mnist_files(config.data_dir, prefix);
-        header["data_" + prefix + "_images_sha256"] = sha256_file(files[0]);
-        header["data_" + prefix + "_labels_sha256"] = sha256_file(files[1]);
-    }
+    for (const auto& [key, value] : data_fingerprint(config.data)) header[key] = value;
     return header;
 }
 
@@ -430,7 +421,8 @@ RunResult run_search(const RunConfig& config, const RunOptions& options) {
     const ArchiveHeader header = run_header(config, data);
     Dataset train_images; // for policies that train, before the directory exists too
     if (const PolicyInfo* info = find_policy(config.policy_name); info && info->trains)
-        train_images = load_fashion_mnist(config.data_dir, Split::train);
+        train_images = load_split(config.data, Split::train, config.calibration_images,
+                                  Tensor::count(config.graph.shapes.at(config.graph.output)));
     Evaluator evaluator(config.graph, config.model_path, std::move(data),
                         evaluator_options(config, options));
     const RunDirectory dir(config.output_dir);

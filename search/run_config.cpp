@@ -199,6 +199,23 @@ public:
         return std::move(config_);
     }
 
+    // A file holding a `data` block only: the same reader, against `graph`.
+    RunConfig read_data_only(const Graph& graph) {
+        const YAML::Node root = problems_.parse();
+        if (!root.IsMap()) {
+            problem(root.IsNull() ? YAML::Mark() : root.Mark(), "",
+                    "expected a mapping with a data block, e.g. 'data: {test: images/}'");
+            problems_.raise();
+        }
+        const Fields top = fields(root, YAML::Mark(), "", {"data"});
+        config_.graph = graph;
+        model_loaded_ = true;
+        read_data(top.get("data"));
+        if (!top.get("data")) missing(top, "data", "e.g. 'data: {test: images/}'");
+        problems_.raise_if_any();
+        return std::move(config_);
+    }
+
 private:
     // --- problems ---
 
@@ -385,26 +402,140 @@ private:
 
     void read_data(const Field* f) {
         if (!f) return;
-        auto data = mapping(*f, {"dir", "calibration_images", "validation_images"},
+        auto data = mapping(*f, {"dir", "calibration_images", "validation_images", "train",
+                                 "validation", "test", "calibration", "preprocess"},
                             "{dir: /usr/share/datasets/fashion-mnist, calibration_images: 1000, "
                             "validation_images: 5000}");
         if (!data) return;
+        DataSource& source = config_.data;
+        for (Split split : {Split::train, Split::validation, Split::test, Split::calibration})
+            if (const Field* s = data->get(split_name(split)))
+                if (auto parsed = split_source(*s)) source.splits[split] = *parsed;
         if (const Field* d = data->get("dir")) {
-            if (auto dir = text(*d, "a directory")) {
-                config_.data_dir = *dir;
+            if (!source.is_idx())
+                problem(*d, "dir (idx files) and image folders or arrays per split are both "
+                            "given; keep one");
+            else if (auto dir = text(*d, "a directory")) {
+                source.idx_dir = *dir;
                 if (!std::filesystem::is_directory(*dir))
                     problem(*d, "directory '" + *dir + "' does not exist; install the Debian "
                                 "package dataset-fashion-mnist or point dir at the folder with "
                                 "train-images-idx3-ubyte.gz");
             }
         }
+        if (const Field* p = data->get("preprocess")) {
+            if (source.is_idx())
+                problem(*p, "preprocess applies to image folders and arrays (data.test, ...), "
+                            "not to idx files, which are read as Fashion-MNIST always is");
+            else read_preprocess(*p);
+        }
+        if (!source.is_idx() && model_loaded_ && source.preprocess.channels == 0 &&
+            !config_.graph.input_shape.empty())
+            source.preprocess.channels = config_.graph.input_shape[0]; // the model's color
+        const bool idx = source.is_idx();
         if (const Field* c = data->get("calibration_images"))
-            if (auto n = integer(*c, 1, 55000,
-                                 "calibration uses the first N of the 55,000 training images"))
+            if (auto n = integer(*c, 1, idx ? 55000 : std::numeric_limits<int64_t>::max(),
+                                 idx ? "calibration uses the first N of the 55,000 training images"
+                                     : "e.g. 1000"))
                 config_.calibration_images = *n;
+        if (!idx) config_.validation_images = 0;
         if (const Field* v = data->get("validation_images"))
-            if (auto n = integer(*v, 1, 5000, "the validation split has 5,000 images"))
+            if (auto n = integer(*v, 1, idx ? 5000 : std::numeric_limits<int64_t>::max(),
+                                 idx ? "the validation split has 5,000 images" : "e.g. 5000"))
                 config_.validation_images = *n;
+    }
+
+    // `test: folder`, `test: d.npz`, or `test: {path: d.npz, images: x, labels: y, first: 0,
+    // count: 100}`, or `test: {images: x.npy, labels: y.npy}`.
+    std::optional<SplitSource> split_source(const Field& f) {
+        SplitSource s;
+        if (f.node.IsScalar()) {
+            if (auto path = text(f, "an image folder or an .npz file")) s.path = *path;
+            else return std::nullopt;
+            return s;
+        }
+        auto m = mapping(f, {"path", "images", "labels", "first", "count"},
+                         "{path: data.npz, images: images, labels: labels, first: 0, count: 1000}");
+        if (!m) return std::nullopt;
+        std::optional<std::string> images, labels;
+        if (const Field* i = m->get("images")) images = text(*i, "an array name or .npy file");
+        if (const Field* l = m->get("labels")) labels = text(*l, "an array name or .npy file");
+        if (const Field* p = m->get("path")) {
+            if (auto path = text(*p, "an image folder or an .npz file")) s.path = *path;
+            if (images) s.images_key = *images;
+            if (labels) s.labels_key = *labels;
+        } else if (images && labels) {
+            s.path = *images;
+            s.labels = *labels;
+        } else {
+            missing(*m, "path", "give path (an image folder or .npz file), or images and labels "
+                                "(.npy files)");
+            return std::nullopt;
+        }
+        if (const Field* first = m->get("first"))
+            if (auto n = integer(*first, 0, std::numeric_limits<int64_t>::max(), "e.g. 0")) s.first = *n;
+        if (const Field* count = m->get("count"))
+            if (auto n = integer(*count, 1, std::numeric_limits<int64_t>::max(), "e.g. 1000")) s.count = *n;
+        return s;
+    }
+
+    // A size: `28` or `[28, 32]` (height, width).
+    std::optional<std::pair<int64_t, int64_t>> size_pair(const Field& f) {
+        if (f.node.IsSequence() && f.node.size() == 2) {
+            const Field h{f.node[0], f.node[0].Mark(), f.path + "[0]", f.node[0].Mark()};
+            const Field w{f.node[1], f.node[1].Mark(), f.path + "[1]", f.node[1].Mark()};
+            auto hv = integer(h, 1, 65536, "a size in pixels"), wv = integer(w, 1, 65536, "a size in pixels");
+            if (hv && wv) return std::pair{*hv, *wv};
+            return std::nullopt;
+        }
+        if (auto n = integer(f, 1, 65536, "a size in pixels, or [height, width]")) return std::pair{*n, *n};
+        return std::nullopt;
+    }
+
+    // `mean: 0.5` or `mean: [0.485, 0.456, 0.406]`.
+    std::optional<std::vector<float>> per_channel(const Field& f, bool positive) {
+        std::vector<float> values;
+        const auto one = [&](const Field& v) {
+            if (auto x = number(v, positive ? 0.0 : -1e30, !positive, 1e30,
+                                positive ? "a standard deviation is > 0" : "e.g. 0.5"))
+                values.push_back(static_cast<float>(*x));
+        };
+        if (!f.node.IsSequence()) one(f);
+        else for (size_t i = 0; i < f.node.size(); ++i)
+            one(Field{f.node[i], f.node[i].Mark(), f.path + "[" + std::to_string(i) + "]", f.node[i].Mark()});
+        if (values.empty() || (values.size() != 1 && values.size() != 3)) {
+            if (f.node.IsSequence()) problem(f, "expected 1 or 3 values (one per channel)");
+            return std::nullopt;
+        }
+        return values;
+    }
+
+    void read_preprocess(const Field& f) {
+        auto m = mapping(f, {"color", "resize", "crop", "mean", "std", "channel_order", "layout"},
+                         "{color: rgb, resize: 32, crop: 28, mean: [0.485, 0.456, 0.406], "
+                         "std: [0.229, 0.224, 0.225]}");
+        if (!m) return;
+        Preprocess& p = config_.data.preprocess;
+        if (const Field* c = m->get("color"))
+            if (auto v = choice(*c, {"gray", "rgb"}, "color")) p.channels = *v == "gray" ? 1 : 3;
+        if (const Field* r = m->get("resize")) {
+            if (auto size = size_pair(*r)) {
+                if (r->node.IsSequence()) std::tie(p.resize_height, p.resize_width) = *size;
+                else p.resize = size->first;
+            }
+        }
+        if (const Field* c = m->get("crop"))
+            if (auto size = size_pair(*c)) std::tie(p.crop_height, p.crop_width) = *size;
+        if (const Field* v = m->get("mean"))
+            if (auto values = per_channel(*v, false)) p.mean = *values;
+        if (const Field* v = m->get("std"))
+            if (auto values = per_channel(*v, true)) p.std = *values;
+        if (const Field* o = m->get("channel_order"))
+            if (auto v = choice(*o, {"rgb", "bgr"}, "channel order")) p.bgr = *v == "bgr";
+        if (const Field* l = m->get("layout"))
+            if (auto v = choice(*l, {"auto", "nchw", "nhwc"}, "array layout"))
+                config_.data.layout = *v == "nchw" ? ArrayLayout::nchw
+                                    : *v == "nhwc" ? ArrayLayout::nhwc : ArrayLayout::automatic;
     }
 
     // A quantizer as written, with where each argument is.
@@ -879,6 +1010,12 @@ RunConfig parse_run_config(const std::string& text, const std::string& name) {
 
 RunConfig load_run_config(const std::string& path) {
     return parse_run_config(read_yaml_file(path, "run configuration"), path);
+}
+
+DataConfig load_data_config(const std::string& path, const Graph& graph) {
+    const RunConfig config =
+        ConfigReader(read_yaml_file(path, "data configuration"), path).read_data_only(graph);
+    return {config.data, config.calibration_images, config.validation_images};
 }
 
 } // namespace mps

@@ -9,11 +9,11 @@
 // quantizer or layer, policy parameters checked against the policy's ParamSpecs, and impossible
 // constraints (a cost limit below what the all-lowest-bits policy costs, a budget of 0).
 //
-// Paths inside the file (model, data.dir, output) are relative to the current directory. A model
+// Paths inside the file (model, data.dir and the data splits, output) are relative to the current directory. A model
 // given as a bare zoo name (no '/' and no ".onnx", e.g. `resnet8`) is models/<name>.onnx of the
 // source tree (MPSEARCH_MODELS_DIR, compiled in), or of $MPSEARCH_MODELS when that is set.
 #include "evaluator/base/error.h"
-#include "evaluator/data/dataset.h"
+#include "evaluator/data/data_source.h"
 #include "evaluator/engine/quantized_network.h"
 #include "evaluator/io/policy_file.h"
 #include "evaluator/io/yaml_problems.h"
@@ -38,9 +38,11 @@ struct RunConfig {
     Graph graph;               // imported, BN-folded, shapes inferred
 
     // data
-    std::string data_dir = default_fashion_mnist_dir;
+    DataSource data;           // idx files of data.dir (default), or image folders / arrays
     int64_t calibration_images = 1000;
-    int64_t validation_images = 5000; // the first N images of the validation split (1..5000)
+    // The first N images of the validation split: idx 1..5000 (default 5000); other data: 0 =
+    // all of it (the default)
+    int64_t validation_images = 5000;
 
     // quantizers
     QuantizerSpec weight_quantizer{default_weight_quantizer, {}};
@@ -80,6 +82,16 @@ using ConfigError = YamlError;
 RunConfig load_run_config(const std::string& path);
 // The same from text; `name` stands for the file in messages.
 RunConfig parse_run_config(const std::string& text, const std::string& name);
+
+// The `data` block of the YAML file `path` alone (`mpsearch eval --data-config`), read and
+// checked as in a run config; `graph` is the model it feeds (the default color). Other top-level
+// keys are problems. Throws ConfigError or mps::Error.
+struct DataConfig {
+    DataSource data;
+    int64_t calibration_images = 1000;
+    int64_t validation_images = 0;
+};
+DataConfig load_data_config(const std::string& path, const Graph& graph);
 
 // The closest of `candidates` to `word` by edit distance when it is close enough to be a likely
 // typo (distance <= max(1, |word| / 3)), else empty.

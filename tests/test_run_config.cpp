@@ -99,7 +99,7 @@ TEST_CASE("run config: a full config reads into RunConfig") {
     CHECK(c.model_path == lenet5);
     const std::vector<const Node*> layers = quantizable_layers(c.graph);
     REQUIRE(layers.size() == 5);
-    CHECK(c.data_dir == "/usr/share/datasets/fashion-mnist");
+    CHECK(c.data.idx_dir == "/usr/share/datasets/fashion-mnist");
     CHECK(c.calibration_images == 500);
     CHECK(c.validation_images == 2000);
     CHECK(c.weight_quantizer == QuantizerSpec{"kmeans", {{"iterations", "50"}}});
@@ -135,7 +135,7 @@ TEST_CASE("run config: a full config reads into RunConfig") {
 
 TEST_CASE("run config: defaults fill everything that is left out") {
     const RunConfig c = parse_run_config(minimal(), "some/dir/quick.yaml");
-    CHECK(c.data_dir == default_fashion_mnist_dir);
+    CHECK(c.data.idx_dir == default_fashion_mnist_dir);
     CHECK(c.calibration_images == 1000);
     CHECK(c.validation_images == 5000);
     CHECK(c.weight_quantizer == QuantizerSpec{"uniform", {}});

@@ -28,6 +28,34 @@ EvaluationData load_evaluation_data(const std::string& dir, int64_t calibration_
             load_fashion_mnist(dir, Split::test)};
 }
 
+EvaluationData load_evaluation_data(const DataSource& data, int64_t calibration_images,
+                                    int64_t classes) {
+    if (data.is_idx()) return load_evaluation_data(data.idx_dir, calibration_images);
+    return {load_split(data, Split::calibration, calibration_images, classes),
+            load_split(data, Split::validation, calibration_images, classes),
+            load_split(data, Split::test, calibration_images, classes)};
+}
+
+void check_data_fits(const Graph& graph, const std::string& model_path, const DataSource& data,
+                     const Dataset& images) {
+    const std::vector<int64_t> image_shape{images.channels, images.height, images.width};
+    const std::vector<int64_t>& want = graph.input_shape;
+    if (want == image_shape) return;
+    std::string fix = "; use a model made for this data set, or other data (data.dir)";
+    if (!data.is_idx() && want.size() == 3) {
+        const std::string size = "[" + std::to_string(want[1]) + ", " + std::to_string(want[2]) + "]";
+        if (want[0] != images.channels)
+            fix = "; set data.preprocess.color: " + std::string(want[0] == 1 ? "gray" : "rgb");
+        else
+            fix = "; set data.preprocess.resize and crop so that images become " +
+                  std::to_string(want[1]) + "x" + std::to_string(want[2]) + " (e.g. crop: " +
+                  size + ", or resize: " + size + ")";
+    }
+    throw Error(model_path + ": the model reads images of " + dims_text(want) + " but " +
+                images.source + " holds images of " + dims_text(image_shape) +
+                (data.is_idx() ? "" : " after preprocessing") + fix);
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;

@@ -22,7 +22,7 @@
 // shared with another candidate, earlier or in the same call, and whose recomputation costs
 // enough MACs per byte of cut (`incremental_min_macs_per_byte`). Resumed results are bit-identical to
 // full runs (QuantizedNetwork's contract; tested).
-#include "evaluator/data/dataset.h"
+#include "evaluator/data/data_source.h"
 #include "evaluator/engine/evaluate.h"
 #include "evaluator/engine/quantized_network.h"
 #include "evaluator/ir/bit_policy.h"
@@ -69,6 +69,15 @@ struct EvaluationData {
 // Fashion-MNIST's calibration (first `calibration_images` training images), validation and test
 // splits from `dir`.
 EvaluationData load_evaluation_data(const std::string& dir, int64_t calibration_images = 1000);
+// The same splits from any data source (evaluator/data/data_source.h); `classes` is the model's
+// number of outputs. Idx files load exactly as above.
+EvaluationData load_evaluation_data(const DataSource& data, int64_t calibration_images,
+                                    int64_t classes);
+
+// mps::Error unless `images` fit the model's input (a folded graph): one message naming both
+// shapes and, for image folders and arrays, the data.preprocess key that makes them fit.
+void check_data_fits(const Graph& graph, const std::string& model_path, const DataSource& data,
+                     const Dataset& images);
 
 // Counters of the incremental cache since construction.
 struct IncrementalStats {
