@@ -19,13 +19,15 @@ packages=(
   gnuplot-nox
   time                             # /usr/bin/time: tests/cli/bad_input_bounds.sh measures memory
   clang libclang-rt-dev            # libFuzzer and its sanitizers: scripts/fuzz.sh
-  nodejs npm                       # ONNX Runtime's Node binding: tests/cli/export_ort.sh
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm run ONNX Runtime's Node binding (tests/cli/export_ort.sh). A machine whose
+# nodejs package already brings npm (NodeSource's) must not get Debian's npm: the two conflict.
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   sudo_cmd=()
