@@ -113,10 +113,15 @@ bool parse_eval_args(int argc, char** argv, EvalArgs& args) {
 
 // The data as --data or --data-config says; the color defaults to the model's channels.
 DataConfig eval_data(const EvalArgs& args, const Graph& graph) {
-    if (!args.data_config.empty()) return load_data_config(args.data_config, graph);
     DataConfig config;
-    config.data = detect_data_source(args.data);
-    if (!graph.input_shape.empty()) config.data.preprocess.channels = graph.input_shape[0];
+    if (!args.data_config.empty()) {
+        config = load_data_config(args.data_config, graph);
+    } else {
+        config.data = detect_data_source(args.data);
+        if (!graph.input_shape.empty()) config.data.preprocess.channels = graph.input_shape[0];
+    }
+    if (const std::string warning = default_normalization_warning(config.data); !warning.empty())
+        std::cerr << "mpsearch eval: " << warning << "\n";
     return config;
 }
 

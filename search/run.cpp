@@ -43,6 +43,8 @@ const char* const quantized_model_name = "model.q.onnx"; // the chosen policy, d
 // that a bad data set leaves nothing behind that would block a plain re-run.
 EvaluationData load_data(const RunConfig& config) {
     const int64_t classes = Tensor::count(config.graph.shapes.at(config.graph.output));
+    if (const std::string warning = default_normalization_warning(config.data); !warning.empty())
+        std::cerr << "mpsearch search: " << warning << "\n";
     EvaluationData data = load_evaluation_data(config.data, config.calibration_images, classes);
     if (data.validation.count < config.validation_images)
         throw Error(data.validation.source + ": the validation split holds " +

@@ -112,3 +112,17 @@ TEST_CASE("data: bilinear resize and center crop match a naive reference") {
     CHECK(n.at(0, 1, 1) == (image.at(2, 1, 1) - 0.0f) / 0.5f); // blue first
     CHECK(n.at(2, 1, 1) == (image.at(0, 1, 1) - 0.5f) / 2.0f);
 }
+
+TEST_CASE("data: image folders and arrays read with the default normalization get a warning") {
+    DataSource data;
+    CHECK(default_normalization_warning(data).empty()); // idx: Fashion-MNIST's own normalization
+    data.splits[Split::test] = SplitSource{"images.npz"};
+    const std::string warning = default_normalization_warning(data);
+    CHECK(warning.find("mean 0 and std 1") != std::string::npos);
+    CHECK(warning.find("data.preprocess.mean") != std::string::npos);
+    data.preprocess.mean = {0.2860f};
+    CHECK(default_normalization_warning(data).empty());
+    data.preprocess.mean = {0.0f};
+    data.preprocess.std = {0.5f};
+    CHECK(default_normalization_warning(data).empty());
+}

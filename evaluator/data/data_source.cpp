@@ -322,4 +322,14 @@ DataSource detect_data_source(const std::string& path) {
     return data;
 }
 
+std::string default_normalization_warning(const DataSource& data) {
+    const Preprocess defaults;
+    if (data.is_idx() || data.preprocess.mean != defaults.mean ||
+        data.preprocess.std != defaults.std)
+        return "";
+    return "warning: the images are normalized with mean 0 and std 1 (pixels / 255), the "
+           "default; if the model was trained on normalized images, declare its mean and std "
+           "(data.preprocess.mean / std, docs/config.md) or its scores will be wrong";
+}
+
 } // namespace mps

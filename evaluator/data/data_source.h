@@ -42,6 +42,12 @@ struct DataSource {
     bool is_idx() const { return splits.empty(); }
 };
 
+// A warning when image folders or arrays are read with the default normalization (mean 0, std 1
+// on pixels / 255): a model trained on normalized images then scores near chance with no error
+// (resnet8 on Fashion-MNIST as .npz: 18.79 % instead of 92.66 %). "" when the source is idx or a
+// mean or std was declared.
+std::string default_normalization_warning(const DataSource& data);
+
 // The source `split` is read from (calibration: see above), or nullptr when none is given.
 const SplitSource* split_source(const DataSource& data, Split split);
 
