@@ -18,6 +18,7 @@ packages=(
   dataset-fashion-mnist
   gnuplot-nox
   time                             # /usr/bin/time: tests/cli/bad_input_bounds.sh measures memory
+  python3                          # tests/cli/torchvision_import.sh reads its JSON fixtures
   clang libclang-rt-dev            # libFuzzer and its sanitizers: scripts/fuzz.sh
 )
 

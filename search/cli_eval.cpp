@@ -10,6 +10,7 @@
 #include "search/run_config.h"
 #include "evaluator/engine/evaluate.h"
 #include "evaluator/engine/evaluator.h"
+#include "evaluator/engine/inference.h"
 #include "evaluator/io/onnx_io.h"
 #include "evaluator/io/policy_file.h"
 #include "evaluator/ir/bit_policy.h"
@@ -49,7 +50,7 @@ struct EvalArgs {
     std::string write_policy;
     std::string predictions; // --predictions FILE
     bool verbose = false;
-    bool quantizer_given = false, calibration_method_given = false;
+    bool quantizer_given = false, calibration_method_given = false, calibration_given = false;
 
     bool quantized() const { return !policy.empty() || !uniform.empty(); }
 };
@@ -99,10 +100,11 @@ bool parse_eval_args(int argc, char** argv, EvalArgs& args) {
     if (!args.policy.empty() && !args.uniform.empty())
         throw Error("--policy and --uniform both given; choose one policy");
     args.quantizer_given = !values["quantizer"].defaulted();
+    args.calibration_given = !values["calibration"].defaulted();
     args.calibration_method_given = !values["calibration-method"].defaulted();
     if (!args.quantized()) {
         for (const char* flag : {"path", "calibration", "workers", "quantizer",
-                                 "calibration-method", "write-policy", "predictions"})
+                                 "calibration-method", "write-policy"})
             if (values.count(flag) && !values[flag].defaulted())
                 throw Error(std::string("--") + flag +
                             " applies to a quantized evaluation; add --policy FILE or --uniform WxAy");
@@ -137,9 +139,28 @@ Dataset scored_split(const EvalArgs& args, const Graph& graph, const DataConfig&
     return scored;
 }
 
+// --predictions: the argmax of every image's logits, one a line, through `net` (float or quantized)
+// in passes of `pass` images.
+template <typename Network>
+void write_argmax_lines(const std::string& path, const Dataset& data, Network& net, int64_t pass) {
+    std::string text;
+    for (int64_t first = 0; first < data.count; first += pass) {
+        const int64_t n = std::min(pass, data.count - first);
+        const float* logits = net.run(data.image(first), n);
+        for (int64_t i = 0; i < n; ++i)
+            text += std::to_string(argmax(logits + i * net.num_classes(), net.num_classes())) + "\n";
+    }
+    write_file_atomically(path, text);
+}
+
 int report_float(const EvalArgs& args, const Graph& graph) {
     const Dataset data = scored_split(args, graph, eval_data(args, graph));
     const EvalResult result = evaluate_float(graph, data, args.batch, args.limit);
+    if (!args.predictions.empty()) {
+        const Dataset scored = args.limit > 0 ? data.slice(0, std::min<int64_t>(args.limit, data.count)) : data;
+        InferenceEngine net(graph, args.batch);
+        write_argmax_lines(args.predictions, scored, net, args.batch);
+    }
 
     const int64_t macs = graph_macs(graph);
     const int64_t params = graph_params(graph);
@@ -256,15 +277,7 @@ void write_predictions(const std::string& path, const Evaluator& evaluator,
                          std::make_shared<WeightCache>(evaluator.graph(), quantizer), options.path,
                          pass);
     net.set_policy(policy);
-    const Dataset& data = evaluator.data(split);
-    std::string text;
-    for (int64_t first = 0; first < data.count; first += pass) {
-        const int64_t n = std::min(pass, data.count - first);
-        const float* logits = net.run(data.image(first), n);
-        for (int64_t i = 0; i < n; ++i)
-            text += std::to_string(argmax(logits + i * net.num_classes(), net.num_classes())) + "\n";
-    }
-    write_file_atomically(path, text);
+    write_argmax_lines(path, evaluator.data(split), net, pass);
 }
 
 // What a quantized evaluation measured, for the reports below.
@@ -361,6 +374,9 @@ int run_eval(int argc, char** argv) {
 
     Graph graph = import_onnx(args.model);
     fold_batch_norm(graph);
+    // A data block's calibration_images counts unless --calibration says otherwise.
+    if (!args.data_config.empty() && !args.calibration_given)
+        args.calibration = load_data_config(args.data_config, graph).calibration_images;
     return args.quantized() ? report_quantized(args, graph) : report_float(args, graph);
 }
 
