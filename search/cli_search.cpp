@@ -3,6 +3,7 @@
 #include "search/cli.h"
 
 #include "evaluator/base/error.h"
+#include "search/budget_advice.h"
 #include "search/cli_options.h"
 #include "search/run.h"
 #include "search/run_config.h"
@@ -36,6 +37,8 @@ void print_outcome(const RunResult& result, const std::string& dir) {
         std::printf("uniform %s: validation %.2f %%, test %.2f %%, relative BitOPs %.5f\n",
                     uniform_bits_name(b.bits).c_str(), b.validation.accuracy_percent,
                     b.test.accuracy_percent, b.validation.costs.relative_bitops());
+    if (const std::string note = losing_baseline_note(result); !note.empty())
+        std::printf("%s\n", note.c_str());
     std::printf("report: %s/report.md\n", dir.c_str());
 }
 
@@ -77,6 +80,9 @@ int run_search(int argc, char** argv) {
     RunOptions run;
     run.resume = !resume_dir.empty();
     run.quiet = values.count("quiet") > 0;
+    // The pins' share of the budget, before the run: a large one is worth stopping for.
+    if (const std::string note = pin_share_note(config); !note.empty() && (!run.quiet || note.rfind("warning", 0) == 0))
+        std::cerr << "mpsearch search: " << note << "\n";
     const RunResult result = mps::run_search(config, run);
     print_outcome(result, config.output_dir);
     return 0;

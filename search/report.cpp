@@ -1,6 +1,8 @@
 // Output files of a finished run (report.h; formats in docs/outputs.md).
 #include "search/report.h"
 
+#include "search/budget_advice.h"
+
 #include "evaluator/base/atomic_file.h"
 #include "evaluator/base/error.h"
 #include "evaluator/base/number_text.h"
@@ -493,6 +495,7 @@ void report_constraints(std::ostream& md, const RunConfig& config) {
     if (!space.pinned.empty()) {
         md << "- pinned:";
         for (const auto& [layer, bits] : space.pinned) md << ' ' << layer << ' ' << uniform_bits_name(bits);
+        if (const std::string note = pin_share_note(config); !note.empty()) md << " (" << note << ")";
         md << "\n";
     }
     if (!k.max_relative_bitops && !k.max_weight_bytes && !k.max_macs && !k.max_accuracy_drop)
@@ -590,6 +593,8 @@ void report_chosen(std::ostream& md, const RunResult& result) {
            << "highest " << axis << " not above the chosen policy's.\n\n";
     else
         md << "\nNo uniform baseline has " << axis << " as low as the chosen policy's.\n\n";
+    if (const std::string note = losing_baseline_note(result); !note.empty())
+        md << "**" << note << ".**\n\n";
     report_layers(md, config, *chosen);
 }
 
