@@ -78,7 +78,7 @@ bool parse_eval_args(int argc, char** argv, EvalArgs& args) {
          "calibration images (the first N training images)")
         ("workers", po::value(&args.workers)->default_value(args.workers), "evaluation threads")
         ("quantizer", po::value(&args.quantizer)->default_value(args.quantizer),
-         "weight quantizer: uniform, uniform_asymmetric, ls, kmeans, bayesian_bits")
+         "weight quantizer: uniform, mse, uniform_asymmetric, ls, kmeans, bayesian_bits")
         ("calibration-method", po::value(&args.calibration_method)->default_value(args.calibration_method),
          "activation range calibration: max, percentile, mse")
         ("write-policy", po::value(&args.write_policy),

@@ -165,10 +165,13 @@ TEST_CASE("integer path agrees with the fake path and the reference") {
         {"resnet", test::resnet_like({1, 12, 12}, {16, 32})},
         {"vgg", test::vgg_like({1, 12, 12}, {8, 16}, 2, 32)},
     };
+    // every quantizer with an integer form: uniform, and mse's clipped scales
+    for (const std::string quantizer : {"uniform", "mse"})
     for (const auto& [name, graph] : graphs) {
+        CAPTURE(quantizer);
         const Setup setup(graph, 32);
         const Tensor input = as_batch(setup.images);
-        auto cache = setup.cache();
+        auto cache = setup.cache(quantizer);
         QuantizedNetwork fake(setup.graph, setup.calibration, cache, ExecutionPath::fake, 32);
         QuantizedNetwork integer(setup.graph, setup.calibration, cache, ExecutionPath::integer, 32);
         std::vector<BitPolicy> policies{BitPolicy::uniform(setup.graph, 8, 8),

@@ -87,6 +87,58 @@ TEST_CASE("quantizers: uniform matches the naive spec rule on random kernels, ev
     }
 }
 
+// The mse rule (docs/quantizers.md), naively: every clipping ratio of the grid, the least squared
+// error in double, ties to the larger ratio.
+std::vector<float> naive_mse(const std::vector<float>& w, int bits, int grid = 51) {
+    if (bits == 0 || bits == 1 || bits == 32) return naive_uniform(w, bits);
+    float max_abs = 0;
+    for (float v : w) max_abs = std::max(max_abs, std::fabs(v));
+    const float qmax = static_cast<float>(std::pow(2, bits - 1) - 1);
+    std::vector<float> best;
+    double best_error = std::numeric_limits<double>::infinity();
+    for (int i = 0; i < grid; ++i) {
+        const float s = (max_abs / qmax) * (1.0f - static_cast<float>(i) / 100.0f);
+        std::vector<float> out(w.size(), 0.0f);
+        for (size_t j = 0; j < w.size() && s > 0; ++j)
+            out[j] = s * std::min(std::max(round_half_even(w[j] / s), -qmax), qmax);
+        const double e = squared_error(w, out);
+        if (e < best_error) best_error = e, best = out;
+    }
+    return best;
+}
+
+TEST_CASE("quantizers: mse matches the naive clipping search and never has more error than uniform") {
+    test::Rng rng(5);
+    for (int trial = 0; trial < 30; ++trial) {
+        auto w = random_kernel(rng, 9 + static_cast<size_t>(trial) * 11, -0.5f, 0.5f);
+        w[static_cast<size_t>(trial) % w.size()] = 2.0f + 0.1f * trial; // an outlier to clip
+        for (int bits : all_bits) {
+            CAPTURE(bits);
+            const auto got = run("mse", w, bits);
+            CHECK(bitwise_equal(got, naive_mse(w, bits)));
+            CHECK(squared_error(w, got) <= squared_error(w, naive_uniform(w, bits)));
+        }
+        // the integer form is the same grid: scale * code
+        const auto q = make_weight_quantizer("mse");
+        REQUIRE(q->has_integer_form());
+        const auto codes = q->kernel_codes(w, 3);
+        std::vector<float> from_codes(w.size());
+        dequantize_codes(codes, from_codes);
+        CHECK(bitwise_equal(from_codes, run("mse", w, 3)));
+        CHECK(*std::max_element(codes.codes.begin(), codes.codes.end()) <= 3);
+    }
+    // clipping pays on a moderate outlier: the 3-bit error falls below uniform's
+    std::vector<float> w(64, 0.0f);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = 0.3f * (static_cast<float>(i) / 63.0f * 2 - 1);
+    w[5] = 0.45f;
+    CHECK(squared_error(w, run("mse", w, 3)) < 0.8 * squared_error(w, run("uniform", w, 3)));
+    CHECK(make_weight_quantizer("mse", {{"grid", "11"}})->args().at("grid") == "11");
+    CHECK_THROWS_WITH_AS(make_weight_quantizer("mse", {{"grid", "0"}}), doctest::Contains("grid"),
+                         Error);
+    CHECK_FALSE(make_weight_quantizer("kmeans")->has_integer_form());
+    CHECK_THROWS_AS(make_weight_quantizer("kmeans")->kernel_codes(w, 4), Error);
+}
+
 TEST_CASE("quantizers: uniform rounds ties to even and divides by the scale") {
     // max|w| = 7 at 4 bits: qmax = 7, s = 1 exactly, so w / s is w.
     const std::vector<float> w{7.0f, 2.5f, 3.5f, -2.5f, -3.5f, 0.5f, 1.5f, -0.5f, -6.5f};
@@ -161,7 +213,8 @@ TEST_CASE("quantizers: quantize_weights applies per-kernel bits") {
 
 TEST_CASE("quantizers: registry lists names and rejects unknown names and arguments") {
     CHECK(weight_quantizer_names() ==
-          std::vector<std::string>{"uniform", "uniform_asymmetric", "ls", "kmeans", "bayesian_bits"});
+          std::vector<std::string>{"uniform", "uniform_asymmetric", "ls", "kmeans", "bayesian_bits",
+                                   "mse"});
     CHECK_THROWS_WITH_AS(make_weight_quantizer("lloyd"),
                          doctest::Contains("known quantizers: uniform, uniform_asymmetric, ls, kmeans"),
                          Error);

@@ -275,7 +275,7 @@ QuantizedNetwork::Impl::Impl(const Graph& folded, std::shared_ptr<const Calibrat
             throw Error(where(node) + ": the quantized network runs BN-folded graphs; call "
                                       "fold_batch_norm() first");
     activation_tag = path == ExecutionPath::integer ? tag::acdb : blocked_activation_tag();
-    uniform_quantizer = weights->quantizer().name() == "uniform";
+    uniform_quantizer = weights->quantizer().has_integer_form();
     readers = readers_of(graph);
     nodes.emplace(graph, readers, engine);
     classes = Tensor::count(graph.shapes.at(graph.output));
@@ -382,11 +382,11 @@ void QuantizedNetwork::Impl::set_integer_factors(const Layer& layer, LayerState&
         }
         const auto kernel = all.subspan(static_cast<size_t>(k * layer.kernel_size),
                                         static_cast<size_t>(layer.kernel_size));
-        const float sw = uniform_scale(kernel, b);
-        s.factors[static_cast<size_t>(k)] = sx * sw;
+        const WeightQuantizer::KernelCodes q = weights->quantizer().kernel_codes(kernel, b);
+        s.factors[static_cast<size_t>(k)] = sx * q.scale;
         if (!compensate) continue;
         int64_t sum = 0;
-        for (int32_t c : uniform_codes(kernel, b, sw)) sum += c;
+        for (int32_t c : q.codes) sum += c;
         s.compensation[static_cast<size_t>(k)] = static_cast<float>(-s.zero_point * sum);
     }
 }
@@ -697,7 +697,7 @@ memory QuantizedNetwork::Impl::weights_memory(int l, bool integer, const memory:
             if (b == 0) continue; // pruned: codes stay 0
             const auto kernel = all.subspan(static_cast<size_t>(k * layer.kernel_size),
                                             static_cast<size_t>(layer.kernel_size));
-            const std::vector<int32_t> q = uniform_codes(kernel, b, uniform_scale(kernel, b));
+            const std::vector<int32_t> q = weights->quantizer().kernel_codes(kernel, b).codes;
             std::transform(q.begin(), q.end(), codes.begin() + k * layer.kernel_size,
                            [](int32_t c) { return static_cast<int8_t>(c); });
         }

@@ -25,7 +25,8 @@ Json encoding(int bits, float scale, int offset, bool symmetric) {
 }
 
 // Per-kernel encodings of a uniform layer, or an empty array when a kernel has no 4..16-bit grid.
-Json weight_encodings(const Node& layer, const LayerBits& bits, std::string& why_not) {
+Json weight_encodings(const Node& layer, const LayerBits& bits, const WeightQuantizer& quantizer,
+                      std::string& why_not) {
     const int64_t kernels = kernel_count(layer), per_kernel = layer.weight.numel() / kernels;
     Json channels = Json::array();
     for (int64_t k = 0; k < kernels; ++k) {
@@ -37,7 +38,7 @@ Json weight_encodings(const Node& layer, const LayerBits& bits, std::string& why
         }
         const std::span<const float> w(layer.weight.data.data() + k * per_kernel,
                                        static_cast<size_t>(per_kernel));
-        channels.push_back(encoding(b, uniform_scale(w, b), -(1 << (b - 1)), true));
+        channels.push_back(encoding(b, quantizer.kernel_codes(w, b).scale, -(1 << (b - 1)), true));
     }
     if (!channels.empty() && channels.size() != static_cast<size_t>(kernels)) {
         why_not = "float and quantized kernels mixed";
@@ -55,10 +56,11 @@ AimetEncodings aimet_encodings(const Graph& folded, const BitPolicy& policy,
     Json params = Json::object(), activations = Json::object();
     for (const Node* layer : quantizable_layers(folded)) {
         const LayerBits& bits = *policy.find(layer->name);
-        std::string why_not = quantizer.name() == "uniform"
+        std::string why_not = quantizer.has_integer_form()
                                   ? ""
                                   : "weight quantizer '" + quantizer.name() + "' has no uniform grid";
-        Json channels = why_not.empty() ? weight_encodings(*layer, bits, why_not) : Json::array();
+        Json channels =
+            why_not.empty() ? weight_encodings(*layer, bits, quantizer, why_not) : Json::array();
         if (!channels.empty()) params[layer->name + ".weight"] = channels;
         if (!why_not.empty()) result.omitted.push_back(layer->name + ".weight: " + why_not);
 

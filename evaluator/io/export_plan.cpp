@@ -66,8 +66,8 @@ WeightForm weight_form(const Node& layer, const LayerBits& bits, const WeightQua
     WeightForm form;
     const bool small = std::all_of(bits.weight_bits.begin(), bits.weight_bits.end(),
                                    [](int b) { return b >= 0 && b <= 8; });
-    if (quantizer.name() != "uniform" || !small) {
-        form.why_float = quantizer.name() != "uniform"
+    if (!quantizer.has_integer_form() || !small) {
+        form.why_float = !quantizer.has_integer_form()
                              ? "weight quantizer '" + quantizer.name() + "' has no integer form"
                              : "16- or 32-bit kernels have no int8 form";
         form.dequantized = quantize_weights(quantizer, layer.weight, bits.weight_bits);
@@ -85,9 +85,11 @@ WeightForm weight_form(const Node& layer, const LayerBits& bits, const WeightQua
         const int b = bits.weight_bits[static_cast<size_t>(k)];
         const std::span<const float> w(layer.weight.data.data() + k * per_kernel,
                                        static_cast<size_t>(per_kernel));
-        const float scale = b == 0 ? 0.0f : uniform_scale(w, b);
-        if (scale == 0.0f) continue; // pruned or all zeros: codes 0
-        const std::vector<int32_t> codes = uniform_codes(w, b, scale);
+        if (b == 0) continue; // pruned: codes 0
+        const WeightQuantizer::KernelCodes kernel = quantizer.kernel_codes(w, b);
+        const float scale = kernel.scale;
+        if (scale == 0.0f) continue; // all zeros: codes 0
+        const std::vector<int32_t>& codes = kernel.codes;
         const int shift = int4 ? 0 : headroom(b == 1 ? 1 : uniform_qmax(b), 127);
         for (int64_t i = 0; i < per_kernel; ++i)
             form.codes[static_cast<size_t>(k * per_kernel + i)] =

@@ -37,6 +37,10 @@ void WeightQuantizer::quantize_kernel(std::span<const float> w, int bits,
     }
 }
 
+WeightQuantizer::KernelCodes WeightQuantizer::kernel_codes(std::span<const float>, int) const {
+    throw Error("weight quantizer '" + name() + "' has no integer form");
+}
+
 Tensor quantize_weights(const WeightQuantizer& quantizer, const Tensor& weight,
                         std::span<const int> bits) {
     const int64_t kernels = weight.dims.empty() ? 0 : weight.dims[0];
@@ -67,6 +71,7 @@ const std::vector<std::pair<std::string, Factory>>& registry() {
         {"ls", make_ls_quantizer},
         {"kmeans", make_kmeans_quantizer},
         {"bayesian_bits", make_bayesian_bits_quantizer},
+        {"mse", make_mse_quantizer},
     };
     return table;
 }

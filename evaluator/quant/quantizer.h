@@ -38,11 +38,18 @@
 //                      come from the recursion s_{2b} = s_b / (2^b + 1)); for b in {1, 3, 5, 6, 7}
 //                      the same formula with s by one division. 0 is not a level (the zero point
 //                      is -(2^b - 1) / 2), so this quantizer is fake-quant only.
-// Only `uniform` at 1..8 bits has an integer form (uniform_codes) for the integer path.
+//   mse                `uniform`'s symmetric grid with the kernel's clipping chosen to minimise the
+//                      weight error: s = a * max|w| / qmax for a in {1, 0.99, ..., 0.50} (argument
+//                      `grid`, the number of ratios, default 51, step 0.01), the one with the
+//                      least sum (w - s * q)^2, ties to the larger a; q as `uniform`'s codes.
+//                      b = 1 as `uniform` (mean|w| is already the least-squares scale).
+// `uniform` and `mse` at 1..8 bits have an integer form (kernel_codes) for the integer path and
+// the export.
 #include "evaluator/ir/tensor.h"
 
 #include <functional>
 #include <map>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -74,6 +81,17 @@ public:
     // outside {0..8, 16, 32} or a size mismatch.
     void quantize_kernel(std::span<const float> w, int bits, std::span<float> out) const;
 
+    // The integer form of one kernel at 1..8 bits, for the integer path and the export: codes in
+    // [-qmax, qmax] (b = 1: -1 or +1) and one scale, with quantize_kernel's outputs exactly
+    // scale * code. Quantizers whose grid is not symmetric around 0 with one scale per kernel
+    // have none (has_integer_form() false; kernel_codes then throws).
+    struct KernelCodes {
+        float scale = 0.0f;
+        std::vector<int32_t> codes;
+    };
+    virtual bool has_integer_form() const { return false; }
+    virtual KernelCodes kernel_codes(std::span<const float> w, int bits) const;
+
 protected:
     // The quantizer's own rule for bits in {1..8, 16}; w.size() == out.size() > 0.
     virtual void quantize_bits(std::span<const float> w, int bits, std::span<float> out) const = 0;
@@ -100,6 +118,8 @@ float uniform_scale(std::span<const float> w, int bits);
 // Integer codes for 1 <= b <= 16: q[i] = clamp(round_half_even(w[i] / s), -qmax, qmax), or for
 // b = 1: +1 when w[i] >= 0 else -1. The quantized weight is scale * q[i] (0 when scale == 0).
 std::vector<int32_t> uniform_codes(std::span<const float> w, int bits, float scale);
+// out[i] = kernel.scale * kernel.codes[i]: the float weights of an integer form.
+void dequantize_codes(const WeightQuantizer::KernelCodes& kernel, std::span<float> out);
 
 // --- Argument helpers for quantizer and calibration factories. ---
 // Throws mps::Error naming `owner` when `args` has a key outside `accepted`.
@@ -117,5 +137,6 @@ std::unique_ptr<WeightQuantizer> make_uniform_asymmetric_quantizer(const Quantiz
 std::unique_ptr<WeightQuantizer> make_ls_quantizer(const QuantizerArgs& args);
 std::unique_ptr<WeightQuantizer> make_kmeans_quantizer(const QuantizerArgs& args);
 std::unique_ptr<WeightQuantizer> make_bayesian_bits_quantizer(const QuantizerArgs& args);
+std::unique_ptr<WeightQuantizer> make_mse_quantizer(const QuantizerArgs& args);
 
 } // namespace mps

@@ -42,17 +42,25 @@ std::vector<int32_t> uniform_codes(std::span<const float> w, int bits, float sca
     return q;
 }
 
+void dequantize_codes(const WeightQuantizer::KernelCodes& kernel, std::span<float> out) {
+    for (size_t i = 0; i < out.size(); ++i)
+        out[i] = kernel.scale * static_cast<float>(kernel.codes[i]);
+}
+
 namespace {
 
 class UniformQuantizer final : public WeightQuantizer {
 public:
     std::string name() const override { return "uniform"; }
+    bool has_integer_form() const override { return true; }
+    KernelCodes kernel_codes(std::span<const float> w, int bits) const override {
+        const float scale = uniform_scale(w, bits);
+        return {scale, uniform_codes(w, bits, scale)};
+    }
 
 protected:
     void quantize_bits(std::span<const float> w, int bits, std::span<float> out) const override {
-        const float scale = uniform_scale(w, bits);
-        const std::vector<int32_t> q = uniform_codes(w, bits, scale);
-        for (size_t i = 0; i < w.size(); ++i) out[i] = scale * static_cast<float>(q[i]);
+        dequantize_codes(kernel_codes(w, bits), out);
     }
 };
 
