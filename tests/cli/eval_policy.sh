@@ -58,7 +58,9 @@ expect_input_error "W9A8" eval --model "$TINY" --uniform W9A8 "${FAST[@]}"
 expect_input_error "choose one policy" eval --model "$TINY" --uniform W4A8 --policy "$WORK/tiny.yaml"
 expect_input_error "'gpu'" eval --model "$TINY" --uniform W4A8 --path gpu
 expect_input_error "--path applies to a quantized evaluation" eval --model "$TINY" --path fake
-expect_input_error "--predictions applies to a quantized evaluation" eval --model "$TINY" --predictions "$WORK/p.txt"
+# --predictions of a float32 evaluation: one class per scored image
+"$MPSEARCH" eval --model "$TINY" --limit 150 --predictions "$WORK/f.txt" >/dev/null || fail "float predictions"
+[[ $(wc -l <"$WORK/f.txt") == 150 ]] || fail "float predictions: $(wc -l <"$WORK/f.txt") lines, not 150"
 # --predictions: one class per scored image, and their accuracy is the reported one
 "$MPSEARCH" eval --model "$TINY" --uniform W4A8 "${FAST[@]}" --predictions "$WORK/p.txt" --json >"$WORK/p.json" || fail "predictions"
 [[ $(wc -l <"$WORK/p.txt") == 200 ]] || fail "predictions: $(wc -l <"$WORK/p.txt") lines, not 200"
