@@ -301,6 +301,14 @@ public:
         for (float v : values) t->add_float_data(v);
     }
 
+    void initializer_int64(const std::string& name, const std::vector<int64_t>& values) {
+        auto* t = model_.mutable_graph()->add_initializer();
+        t->set_name(name);
+        t->set_data_type(onnx::TensorProto::INT64);
+        t->add_dims(static_cast<int64_t>(values.size()));
+        for (int64_t v : values) t->add_int64_data(v);
+    }
+
     Graph import(const std::string& output) {
         model_.mutable_graph()->add_output()->set_name(output);
         return import_onnx_bytes(model_.SerializeAsString(), "ops.onnx");
@@ -416,4 +424,21 @@ TEST_CASE("import ops: Mul of incompatible shapes or by a constant is refused na
     constant.node("Mul", "times_two", {"x", "k"}, "y");
     CHECK(contains(error_of([&] { constant.import("y"); }),
                    "node 'times_two' (Mul): multiplies by the constant 'k'"));
+}
+
+TEST_CASE("import ops: a Pad by zero (densenet's, before its average pools) is removed") {
+    Model m({2, 2, 2});
+    m.initializer_int64("pads", {0, 0, 0, 0, 0, 0, 0, 0});
+    m.node("Pad", "no_pad", {"x", "pads"}, "p");
+    m.node("Relu", "relu", {"p"}, "y");
+    const Graph g = m.import("y");
+    REQUIRE(g.nodes.size() == 1);
+    CHECK(g.nodes[0].inputs == std::vector<std::string>{"x"});
+
+    Model real({2, 2, 2});
+    real.initializer_int64("pads", {0, 0, 1, 1, 0, 0, 1, 1});
+    real.node("Pad", "pad_hw", {"x", "pads"}, "y");
+    CHECK(contains(error_of([&] { real.import("y"); }),
+                   "node 'pad_hw' (Pad): pads [0, 0, 1, 1, 0, 0, 1, 1] are not supported; only a "
+                   "Pad by zero"));
 }

@@ -37,7 +37,7 @@ constexpr const char* supported_ops =
     "Conv, Gemm, MatMul (optionally followed by Add of a 1-D constant), BatchNormalization, Relu, "
     "Clip, MaxPool, AveragePool, GlobalAveragePool, ReduceMean (over H and W), Add, "
     "Mul (equal shapes, or [N, C, 1, 1] by [N, C, H, W]), Concat (along channels), Sigmoid, "
-    "HardSigmoid, HardSwish, Flatten, Reshape (to 2-D), Identity, "
+    "HardSigmoid, HardSwish, Flatten, Reshape (to 2-D), Identity, Pad (by zero), "
     "Dropout, Constant, Softmax (as the last node)";
 
 std::string read_whole_file(const std::string& path, const std::string& what_for_errors) {
@@ -725,6 +725,7 @@ private:
         if (op == "Reshape") return convert_reshape(proto);
         if (op == "Identity" && is_constant(proto.output(0))) return; // a constant's alias
         if (op == "Identity" || op == "Dropout") return remove(proto);
+        if (op == "Pad") return convert_pad(proto);
         if (op == "Softmax") return convert_softmax(proto);
         fail_node("op type '" + op +
                   "' is not supported; supported ops: " + std::string(supported_ops));
@@ -1032,6 +1033,18 @@ private:
                       std::to_string(size) + "] (a flatten) is");
         }
         add_node(std::move(node), {size});
+    }
+
+    // A Pad by zero everywhere changes nothing: PyTorch writes one before densenet's average
+    // pools. Real padding would have to move into the next window op, which is not done.
+    void convert_pad(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 1, 4);
+        const std::vector<int64_t> pads =
+            proto.input_size() > 1 && !proto.input(1).empty() ? int_values(proto.input(1), "pads")
+                                                              : attr_ints(proto, "pads", {});
+        if (std::any_of(pads.begin(), pads.end(), [](int64_t p) { return p != 0; }))
+            fail_node("pads " + join(pads) + " are not supported; only a Pad by zero (removed)");
+        remove(proto);
     }
 
     void remove(const onnx::NodeProto& proto) {

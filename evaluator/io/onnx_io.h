@@ -17,8 +17,9 @@
 //   Sigmoid, HardSigmoid (alpha, beta; defaults 0.2, 0.5), HardSwish         -> sigmoid,
 //     hard_sigmoid, hard_swish
 //   Flatten (axis 1), Reshape to 2-D [*, per-image size]                    -> flatten
-//   Identity, Dropout, a trailing Softmax: removed (the graph outputs logits); an Identity of a
-//   constant is that constant (PyTorch feeds shared equal tensors to convs that way)
+//   Identity, Dropout, Pad by zero everywhere, a trailing Softmax: removed (the graph outputs
+//   logits); an Identity of a constant is that constant (PyTorch feeds shared equal tensors to
+//   convs that way)
 //   Constant: read as a value (weights, Clip bounds, Reshape shapes)
 // Everything else is an mps::Error naming the file, the node, its op type and the supported ops.
 // Node names come from the ONNX node names; unnamed nodes are named "<OpType>_<index in the ONNX
