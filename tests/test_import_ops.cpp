@@ -12,6 +12,7 @@
 #include "evaluator/ref/reference.h"
 #include "evaluator/train/train_network.h"
 #include "tests/graph_builders.h"
+#include "tests/onnx_models.h"
 
 #include <onnx/onnx_pb.h>
 
@@ -27,21 +28,12 @@
 using namespace mps;
 using mps::test::ConvSpec;
 using mps::test::GraphBuilder;
+using mps::test::OnnxBuilder;
 
 namespace {
 
-std::string error_of(const std::function<void()>& action) {
-    try {
-        action();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
+using test::contains;
+using test::error_of;
 
 Tensor as_batch(const Dataset& d) {
     Tensor t({d.count, d.channels, d.height, d.width});
@@ -254,69 +246,10 @@ TEST_CASE("import ops: fine-tuning refuses the new ops by name instead of crashi
 
 namespace {
 
-// An ONNX model with image input "x" [N, C, H, W] (opset 14 unless given).
-class Model {
-public:
-    explicit Model(std::vector<int64_t> per_image, int64_t opset = 14) {
-        model_.set_ir_version(7);
-        auto* o = model_.add_opset_import();
-        o->set_domain("");
-        o->set_version(opset);
-        auto* input = model_.mutable_graph()->add_input();
-        input->set_name("x");
-        auto* type = input->mutable_type()->mutable_tensor_type();
-        type->set_elem_type(onnx::TensorProto::FLOAT);
-        type->mutable_shape()->add_dim()->set_dim_param("N");
-        for (int64_t d : per_image) type->mutable_shape()->add_dim()->set_dim_value(d);
-    }
-
-    onnx::NodeProto& node(const std::string& op, const std::string& name,
-                          std::vector<std::string> inputs, const std::string& output) {
-        auto* n = model_.mutable_graph()->add_node();
-        n->set_op_type(op);
-        n->set_name(name);
-        for (const auto& i : inputs) n->add_input(i);
-        n->add_output(output);
-        return *n;
-    }
-
-    static void attribute(onnx::NodeProto& n, const std::string& name, int64_t value) {
-        auto* a = n.add_attribute();
-        a->set_name(name);
-        a->set_type(onnx::AttributeProto::INT);
-        a->set_i(value);
-    }
-    static void attribute(onnx::NodeProto& n, const std::string& name, float value) {
-        auto* a = n.add_attribute();
-        a->set_name(name);
-        a->set_type(onnx::AttributeProto::FLOAT);
-        a->set_f(value);
-    }
-
-    void initializer(const std::string& name, const std::vector<float>& values) {
-        auto* t = model_.mutable_graph()->add_initializer();
-        t->set_name(name);
-        t->set_data_type(onnx::TensorProto::FLOAT);
-        t->add_dims(static_cast<int64_t>(values.size()));
-        for (float v : values) t->add_float_data(v);
-    }
-
-    void initializer_int64(const std::string& name, const std::vector<int64_t>& values) {
-        auto* t = model_.mutable_graph()->add_initializer();
-        t->set_name(name);
-        t->set_data_type(onnx::TensorProto::INT64);
-        t->add_dims(static_cast<int64_t>(values.size()));
-        for (int64_t v : values) t->add_int64_data(v);
-    }
-
-    Graph import(const std::string& output) {
-        model_.mutable_graph()->add_output()->set_name(output);
-        return import_onnx_bytes(model_.SerializeAsString(), "ops.onnx");
-    }
-
-private:
-    onnx::ModelProto model_;
-};
+Graph imported(OnnxBuilder& model, const std::string& output) {
+    model.output(output);
+    return model.import();
+}
 
 // The float engine's output for one image, checked against the reference on the way.
 std::vector<float> run_one(const Graph& g, const std::vector<float>& image) {
@@ -334,20 +267,20 @@ std::vector<float> run_one(const Graph& g, const std::vector<float>& image) {
 TEST_CASE("import ops: Concat along channels (axis 1 or -3) joins its inputs in order") {
     for (const int64_t axis : {1, -3}) {
         CAPTURE(axis);
-        Model m({2, 1, 2});
-        m.node("Relu", "relu", {"x"}, "r");
-        Model::attribute(m.node("Concat", "cat", {"x", "r", "x"}, "y"), "axis", axis);
-        const Graph g = m.import("y");
+        OnnxBuilder m({2, 1, 2}, 14);
+        m.node("Relu", "relu", {"x"}, {"r"});
+        OnnxBuilder::integer(m.node("Concat", "cat", {"x", "r", "x"}, {"y"}), "axis", axis);
+        const Graph g = imported(m, "y");
         REQUIRE(g.nodes.size() == 2);
         CHECK(g.nodes[1].op == Op::concat);
         CHECK(g.shapes.at("y") == std::vector<int64_t>{6, 1, 2});
         CHECK(run_one(g, {1, -2, 3, -4}) ==
               std::vector<float>{1, -2, 3, -4, 1, 0, 3, 0, 1, -2, 3, -4});
     }
-    Model one({2, 1, 2}); // a one-input Concat is removed like an Identity
-    Model::attribute(one.node("Concat", "cat", {"x"}, "c"), "axis", int64_t{1});
-    one.node("Relu", "relu", {"c"}, "y");
-    const Graph g = one.import("y");
+    OnnxBuilder one({2, 1, 2}, 14); // a one-input Concat is removed like an Identity
+    OnnxBuilder::integer(one.node("Concat", "cat", {"x"}, {"c"}), "axis", 1);
+    one.node("Relu", "relu", {"c"}, {"y"});
+    const Graph g = imported(one, "y");
     REQUIRE(g.nodes.size() == 1);
     CHECK(g.nodes[0].inputs == std::vector<std::string>{"x"});
 }
@@ -355,29 +288,29 @@ TEST_CASE("import ops: Concat along channels (axis 1 or -3) joins its inputs in 
 TEST_CASE("import ops: Concat on another axis is refused naming the node") {
     for (const int64_t axis : {2, 3, 0, -1}) {
         CAPTURE(axis);
-        Model m({2, 1, 2});
-        Model::attribute(m.node("Concat", "cat_h", {"x", "x"}, "y"), "axis", axis);
-        CHECK(contains(error_of([&] { m.import("y"); }),
-                       "ops.onnx: node 'cat_h' (Concat): concatenation along axis " +
+        OnnxBuilder m({2, 1, 2}, 14);
+        OnnxBuilder::integer(m.node("Concat", "cat_h", {"x", "x"}, {"y"}), "axis", axis);
+        CHECK(contains(error_of([&] { imported(m, "y"); }),
+                       "test.onnx: node 'cat_h' (Concat): concatenation along axis " +
                            std::to_string(axis) +
                            " is not supported; only along channels (axis 1 of [N, C, H, W])"));
     }
-    Model m({2, 1, 2});
-    m.node("Concat", "no_axis", {"x", "x"}, "y");
-    CHECK(contains(error_of([&] { m.import("y"); }), "node 'no_axis' (Concat): has no axis"));
+    OnnxBuilder m({2, 1, 2}, 14);
+    m.node("Concat", "no_axis", {"x", "x"}, {"y"});
+    CHECK(contains(error_of([&] { imported(m, "y"); }), "node 'no_axis' (Concat): has no axis"));
 }
 
 TEST_CASE("import ops: Sigmoid, HardSigmoid (default and PyTorch attributes) and HardSwish") {
     const std::vector<float> x{-4.0f, -1.0f, 0.0f, 2.0f};
-    Model m({1, 2, 2});
-    m.node("Sigmoid", "sig", {"x"}, "s");
-    m.node("HardSigmoid", "hsig_default", {"x"}, "h");
-    auto& torch_style = m.node("HardSigmoid", "hsig_torch", {"x"}, "t");
-    Model::attribute(torch_style, "alpha", 1.0f / 6.0f);
-    Model::attribute(torch_style, "beta", 0.5f);
-    m.node("HardSwish", "hswish", {"x"}, "w");
-    Model::attribute(m.node("Concat", "all", {"s", "h", "t", "w"}, "y"), "axis", int64_t{1});
-    const Graph g = m.import("y");
+    OnnxBuilder m({1, 2, 2}, 14);
+    m.node("Sigmoid", "sig", {"x"}, {"s"});
+    m.node("HardSigmoid", "hsig_default", {"x"}, {"h"});
+    auto& torch_style = m.node("HardSigmoid", "hsig_torch", {"x"}, {"t"});
+    OnnxBuilder::real(torch_style, "alpha", 1.0f / 6.0f);
+    OnnxBuilder::real(torch_style, "beta", 0.5f);
+    m.node("HardSwish", "hswish", {"x"}, {"w"});
+    OnnxBuilder::integer(m.node("Concat", "all", {"s", "h", "t", "w"}, {"y"}), "axis", 1);
+    const Graph g = imported(m, "y");
     CHECK(g.find_node("hsig_default")->alpha == 0.2f);
     CHECK(g.find_node("hsig_default")->beta == 0.5f);
     CHECK(g.find_node("hsig_torch")->alpha == 1.0f / 6.0f);
@@ -395,13 +328,13 @@ TEST_CASE("import ops: Sigmoid, HardSigmoid (default and PyTorch attributes) and
 }
 
 TEST_CASE("import ops: Mul of equal shapes and of a per-channel scale, either side") {
-    Model m({2, 1, 2});
-    m.node("GlobalAveragePool", "gap", {"x"}, "g");
-    m.node("Mul", "scale_first", {"g", "x"}, "a");
-    m.node("Mul", "scale_second", {"x", "g"}, "b");
-    m.node("Mul", "square", {"x", "x"}, "c");
-    Model::attribute(m.node("Concat", "all", {"a", "b", "c"}, "y"), "axis", int64_t{1});
-    const Graph g = m.import("y");
+    OnnxBuilder m({2, 1, 2}, 14);
+    m.node("GlobalAveragePool", "gap", {"x"}, {"g"});
+    m.node("Mul", "scale_first", {"g", "x"}, {"a"});
+    m.node("Mul", "scale_second", {"x", "g"}, {"b"});
+    m.node("Mul", "square", {"x", "x"}, {"c"});
+    OnnxBuilder::integer(m.node("Concat", "all", {"a", "b", "c"}, {"y"}), "axis", 1);
+    const Graph g = imported(m, "y");
     CHECK(g.find_node("scale_first")->op == Op::mul);
     CHECK(g.shapes.at("a") == std::vector<int64_t>{2, 1, 2});
     // x = [[1, 3], [2, 6]]: channel means 2 and 4.
@@ -410,35 +343,35 @@ TEST_CASE("import ops: Mul of equal shapes and of a per-channel scale, either si
 }
 
 TEST_CASE("import ops: Mul of incompatible shapes or by a constant is refused naming the node") {
-    Model bad({2, 2, 2});
-    bad.node("Relu", "relu", {"x"}, "r");
-    bad.node("GlobalAveragePool", "gap", {"r"}, "g");
-    Model::attribute(bad.node("Concat", "cat", {"g", "g"}, "gg"), "axis", int64_t{1});
-    bad.node("Mul", "se_scale", {"gg", "x"}, "y"); // [4, 1, 1] by [2, 2, 2]
-    CHECK(contains(error_of([&] { bad.import("y"); }),
-                   "ops.onnx: node 'se_scale' (mul): multiplies 4x1x1 by 2x2x2; the "
+    OnnxBuilder bad({2, 2, 2}, 14);
+    bad.node("Relu", "relu", {"x"}, {"r"});
+    bad.node("GlobalAveragePool", "gap", {"r"}, {"g"});
+    OnnxBuilder::integer(bad.node("Concat", "cat", {"g", "g"}, {"gg"}), "axis", 1);
+    bad.node("Mul", "se_scale", {"gg", "x"}, {"y"}); // [4, 1, 1] by [2, 2, 2]
+    CHECK(contains(error_of([&] { imported(bad, "y"); }),
+                   "test.onnx: node 'se_scale' (mul): multiplies 4x1x1 by 2x2x2; the "
                    "operands must have the same shape, or one must be Cx1x1 with the other's C"));
 
-    Model constant({2, 2, 2});
-    constant.initializer("k", {2.0f});
-    constant.node("Mul", "times_two", {"x", "k"}, "y");
-    CHECK(contains(error_of([&] { constant.import("y"); }),
+    OnnxBuilder constant({2, 2, 2}, 14);
+    constant.initializer("k", Tensor({1}, 2.0f));
+    constant.node("Mul", "times_two", {"x", "k"}, {"y"});
+    CHECK(contains(error_of([&] { imported(constant, "y"); }),
                    "node 'times_two' (Mul): multiplies by the constant 'k'"));
 }
 
 TEST_CASE("import ops: a Pad by zero (densenet's, before its average pools) is removed") {
-    Model m({2, 2, 2});
-    m.initializer_int64("pads", {0, 0, 0, 0, 0, 0, 0, 0});
-    m.node("Pad", "no_pad", {"x", "pads"}, "p");
-    m.node("Relu", "relu", {"p"}, "y");
-    const Graph g = m.import("y");
+    OnnxBuilder m({2, 2, 2}, 14);
+    m.int64_initializer("pads", {0, 0, 0, 0, 0, 0, 0, 0});
+    m.node("Pad", "no_pad", {"x", "pads"}, {"p"});
+    m.node("Relu", "relu", {"p"}, {"y"});
+    const Graph g = imported(m, "y");
     REQUIRE(g.nodes.size() == 1);
     CHECK(g.nodes[0].inputs == std::vector<std::string>{"x"});
 
-    Model real({2, 2, 2});
-    real.initializer_int64("pads", {0, 0, 1, 1, 0, 0, 1, 1});
-    real.node("Pad", "pad_hw", {"x", "pads"}, "y");
-    CHECK(contains(error_of([&] { real.import("y"); }),
+    OnnxBuilder real({2, 2, 2}, 14);
+    real.int64_initializer("pads", {0, 0, 1, 1, 0, 0, 1, 1});
+    real.node("Pad", "pad_hw", {"x", "pads"}, {"y"});
+    CHECK(contains(error_of([&] { imported(real, "y"); }),
                    "node 'pad_hw' (Pad): pads [0, 0, 1, 1, 0, 0, 1, 1] are not supported; only a "
                    "Pad by zero"));
 }
