@@ -6,6 +6,7 @@
 #include "evaluator/base/error.h"
 #include "evaluator/engine/inference.h"
 #include "evaluator/engine/quantized_network.h"
+#include "evaluator/io/onnx_export_quantized.h"
 #include "evaluator/io/onnx_io.h"
 #include "evaluator/quant/activation_range.h"
 #include "evaluator/ref/quantized_reference.h"
@@ -22,6 +23,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -374,4 +376,29 @@ TEST_CASE("import ops: a Pad by zero (densenet's, before its average pools) is r
     CHECK(contains(error_of([&] { imported(real, "y"); }),
                    "node 'pad_hw' (Pad): pads [0, 0, 1, 1, 0, 0, 1, 1] are not supported; only a "
                    "Pad by zero"));
+}
+
+TEST_CASE("import ops: the quantized export writes the new ops as float ops, hard swish by opset") {
+    for (const char* op : every_op) {
+        CAPTURE(op);
+        const Setup s(graph_around(op));
+        for (const int opset : {13, 21}) {
+            CAPTURE(opset);
+            QuantizedExportInfo info;
+            info.source_model_sha256 = std::string(64, 'a');
+            info.opset = opset;
+            const QuantizedModel exported =
+                export_quantized_onnx_bytes(s.graph, BitPolicy::uniform(s.graph, 8, 8),
+                                            s.cache->quantizer(), *s.calibration, info);
+            onnx::ModelProto model;
+            REQUIRE(model.ParseFromString(exported.bytes));
+            std::map<std::string, int> types;
+            for (const auto& node : model.graph().node()) ++types[node.op_type()];
+            // HardSwish is opset 14: at 13 it is x * HardSigmoid(x).
+            CHECK(types.count("HardSwish") == (opset >= 14 ? 1u : 0u));
+            CHECK(types.count("HardSigmoid") >= (opset >= 14 ? 0u : 1u));
+            if (std::string(op) == "concat") CHECK(types["Concat"] == 1);
+            if (std::string(op) == "silu") CHECK(types["Sigmoid"] == 1);
+        }
+    }
 }
