@@ -185,6 +185,25 @@ public:
 
     std::string flatten(const std::string& in) { return add_node(start(Op::flatten, {in})); }
 
+    std::string concat(std::vector<std::string> values) {
+        return add_node(start(Op::concat, std::move(values)));
+    }
+
+    std::string sigmoid(const std::string& in) { return add_node(start(Op::sigmoid, {in})); }
+
+    std::string hard_sigmoid(const std::string& in, float alpha = 0.2f, float beta = 0.5f) {
+        Node n = start(Op::hard_sigmoid, {in});
+        n.alpha = alpha;
+        n.beta = beta;
+        return add_node(std::move(n));
+    }
+
+    std::string hard_swish(const std::string& in) { return add_node(start(Op::hard_swish, {in})); }
+
+    std::string mul(const std::string& a, const std::string& b) {
+        return add_node(start(Op::mul, {a, b}));
+    }
+
     // The finished graph with `output` as its logits; shapes inferred.
     Graph finish(const std::string& output) {
         Graph g = graph_;

@@ -113,34 +113,97 @@ void NodeBuilder::build_pool(PlanMemory& plan, const Stage& stage,
     plan.values[stage.output] = dst;
 }
 
-void NodeBuilder::build_add(PlanMemory& plan, const Stage& stage,
-                            std::vector<Step>& steps) const {
+// The operand oneDNN's binary reads as src0: the full-size one. oneDNN broadcasts only src1, so
+// a squeeze-excitation scale [C, 1, 1] goes second whichever side ONNX put it on (mul commutes).
+std::pair<std::string, std::string> NodeBuilder::binary_operands(const Node& node) const {
+    const std::string &a = node.inputs.at(0), &b = node.inputs.at(1);
+    if (Tensor::count(graph_.shapes.at(a)) < Tensor::count(graph_.shapes.at(b))) return {b, a};
+    return {a, b};
+}
+
+// Add and mul: equal shapes read src1 in src0's layout; a broadcast src1 {N, C, 1, 1} is offered
+// plain first (one value per channel), then in the layout oneDNN picks for it.
+void NodeBuilder::build_binary(PlanMemory& plan, const Stage& stage,
+                               std::vector<Step>& steps) const {
     const Node& node = *stage.node;
-    const memory a = plan.values.at(node.inputs.at(0));
-    const memory b = as_layout(plan, steps, node.inputs.at(1), a.get_desc());
+    const auto [first, second] = binary_operands(node);
+    const memory a = plan.values.at(first);
+    const memory::dims b_dims = with_batch(plan.n, graph_.shapes.at(second));
+    const bool broadcast = b_dims != a.get_desc().dims();
     using binary = dnnl::binary;
-    const binary::desc desc(dnnl::algorithm::binary_add, a.get_desc(), b.get_desc(), a.get_desc());
-    const binary::primitive_desc pd(desc, attr_with(eltwise_post_op(stage.eltwise)), engine_);
+    const auto algo =
+        node.op == Op::mul ? dnnl::algorithm::binary_mul : dnnl::algorithm::binary_add;
+    const memory::desc tries[] = {broadcast ? plain_desc(b_dims) : a.get_desc(),
+                                  memory::desc(b_dims, memory::data_type::f32, tag::any)};
+    const auto pd = first_fast<binary::primitive_desc>(
+        broadcast ? 2 : 1,
+        [&](size_t i) {
+            const binary::desc desc(algo, a.get_desc(), tries[i], a.get_desc());
+            return binary::primitive_desc(desc, attr_with(eltwise_post_op(stage.eltwise)),
+                                          engine_);
+        },
+        [](const binary::primitive_desc& p) { return is_reference_impl(p); });
+    const memory b = as_layout(plan, steps, second, pd.src_desc(1));
     memory dst(pd.dst_desc(), engine_);
     steps.push_back({binary(pd), {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, b}, {DNNL_ARG_DST, dst}}});
     plan.values[node.output] = dst;
     plan.values[stage.output] = dst;
 }
 
+// Channel concatenation of the inputs in the layouts they have; oneDNN picks the output layout.
+void NodeBuilder::build_concat(PlanMemory& plan, const Stage& stage,
+                               std::vector<Step>& steps) const {
+    const Node& node = *stage.node;
+    std::vector<memory::desc> srcs;
+    for (const std::string& value : node.inputs) srcs.push_back(plan.values.at(value).get_desc());
+    const dnnl::concat::primitive_desc pd(1, srcs, engine_);
+    memory dst(pd.dst_desc(), engine_);
+    std::unordered_map<int, memory> args{{DNNL_ARG_DST, dst}};
+    for (size_t i = 0; i < node.inputs.size(); ++i)
+        args[DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i)] = plan.values.at(node.inputs[i]);
+    steps.push_back({dnnl::concat(pd), std::move(args)});
+    plan.values[stage.output] = dst;
+}
+
+namespace {
+
+struct EltwiseStep {
+    dnnl::algorithm algorithm;
+    float alpha = 0.0f, beta = 0.0f;
+};
+
+// The oneDNN eltwise passes computing a unary op. oneDNN 2.6 has no hard sigmoid (its hardswish
+// takes no alpha / beta): that one is a linear pass, alpha * x + beta, then a clip to [0, 1].
+std::vector<EltwiseStep> eltwise_steps(const Node& node) {
+    using algo = dnnl::algorithm;
+    switch (node.op) {
+    case Op::relu: return {{algo::eltwise_relu}};
+    case Op::clip: return {{algo::eltwise_clip, node.clip_min, node.clip_max}};
+    case Op::sigmoid: return {{algo::eltwise_logistic}};
+    case Op::hard_swish: return {{algo::eltwise_hardswish}};
+    case Op::hard_sigmoid:
+        return {{algo::eltwise_linear, node.alpha, node.beta}, {algo::eltwise_clip, 0.0f, 1.0f}};
+    default:
+        throw Error("node '" + node.name + "' (" + op_name(node.op) + ") is not an eltwise op");
+    }
+}
+
+} // namespace
+
 void NodeBuilder::build_eltwise(PlanMemory& plan, const Stage& stage,
                                 std::vector<Step>& steps) const {
     const Node& node = *stage.node;
-    const memory src = plan.values.at(node.inputs[0]);
+    memory src = plan.values.at(node.inputs[0]);
     using eltwise = dnnl::eltwise_forward;
-    const bool relu = node.op == Op::relu;
-    const eltwise::desc desc(dnnl::prop_kind::forward_inference,
-                             relu ? dnnl::algorithm::eltwise_relu : dnnl::algorithm::eltwise_clip,
-                             src.get_desc(), relu ? 0.0f : node.clip_min,
-                             relu ? 0.0f : node.clip_max);
-    const eltwise::primitive_desc pd(desc, engine_);
-    memory dst(pd.dst_desc(), engine_);
-    steps.push_back({eltwise(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}});
-    plan.values[stage.output] = dst;
+    for (const EltwiseStep& step : eltwise_steps(node)) {
+        const eltwise::desc desc(dnnl::prop_kind::forward_inference, step.algorithm,
+                                 src.get_desc(), step.alpha, step.beta);
+        const eltwise::primitive_desc pd(desc, engine_);
+        memory dst(pd.dst_desc(), engine_);
+        steps.push_back({eltwise(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}});
+        src = dst;
+    }
+    plan.values[stage.output] = src;
 }
 
 void NodeBuilder::build_flatten(PlanMemory& plan, const Stage& stage,

@@ -7,7 +7,8 @@
 //     becomes its eltwise post-op; optionally an add that is a conv's sole reader becomes the
 //     conv's sum post-op (the float engine accumulates in place; the quantized network keeps
 //     every value intact for its activation cuts, so it does not);
-//   - NodeBuilder: pooling, add, ReLU / Clip and flatten, with the reorders between layouts;
+//   - NodeBuilder: pooling, add / mul, concat, the unary activations (ReLU, Clip, sigmoid, hard
+//     sigmoid, hard swish) and flatten, with the reorders between layouts;
 //   - conv_geometry and first_fast: a conv's oneDNN dimensions, and the layout ladder that offers
 //     oneDNN layouts in order and keeps the first that is not its slow reference kernel.
 // Internal to evaluator/.
@@ -86,7 +87,11 @@ public:
     void begin(PlanMemory& plan, int64_t n) const;
 
     void build_pool(PlanMemory& plan, const Stage& stage, std::vector<Step>& steps) const;
-    void build_add(PlanMemory& plan, const Stage& stage, std::vector<Step>& steps) const;
+    // add and mul (with a fused ReLU / Clip for add); mul may broadcast a [C, 1, 1] operand.
+    void build_binary(PlanMemory& plan, const Stage& stage, std::vector<Step>& steps) const;
+    // concat along channels, N inputs.
+    void build_concat(PlanMemory& plan, const Stage& stage, std::vector<Step>& steps) const;
+    // relu, clip, sigmoid, hard_sigmoid, hard_swish.
     void build_eltwise(PlanMemory& plan, const Stage& stage, std::vector<Step>& steps) const;
     // Free when only inner products read it (they take the 4-D memory directly); otherwise the
     // value is laid out row-major and viewed as [n, features].
@@ -101,6 +106,8 @@ public:
     memory row_major_view(PlanMemory& plan, std::vector<Step>& steps, const memory& source) const;
 
 private:
+    std::pair<std::string, std::string> binary_operands(const Node& node) const;
+
     const Graph& graph_;
     const Readers& readers_;
     dnnl::engine engine_;

@@ -131,9 +131,14 @@ std::unique_ptr<Plan> InferenceEngine::Impl::build_plan(int64_t n) {
             case Op::max_pool:
             case Op::average_pool:
             case Op::global_average_pool: nodes->build_pool(*plan, stage, plan->steps); break;
-            case Op::add: nodes->build_add(*plan, stage, plan->steps); break;
+            case Op::add:
+            case Op::mul: nodes->build_binary(*plan, stage, plan->steps); break;
+            case Op::concat: nodes->build_concat(*plan, stage, plan->steps); break;
             case Op::relu:
-            case Op::clip: nodes->build_eltwise(*plan, stage, plan->steps); break;
+            case Op::clip:
+            case Op::sigmoid:
+            case Op::hard_sigmoid:
+            case Op::hard_swish: nodes->build_eltwise(*plan, stage, plan->steps); break;
             case Op::batch_norm: build_batch_norm(*plan, stage); break;
             case Op::flatten: nodes->build_flatten(*plan, stage, plan->steps); break;
             }

@@ -6,7 +6,9 @@
 //     Clip that is the sole reader of a conv, fully connected or add output fused into it as an
 //     eltwise post-op. Every stage writes its own float32 buffer and nothing is computed in
 //     place, so all values before a cut are still intact after run() (capture() copies them)
-//     and a resume reproduces run() bit for bit. Non-layer nodes are graph_builder.h's.
+//     and a resume reproduces run() bit for bit. Non-layer nodes (pooling, add, mul, concat,
+//     the activations) are graph_builder.h's and run on float32 on every path: code chains
+//     (code_chains.h) pass through max pools and flattens only, so no codes cross them.
 //   - Plans (per batch size): the oneDNN primitives and buffers. A quantizable layer has two
 //     oneDNN variants, built on first use: `float` (f32 conv on quantize-dequantized weights,
 //     reading the fake-quantized input) and `integer` (int8 conv reading the input's codes, f32
@@ -476,9 +478,14 @@ std::unique_ptr<Plan> QuantizedNetwork::Impl::build_plan(int64_t n) {
             case Op::max_pool:
             case Op::average_pool:
             case Op::global_average_pool: nodes->build_pool(*plan, stage, steps); break;
-            case Op::add: nodes->build_add(*plan, stage, steps); break;
+            case Op::add:
+            case Op::mul: nodes->build_binary(*plan, stage, steps); break;
+            case Op::concat: nodes->build_concat(*plan, stage, steps); break;
             case Op::relu:
-            case Op::clip: nodes->build_eltwise(*plan, stage, steps); break;
+            case Op::clip:
+            case Op::sigmoid:
+            case Op::hard_sigmoid:
+            case Op::hard_swish: nodes->build_eltwise(*plan, stage, steps); break;
             case Op::flatten: nodes->build_flatten(*plan, stage, steps); break;
             case Op::batch_norm: throw Error(where(node) + ": unexpected batch_norm");
             }

@@ -156,6 +156,12 @@ private:
 
     void emit_layer(const Node& node, const LayerPlan& layer, const std::string& out);
     void emit_float_node(const Node& node, const std::string& out);
+    void emit_hard_swish_opset13(const Node& node, const std::vector<std::string>& inputs,
+                                 const std::string& out);
+    static void set_hard_sigmoid(onnx::NodeProto* proto, float alpha, float beta) {
+        OnnxBuilder::set_float(proto, "alpha", alpha);
+        OnnxBuilder::set_float(proto, "beta", beta);
+    }
     static void set_window(onnx::NodeProto* proto, const Node& node) {
         OnnxBuilder::set_ints(proto, "kernel_shape", {node.kernel[0], node.kernel[1]});
         OnnxBuilder::set_ints(proto, "strides", {node.stride[0], node.stride[1]});
@@ -196,7 +202,10 @@ void QdqEmitter::emit_float_node(const Node& node, const std::string& out) {
     static const std::map<Op, const char*> types = {
         {Op::relu, "Relu"}, {Op::clip, "Clip"}, {Op::max_pool, "MaxPool"},
         {Op::average_pool, "AveragePool"}, {Op::global_average_pool, "GlobalAveragePool"},
-        {Op::add, "Add"}, {Op::flatten, "Flatten"}};
+        {Op::add, "Add"}, {Op::flatten, "Flatten"}, {Op::concat, "Concat"},
+        {Op::sigmoid, "Sigmoid"}, {Op::hard_sigmoid, "HardSigmoid"}, {Op::hard_swish, "HardSwish"},
+        {Op::mul, "Mul"}};
+    if (node.op == Op::hard_swish && opset_ < 14) return emit_hard_swish_opset13(node, inputs, out);
     auto type = types.find(node.op);
     if (type == types.end())
         throw Error("export: node '" + node.name + "' (" + op_name(node.op) +
@@ -209,7 +218,17 @@ void QdqEmitter::emit_float_node(const Node& node, const std::string& out) {
     if (node.op == Op::max_pool || node.op == Op::average_pool) set_window(proto, node);
     if (node.op == Op::average_pool)
         OnnxBuilder::set_int(proto, "count_include_pad", node.count_include_pad ? 1 : 0);
-    if (node.op == Op::flatten) OnnxBuilder::set_int(proto, "axis", 1);
+    if (node.op == Op::flatten || node.op == Op::concat) OnnxBuilder::set_int(proto, "axis", 1);
+    if (node.op == Op::hard_sigmoid) set_hard_sigmoid(proto, node.alpha, node.beta);
+}
+
+// HardSwish is opset 14; before it, x * HardSigmoid(x) with alpha 1/6, beta 1/2 is the same op.
+void QdqEmitter::emit_hard_swish_opset13(const Node& node, const std::vector<std::string>& inputs,
+                                         const std::string& out) {
+    onnx::NodeProto* gate =
+        b_.add_node("HardSigmoid", node.name + ".gate", inputs, node.name + ".gate");
+    set_hard_sigmoid(gate, 1.0f / 6.0f, 0.5f);
+    b_.add_node_to("Mul", node.name, {inputs.at(0), gate->output(0)}, out);
 }
 
 void add_metadata(onnx::ModelProto& model, const std::string& key, const std::string& value) {

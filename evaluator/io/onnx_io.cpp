@@ -30,12 +30,14 @@ static_assert(std::endian::native == std::endian::little,
 constexpr int64_t min_opset = 6; // Clip with attributes (opsets 6..10) is still read
 constexpr int64_t max_opset = 17;
 constexpr int64_t export_opset = 13;
+constexpr int64_t hard_swish_opset = 14; // HardSwish first appears in opset 14
 constexpr int64_t export_ir_version = 7;
 
 constexpr const char* supported_ops =
     "Conv, Gemm, MatMul (optionally followed by Add of a 1-D constant), BatchNormalization, Relu, "
-    "Clip, MaxPool, AveragePool, GlobalAveragePool, ReduceMean (over H and W), Add, Flatten, "
-    "Reshape (to 2-D), Identity, "
+    "Clip, MaxPool, AveragePool, GlobalAveragePool, ReduceMean (over H and W), Add, "
+    "Mul (equal shapes, or [N, C, 1, 1] by [N, C, H, W]), Concat (along channels), Sigmoid, "
+    "HardSigmoid, HardSwish, Flatten, Reshape (to 2-D), Identity, Pad (by zero), "
     "Dropout, Constant, Softmax (as the last node)";
 
 std::string read_whole_file(const std::string& path, const std::string& what_for_errors) {
@@ -604,6 +606,20 @@ private:
         graph_.nodes.push_back(std::move(node));
     }
 
+    // Adds a node whose output shape the IR's shape rules give (mps::Error naming the node when
+    // its inputs do not fit them).
+    void add_checked_node(Node node) {
+        std::vector<std::vector<int64_t>> in;
+        for (const std::string& value : node.inputs) in.push_back(shape_of(value));
+        std::vector<int64_t> shape;
+        try {
+            shape = output_shape(node, in);
+        } catch (const Error& e) {
+            fail(e.what());
+        }
+        add_node(std::move(node), std::move(shape));
+    }
+
     // Input per-image shape, required to be {C, H, W}.
     const std::vector<int64_t>& image_shape(const Node& node) const {
         const auto& shape = shape_of(node.inputs[0]);
@@ -699,11 +715,17 @@ private:
         if (op == "AveragePool") return convert_pool(Op::average_pool, proto);
         if (op == "GlobalAveragePool") return convert_global_average_pool(proto);
         if (op == "Add") return convert_add(proto);
+        if (op == "Mul") return convert_mul(proto);
+        if (op == "Concat") return convert_concat(proto);
+        if (op == "Sigmoid") return convert_elementwise(Op::sigmoid, proto);
+        if (op == "HardSigmoid") return convert_hard_sigmoid(proto);
+        if (op == "HardSwish") return convert_elementwise(Op::hard_swish, proto);
         if (op == "Flatten") return convert_flatten(proto);
         if (op == "ReduceMean") return convert_reduce_mean(proto);
         if (op == "Reshape") return convert_reshape(proto);
         if (op == "Identity" && is_constant(proto.output(0))) return; // a constant's alias
         if (op == "Identity" || op == "Dropout") return remove(proto);
+        if (op == "Pad") return convert_pad(proto);
         if (op == "Softmax") return convert_softmax(proto);
         fail_node("op type '" + op +
                   "' is not supported; supported ops: " + std::string(supported_ops));
@@ -919,6 +941,44 @@ private:
         add_node(std::move(node), shape);
     }
 
+    // Mul of two activations (SiLU's x * sigmoid(x), squeeze-excitation's per-channel scale).
+    void convert_mul(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 2, 2);
+        for (const auto& input : proto.input()) {
+            if (!is_constant(input)) continue;
+            fail_node("multiplies by the constant '" + input +
+                      "'; only products of two computed values are supported");
+        }
+        Node node = make_node(Op::mul, proto);
+        node.inputs.push_back(activation(proto.input(1)));
+        add_checked_node(std::move(node));
+    }
+
+    // Concat along channels only: axis 1 (or -3) of [N, C, H, W]. One input is no concatenation
+    // and is removed like an Identity.
+    void convert_concat(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 1, std::numeric_limits<int>::max());
+        if (!attribute(proto, "axis", onnx::AttributeProto::INT)) fail_node("has no axis attribute");
+        const int64_t axis = attr_int(proto, "axis", 1);
+        if (axis != 1 && axis != -3)
+            fail_node("concatenation along axis " + std::to_string(axis) +
+                      " is not supported; only along channels (axis 1 of [N, C, H, W])");
+        if (proto.input_size() == 1) return remove(proto);
+        Node node = make_node(Op::concat, proto);
+        for (int i = 1; i < proto.input_size(); ++i)
+            node.inputs.push_back(activation(proto.input(i)));
+        add_checked_node(std::move(node));
+    }
+
+    void convert_hard_sigmoid(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 1, 1);
+        Node node = make_node(Op::hard_sigmoid, proto);
+        node.alpha = attr_float(proto, "alpha", 0.2f);
+        node.beta = attr_float(proto, "beta", 0.5f);
+        auto shape = shape_of(node.inputs[0]);
+        add_node(std::move(node), shape);
+    }
+
     void convert_flatten(const onnx::NodeProto& proto) {
         expect_inputs(proto, 1, 1);
         Node node = make_node(Op::flatten, proto);
@@ -975,6 +1035,18 @@ private:
         add_node(std::move(node), {size});
     }
 
+    // A Pad by zero everywhere changes nothing: PyTorch writes one before densenet's average
+    // pools. Real padding would have to move into the next window op, which is not done.
+    void convert_pad(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 1, 4);
+        const std::vector<int64_t> pads =
+            proto.input_size() > 1 && !proto.input(1).empty() ? int_values(proto.input(1), "pads")
+                                                              : attr_ints(proto, "pads", {});
+        if (std::any_of(pads.begin(), pads.end(), [](int64_t p) { return p != 0; }))
+            fail_node("pads " + join(pads) + " are not supported; only a Pad by zero (removed)");
+        remove(proto);
+    }
+
     void remove(const onnx::NodeProto& proto) {
         expect_inputs(proto, 1, 3);
         expect_single_output(proto);
@@ -1012,6 +1084,13 @@ Graph import_model(const std::string& bytes, const std::string& name, const std:
 // Export
 // ------------------------------------------------------------------------------------------------
 
+// Opset 13 unless the graph needs a later op: files stay readable by older runtimes.
+int64_t export_opset_for(const Graph& graph) {
+    for (const Node& node : graph.nodes)
+        if (node.op == Op::hard_swish) return hard_swish_opset;
+    return export_opset;
+}
+
 class Exporter {
 public:
     explicit Exporter(const Graph& graph) : graph_(graph) {}
@@ -1028,7 +1107,7 @@ public:
         model.set_producer_version("0.1");
         auto* opset = model.add_opset_import();
         opset->set_domain("");
-        opset->set_version(export_opset);
+        opset->set_version(export_opset_for(graph_));
         graph_proto_ = model.mutable_graph();
         graph_proto_->set_name("mpsearch");
         name_values();
@@ -1169,6 +1248,18 @@ private:
             proto->set_op_type("Flatten");
             set_int(proto, "axis", 1);
             break;
+        case Op::concat:
+            proto->set_op_type("Concat");
+            set_int(proto, "axis", 1);
+            break;
+        case Op::sigmoid: proto->set_op_type("Sigmoid"); break;
+        case Op::hard_sigmoid:
+            proto->set_op_type("HardSigmoid");
+            set_float(proto, "alpha", node.alpha);
+            set_float(proto, "beta", node.beta);
+            break;
+        case Op::hard_swish: proto->set_op_type("HardSwish"); break;
+        case Op::mul: proto->set_op_type("Mul"); break;
         }
     }
 

@@ -12,9 +12,14 @@
 //   MaxPool, AveragePool (ceil_mode as PyTorch's output size, by more end padding; refused for
 //   an AveragePool with count_include_pad=1 where it adds a window), GlobalAveragePool, Add
 //   ReduceMean over axes {2, 3} -> global_average_pool (+ flatten without keepdims)
+//   Concat (axis 1 or -3, two or more inputs; one input is removed)         -> concat
+//   Mul of two activations (same shape, or [N, C, 1, 1] by [N, C, H, W])     -> mul
+//   Sigmoid, HardSigmoid (alpha, beta; defaults 0.2, 0.5), HardSwish         -> sigmoid,
+//     hard_sigmoid, hard_swish
 //   Flatten (axis 1), Reshape to 2-D [*, per-image size]                    -> flatten
-//   Identity, Dropout, a trailing Softmax: removed (the graph outputs logits); an Identity of a
-//   constant is that constant (PyTorch feeds shared equal tensors to convs that way)
+//   Identity, Dropout, Pad by zero everywhere, a trailing Softmax: removed (the graph outputs
+//   logits); an Identity of a constant is that constant (PyTorch feeds shared equal tensors to
+//   convs that way)
 //   Constant: read as a value (weights, Clip bounds, Reshape shapes)
 // Everything else is an mps::Error naming the file, the node, its op type and the supported ops.
 // Node names come from the ONNX node names; unnamed nodes are named "<OpType>_<index in the ONNX
@@ -22,10 +27,11 @@
 // or external data next to the model file). Nodes that do not contribute to the output are dropped.
 // The result is topologically sorted and has passed infer_shapes().
 //
-// Export writes opset 13 (ir_version 7, producer "mpsearch"): graph input "input" [batch, C, H, W],
-// output "logits" [batch, classes], one ONNX node per IR node with the same name (conv -> Conv,
-// fully_connected -> Gemm transB=1, batch_norm -> BatchNormalization, clip -> Clip with min/max
-// initializer inputs, flatten -> Flatten axis 1). Parameters are stored as raw float32 initializers
+// Export writes opset 13 (14 when the graph has a hard_swish: HardSwish is opset 14; ir_version 7,
+// producer "mpsearch"): graph input "input" [batch, C, H, W], output "logits" [batch, classes],
+// one ONNX node per IR node with the same name (conv -> Conv, fully_connected -> Gemm transB=1,
+// batch_norm -> BatchNormalization, clip -> Clip with min/max initializer inputs, flatten ->
+// Flatten axis 1, concat -> Concat axis 1, hard_sigmoid -> HardSigmoid with alpha and beta). Parameters are stored as raw float32 initializers
 // named "<node>.weight", "<node>.bias", "<node>.mean", "<node>.var", so import(export(g)) == g
 // bit for bit (with the graph input and output values renamed "input" and "logits").
 #include "evaluator/ir/graph.h"

@@ -20,8 +20,31 @@ const char* op_name(Op op) {
     case Op::global_average_pool: return "global_average_pool";
     case Op::add: return "add";
     case Op::flatten: return "flatten";
+    case Op::concat: return "concat";
+    case Op::sigmoid: return "sigmoid";
+    case Op::hard_sigmoid: return "hard_sigmoid";
+    case Op::hard_swish: return "hard_swish";
+    case Op::mul: return "mul";
     }
     return "unknown";
+}
+
+bool accepts_inputs(Op op, size_t count) {
+    switch (op) {
+    case Op::add:
+    case Op::mul: return count == 2;
+    case Op::concat: return count >= 2;
+    default: return count == 1;
+    }
+}
+
+const char* expected_inputs_text(Op op) {
+    switch (op) {
+    case Op::add:
+    case Op::mul: return "2";
+    case Op::concat: return "2 or more";
+    default: return "1";
+    }
 }
 
 const Node* Graph::find_node(const std::string& name) const {
@@ -117,6 +140,37 @@ std::vector<int64_t> batch_norm_shape(const Node& node, const std::vector<int64_
     return in;
 }
 
+// Channels add up; every input must be CxHxW with the first input's H and W.
+std::vector<int64_t> concat_shape(const Node& node, const std::vector<std::vector<int64_t>>& in) {
+    std::vector<int64_t> out = in[0];
+    if (out.size() != 3) fail(node, "joins CxHxW values along channels; input 0 is " +
+                                        dims_text(in[0]));
+    for (size_t i = 1; i < in.size(); ++i) {
+        if (in[i].size() != 3 || in[i][1] != out[1] || in[i][2] != out[2])
+            fail(node, "input " + std::to_string(i) + " is " + dims_text(in[i]) +
+                           " but input 0 is " + dims_text(in[0]) +
+                           "; channel concatenation needs equal H and W");
+        out[0] += in[i][0];
+    }
+    return out;
+}
+
+// The larger operand's shape: equal shapes, or a per-channel [C, 1, 1] scale (either operand)
+// against [C, H, W] - the squeeze-excitation product.
+std::vector<int64_t> mul_shape(const Node& node, const std::vector<int64_t>& a,
+                               const std::vector<int64_t>& b) {
+    if (a == b) return a;
+    const bool a_scales_b = a.size() == 3 && b.size() == 3 && a[0] == b[0] && a[1] == 1 && a[2] == 1;
+    const bool b_scales_a = a.size() == 3 && b.size() == 3 && a[0] == b[0] && b[1] == 1 && b[2] == 1;
+    if (a_scales_b) return b;
+    if (b_scales_a) return a;
+    fail(node, "multiplies " + dims_text(a) + " by " + dims_text(b) +
+                   "; the operands must have the same shape, or one must be Cx1x1 with the "
+                   "other's C");
+}
+
+} // namespace
+
 std::vector<int64_t> output_shape(const Node& node,
                                   const std::vector<std::vector<int64_t>>& in) {
     switch (node.op) {
@@ -136,21 +190,22 @@ std::vector<int64_t> output_shape(const Node& node,
                            "; both operands must have the same shape");
         return in[0];
     case Op::flatten: return {Tensor::count(in[0])};
+    case Op::concat: return concat_shape(node, in);
+    case Op::sigmoid:
+    case Op::hard_sigmoid:
+    case Op::hard_swish: return in[0];
+    case Op::mul: return mul_shape(node, in[0], in[1]);
     }
     fail(node, "unknown op");
 }
-
-size_t expected_inputs(Op op) { return op == Op::add ? 2 : 1; }
-
-} // namespace
 
 void infer_shapes(Graph& graph) {
     graph.shapes.clear();
     graph.shapes[graph.input] = graph.input_shape;
     for (const Node& node : graph.nodes) {
-        if (node.inputs.size() != expected_inputs(node.op))
+        if (!accepts_inputs(node.op, node.inputs.size()))
             fail(node, "has " + std::to_string(node.inputs.size()) + " inputs, expected " +
-                           std::to_string(expected_inputs(node.op)));
+                           expected_inputs_text(node.op));
         std::vector<std::vector<int64_t>> in;
         for (const std::string& v : node.inputs) {
             auto it = graph.shapes.find(v);

@@ -2,7 +2,8 @@
 // Graph: the model IR every part of mpsearch shares (import, export, inference, training, costs).
 //
 // A CNN is a list of nodes in topological order over named values. Each node has one output value
-// and reads one or two input values; parameters live inside the node. Batch size is not part of
+// and reads one input value, two for add and mul, or two or more for concat (accepts_inputs());
+// parameters live inside the node. Batch size is not part of
 // the graph: shapes are per image ({C, H, W} or {C}), the batch dimension is added by the engines.
 //
 // Contract:
@@ -31,16 +32,27 @@ enum class Op {
     global_average_pool, // NCHW -> NC11
     add,                 // elementwise sum of two values of the same shape
     flatten,             // NCHW -> N(C*H*W)
+    concat,              // two or more CxHxW values joined along channels (equal H and W)
+    sigmoid,             // 1 / (1 + exp(-x))
+    hard_sigmoid,        // clamp(alpha * x + beta, 0, 1)
+    hard_swish,          // x * clamp(x / 6 + 1 / 2, 0, 1) (ONNX HardSwish)
+    mul,                 // elementwise product: same shapes, or a [C, 1, 1] scale times [C, H, W]
 };
 
 const char* op_name(Op op);
+
+// Whether `op` reads `count` input values: two for add and mul, at least two for concat, one for
+// every other op. The engines, the reference and the trainer all check inputs with it.
+bool accepts_inputs(Op op, size_t count);
+// The input count accepts_inputs() wants, as words for messages ("1", "2", "2 or more").
+const char* expected_inputs_text(Op op);
 
 using Dims2 = std::array<int64_t, 2>;
 
 struct Node {
     std::string name;
     Op op = Op::relu;
-    std::vector<std::string> inputs; // value names: one, or two for add
+    std::vector<std::string> inputs; // value names: see accepts_inputs()
     std::string output;              // value name
 
     // conv, max_pool, average_pool
@@ -58,6 +70,10 @@ struct Node {
 
     // batch_norm
     float epsilon = 1e-5f;
+
+    // hard_sigmoid: ONNX defaults (PyTorch exports alpha = 1/6)
+    float alpha = 0.2f;
+    float beta = 0.5f;
 
     // parameters (empty when the op has none; conv bias may be empty)
     Tensor weight; // conv OIHW, fully_connected [out, in], batch_norm gamma [C]
@@ -82,6 +98,11 @@ struct Graph {
     int consumers(const std::string& value) const;
 };
 
+// The per-image shape of `node`'s output given its inputs' shapes (as many as the node reads);
+// throws mps::Error naming the node on a mismatch. infer_shapes() applies it node by node; the
+// ONNX importer uses it to reject a node as soon as it reads it.
+std::vector<int64_t> output_shape(const Node& node, const std::vector<std::vector<int64_t>>& in);
+
 // Computes `shapes` for every value and checks parameter shapes against them. Throws mps::Error
 // naming the node and the mismatch (e.g. a conv whose weight expects 3 input channels fed 1).
 void infer_shapes(Graph& graph);
@@ -93,10 +114,12 @@ void infer_shapes(Graph& graph);
 // that cannot be folded is an error (mps::Error naming it). Re-runs infer_shapes().
 void fold_batch_norm(Graph& graph);
 
-// Conv and fully connected layers: the layers a bit-width policy assigns bits to.
+// Conv and fully connected layers: the layers a bit-width policy assigns bits to. Every other op,
+// including concat, mul and the sigmoid family, runs on float32 values in every engine.
 bool is_quantizable(const Node& node);
 
-// Multiply-accumulates per image of one conv / fully connected node (0 for other ops).
+// Multiply-accumulates per image of one conv / fully connected node (0 for other ops: the
+// elementwise mul and the activations are not counted, like add and pooling).
 // Requires infer_shapes().
 int64_t node_macs(const Graph& graph, const Node& node);
 int64_t graph_macs(const Graph& graph);

@@ -26,9 +26,13 @@ std::map<std::string, bool> unsigned_values(const Graph& graph) {
         case Op::global_average_pool:
         case Op::flatten: non_negative = is_unsigned(node.inputs.at(0)); break;
         case Op::add:
-            non_negative = node.inputs.size() == 2 && is_unsigned(node.inputs[0]) &&
-                           is_unsigned(node.inputs[1]);
+        case Op::mul:
+        case Op::concat:
+            non_negative = std::all_of(node.inputs.begin(), node.inputs.end(), is_unsigned);
             break;
+        case Op::sigmoid:
+        case Op::hard_sigmoid: non_negative = true; break; // in [0, 1]
+        case Op::hard_swish: non_negative = false; break;  // down to -3/8
         case Op::conv:
         case Op::fully_connected:
         case Op::batch_norm: non_negative = false; break;

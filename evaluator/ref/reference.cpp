@@ -216,10 +216,73 @@ Tensor reference_flatten(const Tensor& src) {
     return dst;
 }
 
+Tensor reference_concat(const std::vector<const Tensor*>& inputs) {
+    if (inputs.empty()) throw Error("reference_concat: no inputs");
+    const Tensor& first = *inputs[0];
+    if (first.dims.size() != 4)
+        throw Error("reference_concat: expects NCHW inputs, got " + dims_text(first.dims));
+    std::vector<int64_t> dims = first.dims;
+    dims[1] = 0;
+    for (const Tensor* t : inputs) {
+        if (t->dims.size() != 4 || t->dims[0] != first.dims[0] || t->dims[2] != first.dims[2] ||
+            t->dims[3] != first.dims[3])
+            throw Error("reference_concat: inputs " + dims_text(first.dims) + " and " +
+                        dims_text(t->dims) + " differ in N, H or W");
+        dims[1] += t->dims[1];
+    }
+    Tensor dst(dims);
+    float* out = dst.data.data();
+    // Per image, each input's channels in turn: NCHW keeps an image's channels contiguous.
+    for (int64_t n = 0; n < dims[0]; ++n)
+        for (const Tensor* t : inputs) {
+            const int64_t per_image = t->numel() / dims[0];
+            const float* src = t->data.data() + n * per_image;
+            out = std::copy(src, src + per_image, out);
+        }
+    return dst;
+}
+
+Tensor reference_sigmoid(const Tensor& src) {
+    Tensor dst = src;
+    for (float& v : dst.data) v = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(v))));
+    return dst;
+}
+
+Tensor reference_hard_sigmoid(const Tensor& src, float alpha, float beta) {
+    Tensor dst = src;
+    for (float& v : dst.data)
+        v = static_cast<float>(std::clamp(static_cast<double>(alpha) * v + beta, 0.0, 1.0));
+    return dst;
+}
+
+Tensor reference_hard_swish(const Tensor& src) {
+    Tensor dst = src;
+    for (float& v : dst.data)
+        v = static_cast<float>(v * std::clamp(static_cast<double>(v) / 6.0 + 0.5, 0.0, 1.0));
+    return dst;
+}
+
+Tensor reference_mul(const Tensor& a, const Tensor& b) {
+    if (a.dims == b.dims) {
+        Tensor dst = a;
+        for (int64_t i = 0; i < dst.numel(); ++i) dst.data[i] *= b.data[i];
+        return dst;
+    }
+    const bool b_is_scale = b.dims.size() == 4 && b.dims[2] == 1 && b.dims[3] == 1;
+    const Tensor& x = b_is_scale ? a : b;
+    const Tensor& scale = b_is_scale ? b : a;
+    if (x.dims.size() != 4 || scale.dims != std::vector<int64_t>{x.dims[0], x.dims[1], 1, 1})
+        throw Error("reference_mul: cannot multiply " + dims_text(a.dims) + " by " +
+                    dims_text(b.dims) + "; shapes must be equal or [N, C, 1, 1] against [N, C, H, W]");
+    Tensor dst = x;
+    const int64_t area = x.dims[2] * x.dims[3];
+    for (int64_t i = 0; i < dst.numel(); ++i) dst.data[i] *= scale.data[i / area];
+    return dst;
+}
+
 Tensor reference_node(const Node& node, const std::vector<const Tensor*>& inputs) {
-    const size_t expected = node.op == Op::add ? 2 : 1;
-    if (inputs.size() != expected)
-        fail(node, "expects " + std::to_string(expected) + " inputs, got " +
+    if (!accepts_inputs(node.op, inputs.size()))
+        fail(node, std::string("expects ") + expected_inputs_text(node.op) + " inputs, got " +
                        std::to_string(inputs.size()));
     const Tensor& x = *inputs[0];
     switch (node.op) {
@@ -233,6 +296,11 @@ Tensor reference_node(const Node& node, const std::vector<const Tensor*>& inputs
     case Op::global_average_pool: return reference_global_average_pool(x);
     case Op::add: return reference_add(x, *inputs[1]);
     case Op::flatten: return reference_flatten(x);
+    case Op::concat: return reference_concat(inputs);
+    case Op::sigmoid: return reference_sigmoid(x);
+    case Op::hard_sigmoid: return reference_hard_sigmoid(x, node.alpha, node.beta);
+    case Op::hard_swish: return reference_hard_swish(x);
+    case Op::mul: return reference_mul(x, *inputs[1]);
     }
     fail(node, "unknown op");
 }

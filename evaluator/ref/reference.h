@@ -28,8 +28,15 @@ Tensor reference_average_pool(const Tensor& src, const Node& node);
 Tensor reference_global_average_pool(const Tensor& src); // {N, C, H, W} -> {N, C, 1, 1}
 Tensor reference_add(const Tensor& a, const Tensor& b);
 Tensor reference_flatten(const Tensor& src);              // {N, ...} -> {N, rest}
+// {N, Ci, H, W} inputs joined along channels, in order.
+Tensor reference_concat(const std::vector<const Tensor*>& inputs);
+Tensor reference_sigmoid(const Tensor& src);
+Tensor reference_hard_sigmoid(const Tensor& src, float alpha, float beta);
+Tensor reference_hard_swish(const Tensor& src); // x * hard_sigmoid(x) with alpha 1/6, beta 1/2
+// Equal shapes, or an {N, C, 1, 1} scale (either operand) times {N, C, H, W}.
+Tensor reference_mul(const Tensor& a, const Tensor& b);
 
-// One node applied to its input values (one, or two for add).
+// One node applied to its input values (as many as accepts_inputs() wants).
 Tensor reference_node(const Node& node, const std::vector<const Tensor*>& inputs);
 
 // Runs the whole graph on `input` ({N, C, H, W}, matching graph.input_shape per image) and

@@ -612,12 +612,18 @@ TrainLayer build_train_layer(TrainBuild& b, const Node& n, const Node* fused_rel
     TrainLayer layer;
     layer.node = n.name;
     layer.output = n.output;
-    const size_t want_inputs = n.op == Op::add ? 2 : 1;
-    if (n.inputs.size() != want_inputs)
+    if (!accepts_inputs(n.op, n.inputs.size()))
         fail(n, "has " + std::to_string(n.inputs.size()) + " inputs, expected " +
-                    std::to_string(want_inputs));
+                    expected_inputs_text(n.op));
     try {
         switch (n.op) {
+        case Op::concat:
+        case Op::mul:
+        case Op::sigmoid:
+        case Op::hard_sigmoid:
+        case Op::hard_swish: // inference and search run them; their backward is not written yet
+            fail(n, std::string("fine-tuning does not support ") + op_name(n.op) +
+                        " yet; evaluate and search this model without fine-tuning");
         case Op::conv: build_conv(b, n, layer); break;
         case Op::fully_connected: build_fully_connected(b, n, layer); break;
         case Op::batch_norm: build_batch_norm(b, n, fused_relu, layer); break;
