@@ -16,11 +16,7 @@ using namespace mps;
 
 namespace {
 
-Graph small_graph() {
-    Graph g = test::resnet_like({1, 12, 12}, {4, 8}, 10, 3);
-    fold_batch_norm(g);
-    return g;
-}
+Graph small_graph() { return test::folded(test::resnet_like({1, 12, 12}, {4, 8}, 10, 3)); }
 
 // Every kind of bit-width: pruned, low, 8, 16 and float weights; float activations.
 BitPolicy mixed_policy(const Graph& graph) {
