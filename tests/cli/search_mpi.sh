@@ -1,6 +1,6 @@
 # mpsearch search under mpirun (docs/distributed.md): three ranks with one worker thread each give
 # the one-process run's archive byte for byte but for its timings, and its chosen policy and
-# Pareto front, for every policy; only rank 0 prints; a worker that cannot load the run makes
+# Pareto front, for every policy, also when resumed; only rank 0 prints; a worker that cannot load the run makes
 # rank 0 name it and exit 2 with no run directory; a config every rank refuses is reported once;
 # a worker with another model is an error naming the rank, not a wrong score. Skipped when
 # mpirun is absent; every mpirun is bounded by `timeout`, so a hang fails instead of blocking.
@@ -61,6 +61,17 @@ for policy in "${policies[@]}"; do
   [[ -s $WORK/$name-mpi.err ]] && { fail "$name: stderr not empty under --quiet"; cat "$WORK/$name-mpi.err"; }
 done
 [[ -e $WORK/unused ]] && fail "a rank wrote the config's output directory"
+
+# --resume under mpirun: the one-process random run cut after its third batch (18 records of 6)
+# and continued by 3 ranks ends with the one-process archive.
+mkdir -p "$WORK/resumed" && cp "$WORK/random-one/config.yaml" "$WORK/resumed/"
+cut=$(grep -n '"batch":2,' "$WORK/random-one/archive.jsonl" | tail -1 | cut -d: -f1)
+head -n "$cut" "$WORK/random-one/archive.jsonl" >"$WORK/resumed/archive.jsonl"
+mpi -np 3 "$MPSEARCH" search --resume "$WORK/resumed" --workers 1 --quiet >"$WORK/resumed.out" 2>&1 ||
+  { fail "resume under mpirun failed"; cat "$WORK/resumed.out"; }
+grep -q "^30 evaluations (18 resumed)" "$WORK/resumed.out" || fail "resume: $(head -1 "$WORK/resumed.out")"
+cmp -s <(untimed "$WORK/random-one/archive.jsonl") <(untimed "$WORK/resumed/archive.jsonl") ||
+  fail "resumed by 3 ranks: the archive differs from the one-process archive"
 
 # Workers that cannot load the run (here: their command line names a missing model): rank 0 names
 # the first, exits 2 and leaves no run directory.
