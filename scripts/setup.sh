@@ -17,6 +17,7 @@ packages=(
   libpng-dev libjpeg62-turbo-dev  # image folders: PNG and JPEG decoding
   dataset-fashion-mnist
   gnuplot-nox
+  libopenmpi-dev openmpi-bin       # mpirun -np N mpsearch search (docs/distributed.md)
   time                             # /usr/bin/time: tests/cli/bad_input_bounds.sh measures memory
   python3                          # tests/cli/torchvision_import.sh reads its JSON fixtures
   clang libclang-rt-dev            # libFuzzer and its sanitizers: scripts/fuzz.sh

@@ -41,9 +41,10 @@ const char* const quantized_model_name = "model.q.onnx"; // the chosen policy, d
 
 // The run's images. Every problem with them is found here, before the run directory exists, so
 // that a bad data set leaves nothing behind that would block a plain re-run.
-EvaluationData load_data(const RunConfig& config) {
+EvaluationData load_data(const RunConfig& config, bool warn) {
     const int64_t classes = Tensor::count(config.graph.shapes.at(config.graph.output));
-    if (const std::string warning = default_normalization_warning(config.data); !warning.empty())
+    if (const std::string warning = default_normalization_warning(config.data);
+        warn && !warning.empty())
         std::cerr << "mpsearch search: " << warning << "\n";
     EvaluationData data = load_evaluation_data(config.data, config.calibration_images, classes);
     if (data.validation.count < config.validation_images)
@@ -126,8 +127,8 @@ ArchiveContents earlier_contents(const RunConfig& config, const RunDirectory& di
 class SearchRun {
 public:
     SearchRun(const RunConfig& config, const RunOptions& options, Evaluator& evaluator,
-              const RunDirectory& dir, ArchiveContents previous, const ArchiveHeader& header,
-              Dataset train_images)
+              CandidateScorer& scorer, const RunDirectory& dir, ArchiveContents previous,
+              const ArchiveHeader& header, Dataset train_images)
         : config_(config),
           dir_(dir.path()),
           previous_(std::move(previous)),
@@ -135,6 +136,7 @@ public:
           progress_(options.log ? *options.log : std::cerr,
                     !options.log && ::isatty(STDERR_FILENO), options.quiet),
           evaluator_(evaluator),
+          scorer_(scorer),
           train_images_(std::move(train_images)) {
         if (!previous_.header) writer_.header(header);
         result_.config = &config_;
@@ -286,7 +288,7 @@ private:
     }
 
     std::vector<ArchiveRecord> evaluated(const Proposal& proposal, int64_t batch) {
-        const std::vector<Score> scores = evaluator_.evaluate(proposal.candidates, Split::validation);
+        const std::vector<Score> scores = scorer_.score(proposal.candidates, Split::validation);
         std::vector<ArchiveRecord> records;
         const double now = elapsed();
         for (size_t i = 0; i < scores.size(); ++i) {
@@ -388,7 +390,7 @@ private:
                 }
             }
             if (missing.empty()) continue;
-            const std::vector<Score> scores = evaluator_.evaluate(missing, split);
+            const std::vector<Score> scores = scorer_.score(missing, split);
             for (size_t k = 0; k < scores.size(); ++k) {
                 BaselineResult& b = result_.baselines[where[k]];
                 (split == Split::test ? b.test : b.validation) = scores[k];
@@ -404,6 +406,7 @@ private:
     ArchiveWriter writer_;
     Progress progress_;
     Evaluator& evaluator_;
+    CandidateScorer& scorer_; // the batches and baselines (the evaluator, or spread over ranks)
     Dataset train_images_; // for policies that train (PolicyInfo::trains), else empty
     std::vector<Evaluation> progress_best_; // the progress line's best point (0 or 1)
     size_t progress_reported_ = 0;          // records already looked at for it
@@ -416,10 +419,16 @@ private:
 // Everything that can be checked before the run directory is created is: the directory's state,
 // the data, the model against the data, the calibration (in the evaluator). Only then is the
 // directory created and locked, and, under the lock, the archive read and its header checked.
+std::unique_ptr<Evaluator> make_run_evaluator(const RunConfig& config, const RunOptions& options,
+                                              bool warn) {
+    return std::make_unique<Evaluator>(config.graph, config.model_path, load_data(config, warn),
+                                       evaluator_options(config, options));
+}
+
 RunResult run_search(const RunConfig& config, const RunOptions& options) {
     refuse_if_busy(config.output_dir);
     if (!options.resume) refuse_existing_run(config);
-    EvaluationData data = load_data(config);
+    EvaluationData data = load_data(config, true);
     const ArchiveHeader header = run_header(config, data);
     Dataset train_images; // for policies that train, before the directory exists too
     if (const PolicyInfo* info = find_policy(config.policy_name); info && info->trains)
@@ -427,10 +436,13 @@ RunResult run_search(const RunConfig& config, const RunOptions& options) {
                                   Tensor::count(config.graph.shapes.at(config.graph.output)));
     Evaluator evaluator(config.graph, config.model_path, std::move(data),
                         evaluator_options(config, options));
+    const std::unique_ptr<CandidateScorer> scorer = options.make_scorer
+                                                        ? options.make_scorer(evaluator)
+                                                        : std::make_unique<LocalScorer>(evaluator);
     const RunDirectory dir(config.output_dir);
     const InterruptScope interrupts;
     ArchiveContents previous = earlier_contents(config, dir, options.resume, header);
-    return SearchRun(config, options, evaluator, dir, std::move(previous), header,
+    return SearchRun(config, options, evaluator, *scorer, dir, std::move(previous), header,
                      std::move(train_images))
         .run();
 }

@@ -26,6 +26,7 @@
 //
 // SIGINT and SIGTERM stop the run at the next safe point (after the batch in flight is written)
 // with mps::Interrupted, which says how to resume (search/interrupt.h).
+#include "search/candidate_scorer.h"
 #include "search/run_config.h"
 #include "search/run_result.h"
 
@@ -33,6 +34,7 @@
 
 #include <functional>
 #include <iosfwd>
+#include <memory>
 #include <string>
 
 namespace mps {
@@ -44,12 +46,22 @@ struct RunOptions {
     // Benchmarks only: adjusts the evaluator's options after the config has set them (e.g. the
     // incremental cache's threshold, which is not a config key).
     std::function<void(EvaluatorOptions&)> tune_evaluator;
+    // Who scores the batches and the baselines, given the run's evaluator once it is built and
+    // before the run directory exists (search/mpi_scorer.h; unset: the evaluator alone). The
+    // FP32 reference and the chosen policy's test score, one candidate each, stay local.
+    std::function<std::unique_ptr<CandidateScorer>(Evaluator&)> make_scorer;
 };
 
 // Runs the search; returns what the output files describe. Throws mps::Error for an output
 // directory that already holds a run (without resume), an archive that does not match the run
 // (with resume), mps::Busy for a directory another process holds, mps::Interrupted on a signal.
 RunResult run_search(const RunConfig& config, const RunOptions& options);
+
+// The evaluator run_search builds for `config`, after the same checks of the data and the
+// model, without touching the run directory: what a process that scores for another loads.
+// `warn`: print the data warnings on stderr (the process that runs the search does).
+std::unique_ptr<Evaluator> make_run_evaluator(const RunConfig& config, const RunOptions& options,
+                                              bool warn);
 
 // "mpsearch 0.1, oneDNN 3.0.0, oneTBB 2021.8.0" (what the report records).
 std::string version_text();

@@ -279,6 +279,13 @@ inline Graph resnet_like(std::vector<int64_t> input_shape, std::vector<int64_t> 
     return b.finish(b.fully_connected(x, classes));
 }
 
+// `graph` with its BatchNorms folded into the convs: the form the evaluator, the costs and the
+// wire format take (Evaluator's contract).
+inline Graph folded(Graph graph) {
+    fold_batch_norm(graph);
+    return graph;
+}
+
 // A VGG-like network: stages of (conv3x3-relu) x convs_per_stage then 2x2 max pool, then
 // flatten, a hidden fully connected layer with ReLU and the classifier.
 inline Graph vgg_like(std::vector<int64_t> input_shape, std::vector<int64_t> widths,

@@ -20,11 +20,7 @@ using test::TempDir;
 
 namespace {
 
-Graph small_graph() {
-    Graph g = test::resnet_like({1, 12, 12}, {4, 8}, 10, 3);
-    fold_batch_norm(g);
-    return g;
-}
+Graph small_graph() { return test::folded(test::resnet_like({1, 12, 12}, {4, 8}, 10, 3)); }
 
 Score some_score(const Graph& graph, const BitPolicy& policy, double accuracy) {
     Score s;

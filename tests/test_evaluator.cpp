@@ -16,11 +16,7 @@ using namespace mps;
 
 namespace {
 
-Graph tiny_resnet() {
-    Graph g = test::resnet_like({1, 12, 12}, {4, 8}, 10, 21);
-    fold_batch_norm(g);
-    return g;
-}
+Graph tiny_resnet() { return test::folded(test::resnet_like({1, 12, 12}, {4, 8}, 10, 21)); }
 
 // n random images labelled by the float model itself (so accuracies are far from chance and
 // quantization visibly changes them).

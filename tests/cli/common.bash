@@ -25,6 +25,12 @@ expect_exit() {
 # expect_input_error "<substring of stderr>" args... : rejected as bad usage or input (exit 2).
 expect_input_error() { expect_exit 2 "$@"; }
 
+# untimed <archive.jsonl>: the archive without its timings (run seconds "elapsed", evaluation
+# "seconds"), which no two runs share, and without the line checksums, which cover the timings
+untimed() {
+  sed -e 's/"elapsed":[^,}]*//g' -e 's/"seconds":[^,}]*//g' -e 's/,"check":"[0-9a-f]*"//' "$1"
+}
+
 finish() {
   if ((failures)); then echo "$failures check(s) failed"; exit 1; fi
   echo "all checks passed"

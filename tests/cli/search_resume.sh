@@ -25,12 +25,6 @@ output: $2
 YAML
 }
 
-# an archive without its timings (run seconds, evaluation seconds), which no two runs share, and
-# without the line checksums, which cover the timings
-untimed() {
-  sed -e 's/"elapsed":[^,}]*//g' -e 's/"seconds":[^,}]*//g' -e 's/,"check":"[0-9a-f]*"//' "$1"
-}
-
 # the outputs two runs must agree on: the chosen policy's bits, the Pareto front, the archive
 same_result() { # same_result <dir a> <dir b> <what>
   cmp -s <(sed -n '/^layers:/,$p' "$1/policy.yaml") <(sed -n '/^layers:/,$p' "$2/policy.yaml") ||
