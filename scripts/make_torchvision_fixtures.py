@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 import torchvision.models as tvm
+
+from make_pytorch_fixture import read_idx
 from torchvision.models import efficientnet, regnet, resnet, convnext, mnasnet
 
 # torchvision.models re-exports functions named like these modules
@@ -43,14 +45,6 @@ squeezenet = sys.modules["torchvision.models.squeezenet"]
 MEAN, STD = 0.2860, 0.3530
 COUNT = 500
 OPSET = 13
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def one_channel_stem(conv):

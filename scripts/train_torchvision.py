@@ -13,7 +13,6 @@ Usage: /usr/bin/python3 scripts/train_torchvision.py resnet18|mobilenet_v2 [--ep
 Deterministic for a given torch build (seeded, 2 threads). Measured here (2 cores): see the README.
 """
 import argparse
-import gzip
 import json
 import os
 import time
@@ -23,23 +22,9 @@ import torch
 from torch import nn
 import torchvision.models as tvm
 
-MEAN, STD = 0.2860, 0.3530  # docs/semantics.md, "Data"
+from make_pytorch_fixture import load  # the same idx reading and normalization
+
 TRAIN_COUNT = 55000
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
-def load(data_dir, prefix):
-    images = read_idx(os.path.join(data_dir, f"{prefix}-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(data_dir, f"{prefix}-labels-idx1-ubyte.gz"))
-    x = (images.astype(np.float32) / np.float32(255) - np.float32(MEAN)) / np.float32(STD)
-    return torch.from_numpy(x[:, None, :, :].copy()), torch.from_numpy(labels.astype(np.int64))
 
 
 def make(name):
