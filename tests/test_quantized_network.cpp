@@ -352,7 +352,7 @@ TEST_CASE("fused requantization writes the codes the quantize pass would, bit fo
 
 TEST_CASE("the integer path repeats itself exactly, run after run") {
     // resnet_like's shortcut is a strided 1x1 conv: the kernel oneDNN 2.6 picks for it below
-    // VNNI races between threads (skip_racy_strided_1x1); with it, about one sequence of 20 runs
+    // VNNI races between threads (choose_int8_conv skips it); with it, about one sequence of 20 runs
     // in two changed an image's logits.
     const Setup setup(test::resnet_like({1, 10, 10}, {8, 16}), 7);
     QuantizedNetwork net(setup.graph, setup.calibration, setup.cache(), ExecutionPath::integer, 8);

@@ -20,7 +20,7 @@
 //     codes, then the layer's ReLU / Clip. One primitive per shape serves every policy.
 //   - Layouts: the fake path keeps activations in nChw16c (nChw8c below AVX-512: the fast f32
 //     kernels, as in inference.cpp); the integer path in nhwc, the only layout of the VNNI int8
-//     kernels (brgconv), so that quantizing an input to codes is an elementwise pass.
+//     kernels (jit_int8, brgconv), so that quantizing an input to codes is an elementwise pass.
 //   - Weights: reordered into each primitive's layout once per (layer, bit vector), cached per
 //     instance (a few bit vectors per layer); float weights come from the shared WeightCache,
 //     integer codes from uniform_codes.
@@ -40,6 +40,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <functional>
 #include <iterator>
 #include <optional>
 #include <set>
@@ -560,15 +561,38 @@ void append_requantization(dnnl::post_ops& ops, const Layer& producer, bool shif
     if (shifted) ops.append_binary(dnnl::algorithm::binary_add, scalar);
 }
 
-// oneDNN 2.6's jit_uni_int8_1x1 kernels (AVX2, SSE4.1) give different results from run to run on
-// a strided 1x1 conv with two OpenMP threads (its copy of the source to unit stride), which would
-// make scores differ between identical runs: measured on the tests' resnet_like shortcut
-// (ic 8, oc 16, stride 2, batch 7), one image of seven changed in half the runs. The next
-// implementation, the direct jit_uni_int8 kernel, repeats exactly.
-void skip_racy_strided_1x1(dnnl::convolution_forward::primitive_desc& pd, const Node& node) {
+// Which of oneDNN 2.6's int8 convolution implementations the integer path takes, in order:
+//   - never jit_uni_int8_1x1 (AVX2, SSE4.1) on a strided 1x1 conv: with two OpenMP threads it
+//     gives different results from run to run (its copy of the source to unit stride), which
+//     would make scores differ between identical runs: measured on the tests' resnet_like
+//     shortcut (ic 8, oc 16, stride 2, batch 7), one image of seven changed in half the runs;
+//     the direct jit_uni_int8 kernel repeats exactly;
+//   - the first direct jit kernel (jit_int8, jit_int8_1x1, jit_uni_int8...) before oneDNN's own
+//     first choice, brgconv / brdgmm: at the evaluator's passes of 32 images the direct kernels
+//     ran the zoo models' integer W4A4 10 to 28 % faster (docs/evaluator.md, "Which int8
+//     kernels"), and only they take a residual add as a full-tensor binary post-op;
+//   - else oneDNN's first choice that is not a reference kernel.
+// All of them compute the same integer sums and the same float32 post-ops, in the same order.
+dnnl::convolution_forward::primitive_desc
+choose_int8_conv(const std::function<dnnl::convolution_forward::primitive_desc()>& make,
+                 const Node& node) {
     const bool strided = node.stride[0] > 1 || node.stride[1] > 1;
-    while (strided && std::string(pd.impl_info_str()).rfind("jit_uni_int8_1x1", 0) == 0)
+    auto racy = [&](const std::string& impl) {
+        return strided && impl.rfind("jit_uni_int8_1x1", 0) == 0;
+    };
+    dnnl::convolution_forward::primitive_desc pd = make();
+    int fallback = -1; // oneDNN's first acceptable choice, by position
+    for (int i = 0;; ++i) {
+        const std::string impl = pd.impl_info_str();
+        if (!racy(impl) && !is_reference_impl(pd)) {
+            if (impl.rfind("jit", 0) == 0) return pd;
+            if (fallback < 0) fallback = i;
+        }
         if (!pd.next_impl()) break;
+    }
+    pd = make();
+    for (int i = 0; i < fallback; ++i) pd.next_impl();
+    return pd; // with no acceptable one: oneDNN's first, which the caller sees as reference
 }
 
 // The conv / inner product primitive of layer l reading `src` and writing `dst`: float32 with
@@ -610,9 +634,8 @@ LayerPd QuantizedNetwork::Impl::layer_primitive_desc(int l, Form form, const mem
         const memory::desc w_any(geometry.weights, wtype, tag::any);
         const auto desc =
             conv_forward_desc(geometry, prop, src, w_any, has_bias ? &bias_md : nullptr, dst);
-        dnnl::convolution_forward::primitive_desc pd(desc, attr, engine, true);
-        skip_racy_strided_1x1(pd, node);
-        return {pd, {}};
+        auto make = [&] { return dnnl::convolution_forward::primitive_desc(desc, attr, engine, true); };
+        return {integer ? choose_int8_conv(make, node) : make(), {}};
     }
     memory::dims w_dims{layer.kernels};
     const memory::dims src_dims = src.dims();
