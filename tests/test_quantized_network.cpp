@@ -319,14 +319,14 @@ TEST_CASE("capture and resume reproduce run() bit for bit on both paths") {
     CHECK(cuts_with_codes > 5); // the code chains were crossed
 }
 
-TEST_CASE("fused requantization writes the codes the quantize pass would, bit for bit") {
+TEST_CASE("fusion (requantization, residual adds) computes what the separate steps would, bit for bit") {
     const auto graphs = chain_test_graphs();
     for (const auto& [name, graph] : graphs) {
         const Setup setup(graph, 7);
         auto cache = setup.cache();
         QuantizedNetwork fused(setup.graph, setup.calibration, cache, ExecutionPath::integer, 8);
         QuantizedNetwork unfused(setup.graph, setup.calibration, cache, ExecutionPath::integer, 8);
-        unfused.set_fused_requantization(false);
+        unfused.set_fusion(false);
         for (uint64_t seed = 1; seed <= 6; ++seed) {
             CAPTURE(std::string(name));
             CAPTURE(seed);
@@ -340,12 +340,18 @@ TEST_CASE("fused requantization writes the codes the quantize pass would, bit fo
             const float* a = fused.run(setup.images.images.data(), 7);
             const float* b = unfused.run(setup.images.images.data(), 7);
             CHECK(std::memcmp(a, b, static_cast<size_t>(7 * fused.num_classes()) * sizeof(float)) == 0);
-            int writers = 0;
-            for (const std::string& line : fused.path_decisions())
+            int writers = 0, adders = 0;
+            for (const std::string& line : fused.path_decisions()) {
                 writers += line.find("codes") != std::string::npos;
-            for (const std::string& line : unfused.path_decisions())
+                adders += line.find(" in its kernel") != std::string::npos;
+            }
+            for (const std::string& line : unfused.path_decisions()) {
                 CHECK(line.find("codes") == std::string::npos);
+                CHECK(line.find(" in its kernel") == std::string::npos);
+            }
             if (seed <= 2) CHECK(writers > 0);
+            // every graph but vgg has a residual add after a conv
+            if (seed <= 2 && std::string(name) != "vgg") CHECK(adders > 0);
         }
     }
 }

@@ -53,7 +53,7 @@ std::vector<std::vector<int>> cut_dependencies(const Graph& folded) {
     Graph graph = folded;
     infer_shapes(graph);
     const onednn::Readers readers = onednn::readers_of(graph);
-    std::vector<onednn::Stage> stages = onednn::fuse_stages(graph, readers, false);
+    std::vector<onednn::Stage> stages = onednn::fuse_stages(graph, readers, true);
     std::vector<int> layer_stage;
     for (size_t s = 0; s < stages.size(); ++s)
         if (is_quantizable(*stages[s].node)) {

@@ -25,7 +25,7 @@ struct CodeChain {
     std::vector<std::string> values; // P's stage output, then each stage's output (M's input last)
 };
 
-// The chains of a graph's stages (fuse_stages without sums, stage.layer set for every
+// The chains of a graph's stages (fuse_stages with sums, stage.layer set for every
 // quantizable layer); at most one starts at each layer and at most one ends at each.
 std::vector<CodeChain> find_code_chains(const Graph& graph, const std::vector<onednn::Stage>& stages,
                                         const onednn::Readers& readers);

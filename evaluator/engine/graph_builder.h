@@ -4,9 +4,10 @@
 // convolution geometry and layout choice, the training network. An engine decides its stages
 // (which nodes fuse) and how its quantizable layers run; everything else is built here:
 //   - fuse_stages: a ReLU / Clip that is the sole reader of a conv, inner product or add output
-//     becomes its eltwise post-op; optionally an add that is a conv's sole reader becomes the
-//     conv's sum post-op (the float engine accumulates in place; the quantized network keeps
-//     every value intact for its activation cuts, so it does not);
+//     becomes its eltwise post-op; optionally an add that is a conv's sole reader joins the
+//     conv's stage (the float engine accumulates in place with a sum post-op; the quantized
+//     network adds the other operand as a binary post-op, which keeps every value intact for its
+//     activation cuts);
 //   - NodeBuilder: pooling, add / mul, concat, the unary activations (ReLU, Clip, sigmoid, hard
 //     sigmoid, hard swish) and flatten, with the reorders between layouts;
 //   - conv_geometry and first_fast: a conv's oneDNN dimensions, and the layout ladder that offers
@@ -43,7 +44,7 @@ Readers readers_of(const Graph& graph);
 struct Stage {
     const Node* node = nullptr;
     int index = 0;                 // position of `node` in graph.nodes
-    const Node* sum_add = nullptr; // conv only: an add fused as sum post-op...
+    const Node* sum_add = nullptr; // conv only: an add fused into the conv's stage...
     std::string sum_operand;       // ...and its other operand
     const Node* eltwise = nullptr; // relu / clip fused as eltwise post-op
     std::string output;            // value the stage finally produces

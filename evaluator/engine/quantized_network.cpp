@@ -2,11 +2,13 @@
 // header).
 //
 // Shape of the implementation:
-//   - Stages (fixed per graph, graph_builder.h's fuse_stages without sums): one per node, a ReLU /
+//   - Stages (fixed per graph, graph_builder.h's fuse_stages with sums): one per node, a ReLU /
 //     Clip that is the sole reader of a conv, fully connected or add output fused into it as an
-//     eltwise post-op. Every stage writes its own float32 buffer and nothing is computed in
-//     place, so all values before a cut are still intact after run() (capture() copies them)
-//     and a resume reproduces run() bit for bit. Non-layer nodes (pooling, add, mul, concat,
+//     eltwise post-op, and an add that is a conv's sole reader (a residual) fused into the conv
+//     as a binary post-op that reads the other operand (or, where the conv's kernel cannot take
+//     it, run as the conv variant's own binary step). Every stage writes its own float32 buffer
+//     and nothing is computed in place, so all values before a cut are still intact after run()
+//     (capture() copies them) and a resume reproduces run() bit for bit. Non-layer nodes (pooling, add, mul, concat,
 //     the activations) are graph_builder.h's and run on float32 on every path: code chains
 //     (code_chains.h) pass through max pools and flattens only, so no codes cross them.
 //   - Plans (per batch size): the oneDNN primitives and buffers. A quantizable layer has two
@@ -167,6 +169,10 @@ struct Variant {
     memory src;                    // what the primitive reads when src_copy is set
     memory dst;                    // what the primitive writes
     std::optional<Step> dst_copy;  // dst -> the value's buffer, when they differ
+    // The stage's residual add: the primitive's post-op with this index (reading the operand),
+    // or, when the kernel could not take it (-1), its own step from dst to the value's buffer.
+    int residual_post_op = -1;
+    std::optional<Step> residual;
     std::string impl;              // oneDNN's implementation name
     std::string declined;          // why oneDNN could not build it: the layer takes the next form
 };
@@ -218,7 +224,7 @@ struct QuantizedNetwork::Impl {
     std::vector<CodeChain> chains;
     std::vector<int> stage_chain;   // per stage: the chain whose pool / flatten it is, or -1
     std::vector<bool> chain_active; // per chain: its codes are what this run computes
-    bool fuse_requantization = true;
+    bool fuse_layers = true; // requantization into producers, residual adds into integer convs
 
     bool has_policy = false;
     std::vector<LayerState> state;
@@ -247,7 +253,10 @@ struct QuantizedNetwork::Impl {
     void build_code_buffers(Plan& plan);
     void build_variant(Plan& plan, int l, Form form);
     LayerPd layer_primitive_desc(int l, Form form, const memory::desc& src,
-                                 const memory::desc& dst);
+                                 const memory::desc& dst, const memory::desc* residual);
+    LayerPd choose_layer_pd(int l, Form form, const memory::desc& have, const memory::desc& out,
+                            const memory::desc* residual, std::string& declined);
+    Step residual_step(const Plan& plan, int l, const memory& sum, const memory& out);
     memory weights_memory(int l, bool integer, const memory::desc& want);
     memory constant(const std::string& key, const Tensor& t, const memory::dims& dims);
 
@@ -257,9 +266,11 @@ struct QuantizedNetwork::Impl {
     bool starts_chain(Plan& plan, int l);
     void run_layer(Plan& plan, int l);
     void run_reference_layer(Plan& plan, int l);
+    Tensor plain_copy(memory value);
     void run_onednn_layer(Plan& plan, int l, Form form);
-    std::unordered_map<int, memory> integer_args(int l, Form form);
+    std::unordered_map<int, memory> integer_args(int l, Form form, const Variant& v);
     const float* finish(Plan& plan, int64_t n);
+    std::vector<std::string> decisions();
 };
 
 QuantizedNetwork::Impl::Impl(const Graph& folded, std::shared_ptr<const Calibration> calib,
@@ -292,15 +303,16 @@ QuantizedNetwork::Impl::Impl(const Graph& folded, std::shared_ptr<const Calibrat
     plan_for(batch); // non-quantizable primitives now; layer variants on first use
 }
 
-// The fused stages (no sum post-ops: every value must stay intact for the cuts) and the
-// quantizable layers among them.
+// The fused stages (residual adds in the conv before them, as binary post-ops that leave every
+// value intact for the cuts) and the quantizable layers among them.
 void QuantizedNetwork::Impl::plan_stages() {
-    stages = fuse_stages(graph, readers, false);
+    stages = fuse_stages(graph, readers, true);
     for (size_t s = 0; s < stages.size(); ++s) {
         Stage& stage = stages[s];
         const Node& node = *stage.node;
         node_stage[node.name] = static_cast<int>(s);
         if (stage.eltwise) node_stage[stage.eltwise->name] = static_cast<int>(s);
+        if (stage.sum_add) node_stage[stage.sum_add->name] = static_cast<int>(s);
         if (!is_quantizable(node)) continue;
         Layer layer;
         layer.node = &node;
@@ -441,14 +453,13 @@ void QuantizedNetwork::Impl::plan_chains() {
         const LayerState& m = state[static_cast<size_t>(chain.consumer)];
         const Layer& consumer = layers[static_cast<size_t>(chain.consumer)];
         const bool is_signed = consumer.input_signed;
-        if (!fuse_requantization || !p.integer || !m.integer || (is_signed && m.activation_bits == 1))
+        if (!fuse_layers || !p.integer || !m.integer || (is_signed && m.activation_bits == 1))
             continue;
         const float step = activation_scale(m.range, m.activation_bits, is_signed);
         if (step == 0.0f) continue;
         const float qmax = static_cast<float>(activation_qmax(m.activation_bits, is_signed));
         p.emits = true;
         p.emit_scalars = {step, is_signed ? -qmax : 0.0f, qmax, static_cast<float>(m.zero_point)};
-        p.decision += ", writes " + consumer.node->name + "'s codes";
     }
 }
 
@@ -600,8 +611,12 @@ choose_int8_conv(const std::function<dnnl::convolution_forward::primitive_desc()
 // post-ops before the eltwise (arguments integer_post_op(layer) and the one after), the emit form
 // followed by the consumer's requantization. A shifted conv takes its source zero point at run
 // time; a shifted inner product adds the compensation as binary post-op 0, before the factors.
+// With `residual` (the layout of the stage's residual operand), the residual add is the binary
+// post-op right before the eltwise (residual_post_op()); a stage with a residual add built
+// without it leaves out its eltwise too, for the residual step to apply after the add.
 LayerPd QuantizedNetwork::Impl::layer_primitive_desc(int l, Form form, const memory::desc& src,
-                                                     const memory::desc& dst) {
+                                                     const memory::desc& dst,
+                                                     const memory::desc* residual) {
     const Layer& layer = layers[static_cast<size_t>(l)];
     const Node& node = *layer.node;
     const Stage& stage = stages[static_cast<size_t>(layer.stage)];
@@ -618,7 +633,8 @@ LayerPd QuantizedNetwork::Impl::layer_primitive_desc(int l, Form form, const mem
         ops.append_binary(dnnl::algorithm::binary_mul, per_kernel);
         ops.append_binary(dnnl::algorithm::binary_add, per_kernel);
     }
-    ops = eltwise_post_op(stage.eltwise, ops);
+    if (residual) ops.append_binary(dnnl::algorithm::binary_add, *residual);
+    if (residual || !stage.sum_add) ops = eltwise_post_op(stage.eltwise, ops);
     if (form == Form::emit) {
         const Layer& consumer = layers[static_cast<size_t>(chains[static_cast<size_t>(layer.chain_out)].consumer)];
         append_requantization(ops, layer, consumer.shifted_source);
@@ -651,12 +667,72 @@ const char* form_name(Form form) {
     return form == Form::float32 ? "float" : form == Form::integer ? "integer" : "requantizing";
 }
 
+// Index of the residual add among layer l's post-ops in `form`: after the integer forms'
+// compensation, factors and bias; first in the float form (its bias is the conv's own).
+int residual_post_op(const Layer& layer, Form form) {
+    return form == Form::float32 ? 0 : integer_post_op(layer) + 2;
+}
+
+// Layer l's primitive descriptor in `form` between these buffers, with the residual add as a
+// post-op when `residual` is given. Layout choice: first the layouts the buffers already have
+// (no copies), then a source layout oneDNN picks, then both; reference kernels only as the last
+// resort. Empty with the reason in `declined` when oneDNN has none.
+LayerPd QuantizedNetwork::Impl::choose_layer_pd(int l, Form form, const memory::desc& have,
+                                                const memory::desc& out,
+                                                const memory::desc* residual,
+                                                std::string& declined) {
+    const memory::desc src_any(have.dims(), have.data_type(), tag::any);
+    const memory::desc dst_any(out.dims(), out.data_type(), tag::any);
+    LayerPd pd;
+    try {
+        const std::pair<memory::desc, memory::desc> tries[] = {
+            {have, out}, {src_any, out}, {src_any, dst_any}};
+        pd = first_fast<LayerPd>(
+            std::size(tries),
+            [&](size_t i) {
+                return layer_primitive_desc(l, form, tries[i].first, tries[i].second, residual);
+            },
+            [](const LayerPd& p) { return is_reference_impl(p.base()); });
+    } catch (const dnnl::error& e) {
+        declined = std::string("oneDNN could not create its ") + form_name(form) + " primitive (" +
+                   e.what() + ")";
+    }
+    if (!pd && declined.empty())
+        declined = std::string("oneDNN has no ") + form_name(form) + " primitive for this shape";
+    return pd;
+}
+
+// The residual add of layer l's stage as its own step: `sum` (the conv's output) plus the
+// operand into `out`, then the stage's eltwise.
+Step QuantizedNetwork::Impl::residual_step(const Plan& plan, int l, const memory& sum,
+                                           const memory& out) {
+    const Stage& stage = stages[static_cast<size_t>(layers[static_cast<size_t>(l)].stage)];
+    const memory& operand = plan.values.at(stage.sum_operand);
+    const dnnl::binary::desc desc(dnnl::algorithm::binary_add, sum.get_desc(),
+                                  operand.get_desc(), out.get_desc());
+    const dnnl::binary::primitive_desc pd(desc, attr_with(eltwise_post_op(stage.eltwise)), engine);
+    return {dnnl::binary(pd), {{DNNL_ARG_SRC_0, sum}, {DNNL_ARG_SRC_1, operand}, {DNNL_ARG_DST, out}}};
+}
+
+// Whether `pd`'s kernel computes a full-tensor binary post-op (the residual add) exactly as the
+// separate binary primitive does. Measured on oneDNN 2.6 (every conv kernel of the zoo's and the
+// tests' shapes under the default ISA and AVX2, fused against separate): the direct jit kernels
+// do; the gemm-based x64:gemm:jit (grouped f32 convs under AVX2) adds the operand at the wrong
+// places, and jit_uni_int8_1x1 on strided convs (never chosen, choose_int8_conv) too.
+bool takes_residual(const dnnl::primitive_desc_base& pd) {
+    return std::string(pd.impl_info_str()).rfind("jit", 0) == 0 && !is_reference_impl(pd);
+}
+
 // Builds layer l's primitive in `form` for this plan. The integer forms read the layer's input
 // codes; the float form its own fake-quantized copy. The float and integer forms write the f32
-// output value, the emit form the first buffer of the layer's chain.
+// output value, the emit form the first buffer of the layer's chain. A residual add goes into an
+// integer form's primitive when its kernel takes it exactly (takes_residual); otherwise, and in
+// the float form (whose arithmetic then stays that of the separate add), it is its own step
+// after the primitive, and the emit form is declined (the layer writes float32).
 void QuantizedNetwork::Impl::build_variant(Plan& plan, int l, Form form) {
     const Layer& layer = layers[static_cast<size_t>(l)];
     const Node& node = *layer.node;
+    const Stage& stage = stages[static_cast<size_t>(layer.stage)];
     Variant& v = plan.variant(l, form);
     const bool integer = form != Form::float32;
     const memory& out =
@@ -665,24 +741,19 @@ void QuantizedNetwork::Impl::build_variant(Plan& plan, int l, Form form) {
             : plan.values.at(node.output);
     const memory::desc have = integer ? plan.input_codes[static_cast<size_t>(l)].get_desc()
                                       : plan.values.at(layer.input).get_desc();
-    const memory::desc src_any(have.dims(), have.data_type(), tag::any);
-    const memory::desc dst_any(out.get_desc().dims(), out.get_desc().data_type(), tag::any);
-    // Layout choice: first the layouts the buffers already have (no copies), then a source layout
-    // oneDNN picks, then both; reference kernels only as the last resort.
-    LayerPd pd;
-    try {
-        const std::pair<memory::desc, memory::desc> tries[] = {
-            {have, out.get_desc()}, {src_any, out.get_desc()}, {src_any, dst_any}};
-        pd = first_fast<LayerPd>(
-            std::size(tries),
-            [&](size_t i) { return layer_primitive_desc(l, form, tries[i].first, tries[i].second); },
-            [](const LayerPd& p) { return is_reference_impl(p.base()); });
-    } catch (const dnnl::error& e) {
-        v.declined = std::string("oneDNN could not create its ") + form_name(form) +
-                     " primitive (" + e.what() + ")";
+    const bool offer_residual = stage.sum_add && integer && fuse_layers;
+    const memory::desc operand =
+        stage.sum_add ? plan.values.at(stage.sum_operand).get_desc() : memory::desc();
+    LayerPd pd = choose_layer_pd(l, form, have, out.get_desc(), offer_residual ? &operand : nullptr,
+                                 v.declined);
+    const bool fused = offer_residual && pd && takes_residual(pd.base());
+    if (stage.sum_add && !fused) {
+        v.declined.clear();
+        if (form == Form::emit)
+            v.declined = "its residual add does not fuse into its kernel";
+        else
+            pd = choose_layer_pd(l, form, have, out.get_desc(), nullptr, v.declined);
     }
-    if (!pd && v.declined.empty())
-        v.declined = std::string("oneDNN has no ") + form_name(form) + " primitive for this shape";
     v.built = true;
     if (!v.declined.empty()) return;
     const dnnl::primitive_desc_base& chosen = pd.base();
@@ -692,12 +763,16 @@ void QuantizedNetwork::Impl::build_variant(Plan& plan, int l, Form form) {
         v.src = memory(chosen.src_desc(), engine);
         v.src_copy = Step{dnnl::reorder(v.staged, v.src), {}}; // arguments set per run
     }
-    if (chosen.dst_desc() != out.get_desc()) {
+    if (stage.sum_add && !fused) {
+        v.dst = memory(chosen.dst_desc(), engine);
+        v.residual = residual_step(plan, l, v.dst, out);
+    } else if (chosen.dst_desc() != out.get_desc()) {
         v.dst = memory(chosen.dst_desc(), engine);
         v.dst_copy = reorder_step(v.dst, out);
     } else {
         v.dst = out;
     }
+    if (fused) v.residual_post_op = residual_post_op(layer, form);
     const memory::desc scratch = chosen.scratchpad_desc();
     if (!plan.scratchpad || plan.scratchpad.get_desc().get_size() < scratch.get_size())
         plan.scratchpad = memory(scratch, engine);
@@ -803,18 +878,23 @@ void QuantizedNetwork::Impl::run_layer(Plan& plan, int l) {
         run_onednn_layer(plan, l, emit ? Form::emit : s.integer ? Form::integer : Form::float32);
 }
 
+// A value's elements in plain (row-major) order.
+Tensor QuantizedNetwork::Impl::plain_copy(memory value) {
+    Tensor t(value.get_desc().dims());
+    memory plain(plain_desc(t.dims), engine, t.data.data());
+    dnnl::reorder(value, plain).execute(stream, value, plain);
+    stream.wait();
+    return t;
+}
+
 // Layer l through the plain loops of evaluator/ref/ on its fake-quantized input and
 // quantize-dequantized weights (double accumulation), then its fused ReLU / Clip.
 void QuantizedNetwork::Impl::run_reference_layer(Plan& plan, int l) {
     const Layer& layer = layers[static_cast<size_t>(l)];
     const LayerState& s = state[static_cast<size_t>(l)];
     const Stage& stage = stages[static_cast<size_t>(layer.stage)];
-    memory value = plan.values.at(layer.input);
-    const memory::dims dims = value.get_desc().dims();
-    Tensor x(dims);
-    memory plain_x(plain_desc(dims), engine, x.data.data());
-    dnnl::reorder(value, plain_x).execute(stream, value, plain_x);
-    stream.wait();
+    Tensor x = plain_copy(plan.values.at(layer.input));
+    const memory::dims dims = x.dims;
     if (s.activation_bits != float_bits)
         fake_quantize_activation(x.data.data(), x.numel(), s.range, s.activation_bits,
                                  layer.input_signed);
@@ -822,6 +902,10 @@ void QuantizedNetwork::Impl::run_reference_layer(Plan& plan, int l) {
     node.weight = *s.float_weights;
     if (node.op == Op::fully_connected) x.dims = {dims[0], x.numel() / dims[0]};
     Tensor y = node.op == Op::conv ? reference_conv(x, node) : reference_fully_connected(x, node);
+    if (stage.sum_add) {
+        const Tensor operand = plain_copy(plan.values.at(stage.sum_operand));
+        for (size_t i = 0; i < y.data.size(); ++i) y.data[i] += operand.data[i];
+    }
     if (stage.eltwise)
         y = stage.eltwise->op == Op::relu ? reference_relu(y) : reference_clip(y, *stage.eltwise);
     memory out = plan.values.at(node.output);
@@ -862,7 +946,10 @@ void QuantizedNetwork::Impl::run_onednn_layer(Plan& plan, int l, Form form) {
         src = v.src;
     }
     std::unordered_map<int, memory> args =
-        form == Form::float32 ? std::unordered_map<int, memory>{} : integer_args(l, form);
+        form == Form::float32 ? std::unordered_map<int, memory>{} : integer_args(l, form, v);
+    if (v.residual_post_op >= 0)
+        args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(v.residual_post_op) | DNNL_ARG_SRC_1] =
+            plan.values.at(stages[static_cast<size_t>(layer.stage)].sum_operand);
     args[DNNL_ARG_SRC] = src;
     args[DNNL_ARG_WEIGHTS] = weights_memory(l, form != Form::float32, v.weights_desc);
     args[DNNL_ARG_DST] = v.dst;
@@ -871,11 +958,13 @@ void QuantizedNetwork::Impl::run_onednn_layer(Plan& plan, int l, Form form) {
         args[DNNL_ARG_BIAS] = constant(layer.node->name + "/bias", layer.node->bias, {layer.kernels});
     v.primitive.execute(stream, args);
     if (v.dst_copy) v.dst_copy->execute(stream);
+    if (v.residual) v.residual->execute(stream);
 }
 
 // The run-time arguments of layer l's integer forms: the compensation (shifted inner product),
 // the factors and the bias, the source zero point (shifted conv) and the emit form's scalars.
-std::unordered_map<int, memory> QuantizedNetwork::Impl::integer_args(int l, Form form) {
+std::unordered_map<int, memory> QuantizedNetwork::Impl::integer_args(int l, Form form,
+                                                                      const Variant& v) {
     const Layer& layer = layers[static_cast<size_t>(l)];
     LayerState& s = state[static_cast<size_t>(l)];
     const memory::desc per_kernel = plain_desc(per_kernel_dims(layer));
@@ -890,7 +979,8 @@ std::unordered_map<int, memory> QuantizedNetwork::Impl::integer_args(int l, Form
         args[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] =
             memory({{1}, dt::s32, tag::x}, engine, &s.zero_point);
     if (form == Form::emit) {
-        const int after = first + 2 + (stages[static_cast<size_t>(layer.stage)].eltwise ? 1 : 0);
+        const int after = first + 2 + (v.residual_post_op >= 0 ? 1 : 0) +
+                          (stages[static_cast<size_t>(layer.stage)].eltwise ? 1 : 0);
         const memory::desc scalar = plain_desc(scalar_dims(layer));
         const bool shifted =
             layers[static_cast<size_t>(chains[static_cast<size_t>(layer.chain_out)].consumer)]
@@ -949,6 +1039,30 @@ bool QuantizedNetwork::Impl::restore_codes(Plan& plan, const ActivationCut& cut,
         throw Error("quantized network: the cut at layer " + std::to_string(cut.layer) +
                     " holds codes of '" + value + "', which this network keeps as float32");
     return false;
+}
+
+// Each layer's path at the full batch's plan, as run() settles it, with what its primitive
+// fuses: the next layer's codes (a chain it starts) and the residual add.
+std::vector<std::string> QuantizedNetwork::Impl::decisions() {
+    Plan& plan = plan_for(batch);
+    std::vector<std::string> lines;
+    for (int l = 0; l < static_cast<int>(state.size()); ++l) {
+        settle_form(plan, l);
+        const Layer& layer = layers[static_cast<size_t>(l)];
+        const LayerState& s = state[static_cast<size_t>(l)];
+        std::string line = s.decision;
+        const bool emit = starts_chain(plan, l);
+        if (emit) {
+            const CodeChain& chain = chains[static_cast<size_t>(layer.chain_out)];
+            line += ", writes " + layers[static_cast<size_t>(chain.consumer)].node->name + "'s codes";
+        }
+        const Form form = emit ? Form::emit : s.integer ? Form::integer : Form::float32;
+        if (!s.reference && plan.variant(l, form).residual_post_op >= 0)
+            line += ", adds " + stages[static_cast<size_t>(layer.stage)].sum_add->name +
+                    " in its kernel";
+        lines.push_back(line);
+    }
+    return lines;
 }
 
 const float* QuantizedNetwork::Impl::finish(Plan& plan, int64_t n) {
@@ -1053,7 +1167,7 @@ const float* QuantizedNetwork::resume(const ActivationCut& cut) {
     return im.finish(plan, cut.images);
 }
 
-void QuantizedNetwork::set_fused_requantization(bool on) { impl_->fuse_requantization = on; }
+void QuantizedNetwork::set_fusion(bool on) { impl_->fuse_layers = on; }
 
 int64_t ActivationCut::bytes() const {
     int64_t total = 0;
@@ -1062,11 +1176,7 @@ int64_t ActivationCut::bytes() const {
     return total;
 }
 
-std::vector<std::string> QuantizedNetwork::path_decisions() const {
-    std::vector<std::string> lines;
-    for (const LayerState& s : impl_->state) lines.push_back(s.decision);
-    return lines;
-}
+std::vector<std::string> QuantizedNetwork::path_decisions() { return impl_->decisions(); }
 
 int64_t QuantizedNetwork::batch() const { return impl_->batch; }
 int64_t QuantizedNetwork::num_classes() const { return impl_->classes; }

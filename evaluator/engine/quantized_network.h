@@ -82,11 +82,15 @@ public:
     ActivationCut capture(int layer) const;
     const float* resume(const ActivationCut& cut);
 
-    std::vector<std::string> path_decisions() const;
-    // Fused requantization on (the default) or off (every integer layer writes float32 and the
-    // next quantizes it): the two compute the same codes; off is for tests and benchmarks.
-    // Takes effect at the next set_policy().
-    void set_fused_requantization(bool on);
+    // Each layer's path and why (and what its primitive fuses), as run() on a full batch settles
+    // it for the current policy.
+    std::vector<std::string> path_decisions();
+    // Fusion on (the default) or off: requantization into the producing layer (code chains) and
+    // residual adds into the integer conv before them. Off, every integer layer writes float32,
+    // the next quantizes it, and each residual add runs as its own primitive: the two compute the
+    // same logits bit for bit; off is for tests and benchmarks. Call it before the first
+    // set_policy() (plans build their primitives on first use).
+    void set_fusion(bool on);
     int64_t batch() const;
     int64_t num_classes() const;
 
