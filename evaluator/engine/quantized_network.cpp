@@ -190,6 +190,15 @@ struct Plan : PlanMemory {
     std::vector<std::vector<Step>> code_steps; // per stage
     std::vector<memory> input_codes;           // per layer
     std::vector<bool> chain_ready;             // per chain
+    // The inputs quantized so far in this run, for a later layer reading the same value at the
+    // same bits (a resnet block's conv and projection): value, bits, codes or fake-quantized.
+    struct Quantized {
+        std::string value;
+        int bits = 0;
+        bool codes = false;
+        memory buffer;
+    };
+    std::vector<Quantized> quantized;
     Variant& variant(int l, Form form) {
         auto& all = form == Form::float32 ? float_variant
                     : form == Form::integer ? integer_variant
@@ -268,6 +277,7 @@ struct QuantizedNetwork::Impl {
     void run_reference_layer(Plan& plan, int l);
     Tensor plain_copy(memory value);
     void run_onednn_layer(Plan& plan, int l, Form form);
+    memory quantized_input(Plan& plan, int l, Form form);
     std::unordered_map<int, memory> integer_args(int l, Form form, const Variant& v);
     const float* finish(Plan& plan, int64_t n);
     std::vector<std::string> decisions();
@@ -916,31 +926,41 @@ void QuantizedNetwork::Impl::run_reference_layer(Plan& plan, int l) {
 
 // Layer l's oneDNN form (built): quantize the input (unless a chain wrote its codes), run the
 // conv / inner product.
-void QuantizedNetwork::Impl::run_onednn_layer(Plan& plan, int l, Form form) {
+// Layer l's input as `form` reads it: the value itself (float form at 32 bits), the codes a
+// chain wrote, or the layer's quantized copy, unless a layer before it in this run quantized the
+// same value at the same bits into a buffer of the same layout: then that one (the same codes).
+memory QuantizedNetwork::Impl::quantized_input(Plan& plan, int l, Form form) {
     const Layer& layer = layers[static_cast<size_t>(l)];
     const LayerState& s = state[static_cast<size_t>(l)];
     Variant& v = plan.variant(l, form);
     const memory& value = plan.values.at(layer.input);
+    const bool codes = form != Form::float32;
+    if (!codes && s.activation_bits == float_bits) return value;
+    if (codes && layer.chain_in >= 0 && chain_active[static_cast<size_t>(layer.chain_in)])
+        return v.staged; // the producer wrote them
+    for (const Plan::Quantized& q : plan.quantized)
+        if (q.value == layer.input && q.bits == s.activation_bits && q.codes == codes &&
+            q.buffer.get_desc() == v.staged.get_desc())
+            return q.buffer;
     const int64_t elements = static_cast<int64_t>(value.get_desc().get_size() / sizeof(float));
     const float* x = static_cast<const float*>(value.get_data_handle());
-    const bool codes_written =
-        layer.chain_in >= 0 && chain_active[static_cast<size_t>(layer.chain_in)];
-    memory src = value;
-    if (form != Form::float32) {
-        if (codes_written)
-            ; // the producer wrote them
-        else if (layer.shifted_source)
-            qnet::quantize_to_shifted_codes(x, static_cast<uint8_t*>(v.staged.get_data_handle()),
-                                            elements, s.range, s.activation_bits);
-        else
-            qnet::quantize_to_codes(x, v.staged.get_data_handle(), elements, s.range,
-                                    s.activation_bits, layer.input_signed);
-        src = v.staged;
-    } else if (s.activation_bits != float_bits) {
+    if (!codes)
         qnet::fake_quantize_into(x, static_cast<float*>(v.staged.get_data_handle()), elements,
                                  s.range, s.activation_bits, layer.input_signed);
-        src = v.staged;
-    }
+    else if (layer.shifted_source)
+        qnet::quantize_to_shifted_codes(x, static_cast<uint8_t*>(v.staged.get_data_handle()),
+                                        elements, s.range, s.activation_bits);
+    else
+        qnet::quantize_to_codes(x, v.staged.get_data_handle(), elements, s.range,
+                                s.activation_bits, layer.input_signed);
+    plan.quantized.push_back({layer.input, s.activation_bits, codes, v.staged});
+    return v.staged;
+}
+
+void QuantizedNetwork::Impl::run_onednn_layer(Plan& plan, int l, Form form) {
+    const Layer& layer = layers[static_cast<size_t>(l)];
+    Variant& v = plan.variant(l, form);
+    memory src = quantized_input(plan, l, form);
     if (v.src_copy) {
         v.src_copy->primitive.execute(stream, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, v.src}});
         src = v.src;
@@ -992,6 +1012,7 @@ std::unordered_map<int, memory> QuantizedNetwork::Impl::integer_args(int l, Form
 }
 
 void QuantizedNetwork::Impl::run_stages(Plan& plan, size_t first_stage) {
+    plan.quantized.clear();
     for (size_t s = first_stage; s < stages.size(); ++s) {
         const int chain = stage_chain[s];
         if (stages[s].layer >= 0)
