@@ -3,7 +3,6 @@
 #include "bench/machine.h"
 #include "evaluator/base/atomic_file.h"
 #include "evaluator/base/error.h"
-#include "evaluator/engine/onednn_util.h"
 
 #include <omp.h>
 
@@ -173,33 +172,20 @@ Timing time_primitive(const dnnl::primitive_desc& pd, double macs, int runs,
     return timing;
 }
 
-// Only the MACs are timed: no quantization, reorders, pooling or adds. Every implementation
-// oneDNN offers for the layer but its reference kernels is timed and the fastest kept: oneDNN's
-// first choice (brgconv) and the direct jit kernels the integer path prefers (choose_int8_conv in
-// quantized_network.cpp) each win on some shapes, and the bound is what the best of them allows.
+// Only the MACs are timed: no quantization, reorders, pooling or adds.
 nlohmann::json time_int8_layer(const mps::Graph& graph, const mps::Node& node, int64_t batch,
                                int runs, const dnnl::engine& engine) {
-    dnnl::primitive_desc pd = int8_layer_primitive(graph, node, batch, engine);
+    const dnnl::primitive_desc pd = int8_layer_primitive(graph, node, batch, engine);
     const double macs =
         static_cast<double>(batch) * static_cast<double>(mps::node_macs(graph, node));
-    Timing best;
-    std::string impl;
-    do {
-        if (mps::onednn::is_reference_impl(pd)) continue;
-        const Timing t = time_primitive(pd, macs, runs, engine);
-        if (impl.empty() || t.gmacs > best.gmacs) {
-            best = t;
-            impl = pd.impl_info_str();
-        }
-    } while (pd.next_impl());
-    if (impl.empty()) throw mps::Error(node.name + ": oneDNN has only reference int8 kernels");
+    const Timing t = time_primitive(pd, macs, runs, engine);
     return {{"layer", node.name},
             {"op", mps::op_name(node.op)},
             {"macs_per_image", mps::node_macs(graph, node)},
-            {"gmacs", best.gmacs},
-            {"seconds_per_batch", macs / (best.gmacs * 1e9)},
-            {"repetitions", best.repetitions},
-            {"impl", impl}};
+            {"gmacs", t.gmacs},
+            {"seconds_per_batch", macs / (t.gmacs * 1e9)},
+            {"repetitions", t.repetitions},
+            {"impl", pd.impl_info_str()}};
 }
 
 nlohmann::json int8_layer_bound(const mps::Graph& graph, int threads, int runs,

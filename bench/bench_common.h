@@ -55,9 +55,8 @@ Timing time_primitive(const dnnl::primitive_desc& pd, double macs, int runs,
                       const dnnl::engine& engine);
 
 // One quantizable layer of `graph` as a standalone int8 primitive at `batch` images (u8 src, s8
-// weights, f32 dst with per-kernel output scales, as the integer path runs it), each of oneDNN's
-// non-reference implementations timed with time_primitive and the fastest kept:
-// {layer, op, macs_per_image, gmacs, seconds_per_batch, repetitions, impl}.
+// weights, f32 dst with per-kernel output scales, as the integer path runs it), timed with
+// time_primitive: {layer, op, macs_per_image, gmacs, seconds_per_batch, repetitions, impl}.
 nlohmann::json time_int8_layer(const mps::Graph& graph, const mps::Node& node, int64_t batch,
                                int runs, const dnnl::engine& engine);
 

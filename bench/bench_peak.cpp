@@ -220,8 +220,7 @@ std::string markdown(const json& results) {
        << fixed(results["int8_peak_gmacs"], 1) << " GMAC/s), and with each conv / fully connected "
        << "layer of the model run alone as an int8 oneDNN primitive (batch "
        << models.begin().value()["layers_batch"] << ", " << models.begin().value()["layers_threads"]
-       << " threads, layouts oneDNN picks, the fastest of its implementations; the sum of their "
-          "times). The "
+       << " threads, layouts oneDNN picks; the sum of their times). The "
        << "second bound is what oneDNN 2.6's int8 kernels deliver, not a limit of the machine:\n\n"
        << "| model | MACs/image | PyTorch img/s | target img/s | target GMAC/s | bound img/s "
           "(matmul peak) | target above it? | bound img/s (its int8 layers) | target above it? "

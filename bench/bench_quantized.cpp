@@ -487,8 +487,7 @@ std::string images_table(const json& results) {
        << " images, median of the runs. int8-layer bound: every "
           "conv / fully connected layer timed alone as an int8 oneDNN primitive (batch "
        << layer_batch << ", " << images_workers
-       << " OpenMP threads, layouts oneDNN picks, the fastest of its implementations), images/s of "
-          "the sum of their times, as in "
+       << " OpenMP threads, layouts oneDNN picks), images/s of the sum of their times, as in "
           "mpsearch_bench_peak (it counts only the MACs). PyTorch fake W4A4: "
           "bench/pytorch_baseline.py --measure fake_w4a4 in this run (PyTorch "
        << torch_version(results)
