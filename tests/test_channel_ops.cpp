@@ -340,3 +340,45 @@ TEST_CASE("channel ops: what they cannot express is refused naming the node") {
     REQUIRE(g.nodes.size() == 1);
     CHECK(g.nodes[0].op == Op::flatten);
 }
+
+TEST_CASE("channel ops: the shape computations fold Slice, Squeeze, Cast, Sub and Mul too") {
+    // x.view(x.size(0), x.size(1) * x.size(2) * x.size(3)) written the long way round.
+    OnnxBuilder m({3, 2, 2}, 13);
+    m.node("Shape", "shape", {"x"}, {"s"});
+    m.int64_initializer("begin", {0});
+    m.int64_initializer("one", {1});
+    m.int64_initializer("zero_axis", {0});
+    m.node("Slice", "batch", {"s", "begin", "one"}, {"b"}); // [batch]
+    const char* dims[] = {"c", "h", "w"};
+    for (int i = 0; i < 3; ++i) {
+        m.int64_initializer(std::string("at_") + dims[i], {i + 1});
+        m.node("Slice", std::string("pick_") + dims[i],
+               {"s", std::string("at_") + dims[i], std::string("at_") + dims[i] + "_end"},
+               {std::string(dims[i]) + "_list"});
+        m.int64_initializer(std::string("at_") + dims[i] + "_end", {i + 2});
+        m.node("Squeeze", std::string("scalar_") + dims[i],
+               {std::string(dims[i]) + "_list", "zero_axis"}, {dims[i]});
+    }
+    m.node("Mul", "ch", {"c", "h"}, {"ch"});
+    m.node("Mul", "chw", {"ch", "w"}, {"chw"});
+    m.int64_initializer("nothing", {0});
+    m.node("Sub", "same", {"chw", "nothing"}, {"chw0"});
+    OnnxBuilder::integer(m.node("Cast", "as_int64", {"chw0"}, {"chw64"}), "to",
+                         onnx::TensorProto::INT64);
+    m.node("Unsqueeze", "as_list", {"chw64", "zero_axis"}, {"features"});
+    OnnxBuilder::integer(m.node("Concat", "target", {"b", "features"}, {"t"}), "axis", 0);
+    m.node("Reshape", "flatten", {"x", "t"}, {"y"});
+    const Graph g = imported(m, "y");
+    REQUIRE(g.nodes.size() == 1);
+    CHECK(g.nodes[0].op == Op::flatten);
+    CHECK(g.shapes.at("y") == std::vector<int64_t>{12});
+
+    OnnxBuilder cast_float({3, 2, 2}, 13);
+    cast_float.node("Shape", "shape", {"x"}, {"s"});
+    OnnxBuilder::integer(cast_float.node("Cast", "to_float", {"s"}, {"f"}), "to",
+                         onnx::TensorProto::FLOAT);
+    cast_float.node("Reshape", "reshape", {"x", "f"}, {"y"});
+    CHECK(contains(error_of([&] { imported(cast_float, "y"); }),
+                   "node 'to_float' (Cast): cannot evaluate this shape computation at import: "
+                   "Cast of a shape to type 1 is not folded (only to INT64 or INT32)"));
+}

@@ -1336,7 +1336,12 @@ public:
             throw Error("export_onnx: graph input shape " + join(graph_.input_shape) +
                         " is not per-image [C, H, W]");
         }
-        if (graph_.shapes.empty()) infer_shapes(shaped_ = graph_);
+        const bool shaped =
+            graph_.shapes.count(graph_.input) &&
+            std::all_of(graph_.nodes.begin(), graph_.nodes.end(),
+                        [&](const Node& n) { return graph_.shapes.count(n.output) > 0; });
+        if (!shaped) infer_shapes(shaped_ = graph_);
+        known_shapes_ = shaped ? &graph_.shapes : &shaped_.shapes;
         onnx::ModelProto model;
         model.set_ir_version(export_ir_version);
         model.set_producer_name("mpsearch");
@@ -1356,12 +1361,13 @@ public:
 
 private:
     const Graph& graph_;
-    Graph shaped_; // a copy with shapes, when graph_ has none
+    Graph shaped_; // a copy with shapes, when graph_ lacks some
+    const std::map<std::string, std::vector<int64_t>>* known_shapes_ = nullptr;
     std::optional<OnnxBuilder> b_;
     std::map<std::string, std::string> value_names_; // IR value -> ONNX value
 
     const std::vector<int64_t>& shape_of(const std::string& value) const {
-        return (graph_.shapes.empty() ? shaped_ : graph_).shapes.at(value);
+        return known_shapes_->at(value);
     }
 
     // The graph input and output become "input" and "logits"; other values keep their names
