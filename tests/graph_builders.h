@@ -82,6 +82,13 @@ inline Dataset banded_images(int64_t count, int64_t side, uint64_t seed) {
 }
 
 // Largest |a - b| divided by max(1, largest |b|): the relative tolerance the parity tests use.
+// The images of `d` as one {N, C, H, W} tensor.
+inline Tensor as_batch(const Dataset& d) {
+    Tensor t({d.count, d.channels, d.height, d.width});
+    t.data = d.images;
+    return t;
+}
+
 inline double relative_max_diff(const float* a, const Tensor& b) {
     double diff = 0.0, scale = 1.0;
     for (int64_t i = 0; i < b.numel(); ++i) {
@@ -100,6 +107,14 @@ struct ConvSpec {
     int64_t groups = 1;
     bool bias = true;
 };
+
+// A 1x1 conv, unpadded.
+inline ConvSpec pointwise() {
+    ConvSpec s;
+    s.kernel = {1, 1};
+    s.pad_begin = s.pad_end = {0, 0};
+    return s;
+}
 
 struct PoolSpec {
     Dims2 kernel{2, 2};
@@ -202,6 +217,19 @@ public:
 
     std::string mul(const std::string& a, const std::string& b) {
         return add_node(start(Op::mul, {a, b}));
+    }
+
+    std::string channel_shuffle(const std::string& in, int64_t groups) {
+        Node n = start(Op::channel_shuffle, {in});
+        n.groups = groups;
+        return add_node(std::move(n));
+    }
+
+    std::string channel_slice(const std::string& in, int64_t begin, int64_t end) {
+        Node n = start(Op::channel_slice, {in});
+        n.channel_begin = begin;
+        n.channel_end = end;
+        return add_node(std::move(n));
     }
 
     // The finished graph with `output` as its logits; shapes inferred.

@@ -2,10 +2,15 @@
 // Test helpers: ONNX models built by hand as protobufs, imported from bytes as "test.onnx", and
 // the messages of the errors they raise.
 #include "evaluator/base/error.h"
+#include "evaluator/engine/inference.h"
 #include "evaluator/io/onnx_io.h"
+#include "evaluator/ref/reference.h"
 #include "evaluator/ir/graph.h"
 #include "evaluator/ir/tensor.h"
 
+#include "tests/graph_builders.h"
+
+#include <doctest/doctest.h>
 #include <onnx/onnx_pb.h>
 
 #include <cstdint>
@@ -135,5 +140,22 @@ public:
 private:
     onnx::ModelProto model_;
 };
+
+// `model` with `output` as its graph output, imported.
+inline Graph imported(OnnxBuilder& model, const std::string& output) {
+    model.output(output);
+    return model.import();
+}
+
+// The float engine's output for one image, checked against the reference on the way.
+inline std::vector<float> run_one(const Graph& g, const std::vector<float>& image) {
+    Tensor x(std::vector<int64_t>{1, g.input_shape[0], g.input_shape[1], g.input_shape[2]});
+    x.data = image;
+    InferenceEngine engine(g, 1);
+    const float* y = engine.run(x.data.data(), 1);
+    const Tensor want = reference_forward(g, x);
+    CHECK(relative_max_diff(y, want) < 1e-6);
+    return {y, y + want.numel()};
+}
 
 } // namespace mps::test

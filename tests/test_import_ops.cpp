@@ -31,24 +31,15 @@ using namespace mps;
 using mps::test::ConvSpec;
 using mps::test::GraphBuilder;
 using mps::test::OnnxBuilder;
+using mps::test::as_batch;
+using mps::test::imported;
+using mps::test::pointwise;
+using mps::test::run_one;
 
 namespace {
 
 using test::contains;
 using test::error_of;
-
-Tensor as_batch(const Dataset& d) {
-    Tensor t({d.count, d.channels, d.height, d.width});
-    t.data = d.images;
-    return t;
-}
-
-ConvSpec pointwise() {
-    ConvSpec s;
-    s.kernel = {1, 1};
-    s.pad_begin = s.pad_end = {0, 0};
-    return s;
-}
 
 // conv -> <op under test> -> conv -> global average pool -> fc: the op sits between two
 // quantizable layers, so the second reads its output quantized.
@@ -245,26 +236,6 @@ TEST_CASE("import ops: fine-tuning refuses the new ops by name instead of crashi
 }
 
 // ---- ONNX import from hand-built models ---------------------------------------------------------
-
-namespace {
-
-Graph imported(OnnxBuilder& model, const std::string& output) {
-    model.output(output);
-    return model.import();
-}
-
-// The float engine's output for one image, checked against the reference on the way.
-std::vector<float> run_one(const Graph& g, const std::vector<float>& image) {
-    Tensor x(std::vector<int64_t>{1, g.input_shape[0], g.input_shape[1], g.input_shape[2]});
-    x.data = image;
-    InferenceEngine engine(g, 1);
-    const float* y = engine.run(x.data.data(), 1);
-    const Tensor want = reference_forward(g, x);
-    CHECK(test::relative_max_diff(y, want) < 1e-6);
-    return {y, y + want.numel()};
-}
-
-} // namespace
 
 TEST_CASE("import ops: Concat along channels (axis 1 or -3) joins its inputs in order") {
     for (const int64_t axis : {1, -3}) {

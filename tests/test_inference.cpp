@@ -180,7 +180,7 @@ TEST_CASE("engine matches the reference on every zoo architecture") {
     }
 }
 
-TEST_CASE("engine runs a batch_norm that cannot be folded as its own primitive") {
+TEST_CASE("engine runs a batch_norm that cannot be folded as a channel_affine step") {
     GraphBuilder b({16, 5, 5});
     std::string x = b.batch_norm(b.input());          // no conv before it
     std::string c = b.conv(x, 16);

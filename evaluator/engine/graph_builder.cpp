@@ -2,6 +2,7 @@
 
 #include "evaluator/base/error.h"
 
+#include <cstring>
 #include <set>
 
 namespace mps::onednn {
@@ -204,6 +205,84 @@ void NodeBuilder::build_eltwise(PlanMemory& plan, const Stage& stage,
         src = dst;
     }
     plan.values[stage.output] = src;
+}
+
+void NodeBuilder::build_channel_op(PlanMemory& plan, const Stage& stage,
+                                   std::vector<Step>& steps) const {
+    const Node& node = *stage.node;
+    switch (node.op) {
+    case Op::channel_affine: build_channel_affine(plan, node, steps); break;
+    case Op::channel_shuffle: build_channel_shuffle(plan, node, steps); break;
+    case Op::channel_slice: build_channel_slice(plan, node, steps); break;
+    default:
+        throw Error("node '" + node.name + "' (" + op_name(node.op) + ") is not a channel op");
+    }
+}
+
+memory NodeBuilder::channel_constant(PlanMemory& plan, const std::vector<float>& values) const {
+    memory m(plain_desc({static_cast<int64_t>(values.size())}), engine_);
+    std::memcpy(m.get_data_handle(), values.data(), values.size() * sizeof(float));
+    plan.storage.push_back(m);
+    return m;
+}
+
+// A batch normalization on global statistics mean 0 and variance 1 with epsilon 0 is exactly
+// y = scale * x + shift. (oneDNN 2.6's jit binary mul by a {1, C, 1, 1} operand with a binary
+// add post-op computed wrong values for N x C x 1 x 1 inputs; this primitive takes every layout.)
+void NodeBuilder::build_channel_affine(PlanMemory& plan, const Node& node,
+                                       std::vector<Step>& steps) const {
+    const memory src = plan.values.at(node.inputs[0]);
+    using bn = dnnl::batch_normalization_forward;
+    const auto flags = dnnl::normalization_flags::use_global_stats |
+                       dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+    const bn::desc desc(dnnl::prop_kind::forward_inference, src.get_desc(), 0.0f, flags);
+    const bn::primitive_desc pd(desc, engine_);
+    const size_t channels = node.weight.data.size();
+    memory dst(pd.dst_desc(), engine_);
+    steps.push_back({bn(pd),
+                     {{DNNL_ARG_SRC, src},
+                      {DNNL_ARG_DST, dst},
+                      {DNNL_ARG_MEAN, channel_constant(plan, std::vector<float>(channels, 0.0f))},
+                      {DNNL_ARG_VARIANCE, channel_constant(plan, std::vector<float>(channels, 1.0f))},
+                      {DNNL_ARG_SCALE, channel_constant(plan, node.weight.data)},
+                      {DNNL_ARG_SHIFT, channel_constant(plan, node.bias.data)}}});
+    plan.values[node.output] = dst;
+}
+
+// oneDNN's group_size is the channels per group of ONNX's view: it transposes [C / G, G] to
+// [G, C / G], where ShuffleNet transposes [groups, C / groups].
+void NodeBuilder::build_channel_shuffle(PlanMemory& plan, const Node& node,
+                                        std::vector<Step>& steps) const {
+    const memory src = plan.values.at(node.inputs[0]);
+    const int64_t channels = graph_.shapes.at(node.output).at(0);
+    using shuffle = dnnl::shuffle_forward;
+    const shuffle::desc desc(dnnl::prop_kind::forward_inference, src.get_desc(), 1,
+                             static_cast<int>(channels / node.groups));
+    const shuffle::primitive_desc pd(desc, engine_);
+    memory dst(pd.dst_desc(), engine_);
+    steps.push_back({shuffle(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}}});
+    plan.values[node.output] = dst;
+}
+
+// Blocked layouts allow views only at whole blocks of channels, so the slice reads the value laid
+// out nchw (one reorder shared by every slice of it); the user's input buffer changes every run
+// and is copied first.
+void NodeBuilder::build_channel_slice(PlanMemory& plan, const Node& node,
+                                      std::vector<Step>& steps) const {
+    const memory::dims dims = plan.values.at(node.inputs[0]).get_desc().dims();
+    memory plain = as_layout(plan, steps, node.inputs[0], plain_desc(dims));
+    if (plain.get() == plan.input.get()) {
+        memory copy(plain_desc(dims), engine_);
+        steps.push_back(reorder_step(plain, copy));
+        plan.storage.push_back(copy);
+        plain = copy;
+    }
+    const memory::dims part{dims[0], node.channel_end - node.channel_begin, dims[2], dims[3]};
+    const memory view(plain.get_desc().submemory_desc(part, {0, node.channel_begin, 0, 0}),
+                      engine_, plain.get_data_handle());
+    memory dst(plain_desc(part), engine_);
+    steps.push_back(reorder_step(view, dst));
+    plan.values[node.output] = dst;
 }
 
 void NodeBuilder::build_flatten(PlanMemory& plan, const Stage& stage,

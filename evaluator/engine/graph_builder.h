@@ -9,7 +9,8 @@
 //     network adds the other operand as a binary post-op, which keeps every value intact for its
 //     activation cuts);
 //   - NodeBuilder: pooling, add / mul, concat, the unary activations (ReLU, Clip, sigmoid, hard
-//     sigmoid, hard swish) and flatten, with the reorders between layouts;
+//     sigmoid, hard swish), the channel ops (affine, shuffle, slice) and flatten, with the
+//     reorders between layouts;
 //   - conv_geometry and first_fast: a conv's oneDNN dimensions, and the layout ladder that offers
 //     oneDNN layouts in order and keeps the first that is not its slow reference kernel.
 // Internal to evaluator/.
@@ -94,6 +95,9 @@ public:
     void build_concat(PlanMemory& plan, const Stage& stage, std::vector<Step>& steps) const;
     // relu, clip, sigmoid, hard_sigmoid, hard_swish.
     void build_eltwise(PlanMemory& plan, const Stage& stage, std::vector<Step>& steps) const;
+    // channel_affine (a batch normalization with mean 0, variance 1, epsilon 0), channel_shuffle
+    // (oneDNN's shuffle) and channel_slice (a reorder from a view of the value laid out nchw).
+    void build_channel_op(PlanMemory& plan, const Stage& stage, std::vector<Step>& steps) const;
     // Free when only inner products read it (they take the 4-D memory directly); otherwise the
     // value is laid out row-major and viewed as [n, features].
     void build_flatten(PlanMemory& plan, const Stage& stage, std::vector<Step>& steps) const;
@@ -108,6 +112,11 @@ public:
 
 private:
     std::pair<std::string, std::string> binary_operands(const Node& node) const;
+    void build_channel_affine(PlanMemory& plan, const Node& node, std::vector<Step>& steps) const;
+    void build_channel_shuffle(PlanMemory& plan, const Node& node, std::vector<Step>& steps) const;
+    void build_channel_slice(PlanMemory& plan, const Node& node, std::vector<Step>& steps) const;
+    // `values` as a plain 1-D memory owned by the plan.
+    memory channel_constant(PlanMemory& plan, const std::vector<float>& values) const;
 
     const Graph& graph_;
     const Readers& readers_;

@@ -29,21 +29,6 @@ std::string where(const Node& node) {
     return "inference: node '" + node.name + "' (" + op_name(node.op) + ")";
 }
 
-// The graph with every batch_norm folded into its conv, or unchanged when fold_batch_norm refuses
-// (some batch_norm does not directly follow a conv it alone reads): those run as primitives.
-Graph folded_if_possible(const Graph& graph) {
-    const bool has_bn = std::any_of(graph.nodes.begin(), graph.nodes.end(),
-                                    [](const Node& n) { return n.op == Op::batch_norm; });
-    if (!has_bn) return graph;
-    Graph folded = graph;
-    try {
-        fold_batch_norm(folded);
-    } catch (const Error&) {
-        return graph;
-    }
-    return folded;
-}
-
 // Everything to run one batch size: primitives, their arguments and the activation memories.
 struct Plan : PlanMemory {
     memory output; // logits, plain [n, classes]
@@ -63,7 +48,7 @@ struct InferenceEngine::Impl {
     Readers readers;
     std::optional<NodeBuilder> nodes; // the non-layer nodes' primitives
     std::map<std::string, std::vector<memory>> weights; // per node, in each layout asked for
-    std::map<std::string, memory> constants;             // biases, batch_norm statistics
+    std::map<std::string, memory> constants;             // biases
     PlansBySize<Plan> plans;
     std::vector<float> logits;
 
@@ -82,7 +67,6 @@ struct InferenceEngine::Impl {
     memory constant(const std::string& key, const Tensor& t);
     void build_conv(Plan& plan, const Stage& stage);
     void build_inner_product(Plan& plan, const Stage& stage);
-    void build_batch_norm(Plan& plan, const Stage& stage);
 };
 
 InferenceEngine::Impl::Impl(const Graph& source, int64_t batch_size) : batch(batch_size) {
@@ -90,7 +74,7 @@ InferenceEngine::Impl::Impl(const Graph& source, int64_t batch_size) : batch(bat
         throw Error("inference: batch size must be at least 1, got " + std::to_string(batch));
     graph = source;
     infer_shapes(graph);
-    graph = folded_if_possible(graph);
+    fold_batch_norm(graph);
     readers = readers_of(graph);
     nodes.emplace(graph, readers, engine);
     classes = Tensor::count(graph.shapes.at(graph.output));
@@ -139,7 +123,10 @@ std::unique_ptr<Plan> InferenceEngine::Impl::build_plan(int64_t n) {
             case Op::sigmoid:
             case Op::hard_sigmoid:
             case Op::hard_swish: nodes->build_eltwise(*plan, stage, plan->steps); break;
-            case Op::batch_norm: build_batch_norm(*plan, stage); break;
+            case Op::channel_affine:
+            case Op::channel_shuffle:
+            case Op::channel_slice: nodes->build_channel_op(*plan, stage, plan->steps); break;
+            case Op::batch_norm: throw Error(where(*stage.node) + ": unexpected batch_norm");
             case Op::flatten: nodes->build_flatten(*plan, stage, plan->steps); break;
             }
         } catch (const dnnl::error& e) {
@@ -268,25 +255,6 @@ void InferenceEngine::Impl::build_inner_product(Plan& plan, const Stage& stage) 
     if (has_bias) args[DNNL_ARG_BIAS] = constant(node.name + "/bias", node.bias);
     plan.steps.push_back({ip(pd), std::move(args)});
     plan.values[node.output] = dst;
-    plan.values[stage.output] = dst;
-}
-
-void InferenceEngine::Impl::build_batch_norm(Plan& plan, const Stage& stage) {
-    const Node& node = *stage.node;
-    const memory src = plan.values.at(node.inputs[0]);
-    using bn = dnnl::batch_normalization_forward;
-    const auto flags = dnnl::normalization_flags::use_global_stats |
-                       dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
-    const bn::desc desc(dnnl::prop_kind::forward_inference, src.get_desc(), node.epsilon, flags);
-    const bn::primitive_desc pd(desc, engine);
-    memory dst(pd.dst_desc(), engine);
-    plan.steps.push_back({bn(pd),
-                          {{DNNL_ARG_SRC, src},
-                           {DNNL_ARG_DST, dst},
-                           {DNNL_ARG_MEAN, constant(node.name + "/mean", node.mean)},
-                           {DNNL_ARG_VARIANCE, constant(node.name + "/var", node.var)},
-                           {DNNL_ARG_SCALE, constant(node.name + "/gamma", node.weight)},
-                           {DNNL_ARG_SHIFT, constant(node.name + "/beta", node.bias)}}});
     plan.values[stage.output] = dst;
 }
 

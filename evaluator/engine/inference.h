@@ -1,8 +1,8 @@
 #pragma once
 // InferenceEngine: float32 forward passes of a Graph on oneDNN (CPU).
 //
-// Construction copies the graph, infers shapes, folds the batch_norms into their convs when
-// fold_batch_norm can fold them all (otherwise each runs as its own primitive), creates the
+// Construction copies the graph, infers shapes, folds the batch_norms (fold_batch_norm: into their
+// convs, or as channel_affine steps where no conv can absorb them), creates the
 // primitives for `batch` images and reorders the weights once into the layouts the primitives
 // chose. Activations stay in oneDNN's blocked layout nChw16c from the first conv to the inner
 // product (a 1-channel input is read in place as nchw), so a zoo model runs without any reorder

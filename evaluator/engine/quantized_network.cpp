@@ -509,6 +509,9 @@ std::unique_ptr<Plan> QuantizedNetwork::Impl::build_plan(int64_t n) {
             case Op::hard_sigmoid:
             case Op::hard_swish: nodes->build_eltwise(*plan, stage, steps); break;
             case Op::flatten: nodes->build_flatten(*plan, stage, steps); break;
+            case Op::channel_affine:
+            case Op::channel_shuffle:
+            case Op::channel_slice: nodes->build_channel_op(*plan, stage, steps); break;
             case Op::batch_norm: throw Error(where(node) + ": unexpected batch_norm");
             }
         } catch (const dnnl::error& e) {

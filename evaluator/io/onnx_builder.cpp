@@ -40,6 +40,11 @@ std::string OnnxBuilder::add_int32(const std::string& base, const std::vector<in
     return add_raw(base, onnx::TensorProto::INT32, dims, values.data(), values.size() * 4)->name();
 }
 
+std::string OnnxBuilder::add_int64(const std::string& base, const std::vector<int64_t>& dims,
+                                   const std::vector<int64_t>& values) {
+    return add_raw(base, onnx::TensorProto::INT64, dims, values.data(), values.size() * 8)->name();
+}
+
 std::string OnnxBuilder::add_int4(const std::string& base, const std::vector<int64_t>& dims,
                                   const std::vector<int8_t>& values, bool is_signed) {
     std::vector<uint8_t> packed((values.size() + 1) / 2, 0);

@@ -29,6 +29,8 @@ public:
                            const std::vector<uint8_t>& values);
     std::string add_int32(const std::string& base, const std::vector<int64_t>& dims,
                           const std::vector<int32_t>& values);
+    std::string add_int64(const std::string& base, const std::vector<int64_t>& dims,
+                          const std::vector<int64_t>& values);
     // Opset 21's 4-bit types: two codes a byte, the first in the low nibble (ONNX's packing).
     std::string add_int4(const std::string& base, const std::vector<int64_t>& dims,
                          const std::vector<int8_t>& values, bool is_signed);

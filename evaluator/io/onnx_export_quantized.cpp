@@ -4,6 +4,7 @@
 #include "evaluator/base/error.h"
 #include "evaluator/io/export_plan.h"
 #include "evaluator/io/onnx_builder.h"
+#include "evaluator/io/onnx_channel_ops.h"
 
 #include <onnx/onnx_pb.h>
 
@@ -206,6 +207,8 @@ void QdqEmitter::emit_float_node(const Node& node, const std::string& out) {
         {Op::sigmoid, "Sigmoid"}, {Op::hard_sigmoid, "HardSigmoid"}, {Op::hard_swish, "HardSwish"},
         {Op::mul, "Mul"}};
     if (node.op == Op::hard_swish && opset_ < 14) return emit_hard_swish_opset13(node, inputs, out);
+    if (is_channel_op(node.op))
+        return emit_channel_op(b_, node, graph_.shapes.at(node.inputs.at(0)), inputs.at(0), out);
     auto type = types.find(node.op);
     if (type == types.end())
         throw Error("export: node '" + node.name + "' (" + op_name(node.op) +

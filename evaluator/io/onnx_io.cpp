@@ -3,6 +3,8 @@
 #include "evaluator/base/atomic_file.h"
 #include "evaluator/base/error.h"
 #include "evaluator/io/onnx_builder.h"
+#include "evaluator/io/onnx_channel_ops.h"
+#include "evaluator/io/onnx_shape_folding.h"
 
 #include <onnx/onnx_pb.h>
 
@@ -37,8 +39,10 @@ constexpr const char* supported_ops =
     "Conv, Gemm, MatMul (optionally followed by Add of a 1-D constant), BatchNormalization, Relu, "
     "Clip, MaxPool, AveragePool, GlobalAveragePool, ReduceMean (over H and W), Add, "
     "Mul (equal shapes, or [N, C, 1, 1] by [N, C, H, W]), Concat (along channels), Sigmoid, "
-    "HardSigmoid, HardSwish, Flatten, Reshape (to 2-D), Identity, Pad (by zero), "
-    "Dropout, Constant, Softmax (as the last node)";
+    "HardSigmoid, HardSwish, Flatten, Reshape (to 2-D), Reshape-Transpose-Reshape (a channel "
+    "shuffle), Slice and Split (along channels), Identity, Pad (by zero), Dropout, Constant, "
+    "Softmax (as the last node), and shape computations on constants (Shape, Gather, Unsqueeze, "
+    "Squeeze, Concat, Slice, Cast, Add, Sub, Mul, Div)";
 
 std::string read_whole_file(const std::string& path, const std::string& what_for_errors) {
     std::ifstream in(path, std::ios::binary);
@@ -108,9 +112,10 @@ private:
     std::map<std::string, std::vector<size_t>> consumers_;      // value -> node indices
     std::vector<std::string> names_;                            // by ONNX node index
     std::vector<size_t> order_;                                 // topological order
-    std::set<size_t> fused_;                                    // Adds folded into a MatMul
+    std::set<size_t> fused_; // Adds folded into a MatMul, a channel shuffle's later nodes
     std::map<std::string, std::string> alias_;                  // removed node output -> input
     std::map<std::string, std::vector<int64_t>> shapes_;        // per-image shapes so far
+    std::map<std::string, ShapeValue> shape_values_;            // folded shape computations
     size_t current_ = 0;                                        // node being converted
     Graph graph_;
 
@@ -704,7 +709,9 @@ private:
                       std::string(supported_ops));
         }
         if (fused_.count(index) || op == "Constant") return;
+        if (op == "Split") return convert_split(proto); // several outputs
         expect_single_output(proto); // before any converter reads output(0)
+        if (is_shape_op(op) && fold_shape_computation(proto)) return;
         if (op == "Conv") return convert_conv(proto);
         if (op == "Gemm") return convert_gemm(proto);
         if (op == "MatMul") return convert_matmul(proto);
@@ -723,6 +730,7 @@ private:
         if (op == "Flatten") return convert_flatten(proto);
         if (op == "ReduceMean") return convert_reduce_mean(proto);
         if (op == "Reshape") return convert_reshape(proto);
+        if (op == "Slice") return convert_slice(proto);
         if (op == "Identity" && is_constant(proto.output(0))) return; // a constant's alias
         if (op == "Identity" || op == "Dropout") return remove(proto);
         if (op == "Pad") return convert_pad(proto);
@@ -1015,24 +1023,251 @@ private:
         add_node(std::move(flatten), {channels});
     }
 
-    // Reshape to [batch, features]: [0, -1], [-1, K], [N, K] or [N, -1] (N the batch size the
-    // exporter traced with). Anything else keeps a shape the IR cannot express.
+    // ---- shape computations and channel rearrangements ------------------------------------------
+
+    bool is_integer_constant(const std::string& value) const {
+        auto it = constants_.find(value);
+        return it != constants_.end() && (it->second->data_type() == onnx::TensorProto::INT64 ||
+                                          it->second->data_type() == onnx::TensorProto::INT32);
+    }
+
+    ShapeValue shape_value(const std::string& value) const {
+        if (auto it = shape_values_.find(value); it != shape_values_.end()) return it->second;
+        ShapeValue v;
+        v.dims = dims_of(*constants_.at(value));
+        v.values = int_values(value, "input");
+        v.batch.assign(v.values.size(), false);
+        return v;
+    }
+
+    // A node of a shape computation (onnx_shape_folding.h) whose inputs are integer constants, or
+    // a Shape of an activation, is evaluated now and its output becomes a constant. Otherwise
+    // (an Add of activations, say) it is left to its converter.
+    bool fold_shape_computation(const onnx::NodeProto& proto) {
+        std::vector<std::optional<ShapeValue>> held;
+        if (proto.op_type() == "Shape") {
+            expect_inputs(proto, 1, 1);
+            if (is_constant(proto.input(0))) return false;
+            held.emplace_back(shape_of_activation(shape_of(activation(proto.input(0)))));
+        } else {
+            for (const auto& input : proto.input()) {
+                if (!input.empty() && !is_integer_constant(input)) return false;
+                held.emplace_back(input.empty() ? std::nullopt
+                                                : std::optional<ShapeValue>(shape_value(input)));
+            }
+        }
+        std::vector<const ShapeValue*> inputs;
+        for (const auto& v : held) inputs.push_back(v ? &*v : nullptr);
+        ShapeValue out;
+        try {
+            out = fold_shape_node(proto, opset_, inputs);
+        } catch (const Error& e) {
+            fail_node(std::string("cannot evaluate this shape computation at import: ") + e.what());
+        }
+        onnx::TensorProto& made = owned_constants_.emplace_back();
+        made.set_name(proto.output(0));
+        made.set_data_type(onnx::TensorProto::INT64);
+        for (int64_t d : out.dims) made.add_dims(d);
+        for (size_t i = 0; i < out.values.size(); ++i) made.add_int64_data(out.batch[i] ? 0 : out.values[i]);
+        constants_[proto.output(0)] = &made;
+        shape_values_[proto.output(0)] = std::move(out);
+        return true;
+    }
+
+    // The per-image shape a Reshape to `target` gives an input of per-image shape `in`, or
+    // nullopt when the target does not keep the batch as its first dimension (0, -1 or the
+    // traced batch size) or does not fit. 0 copies the input's dimension, -1 takes the rest.
+    static std::optional<std::vector<int64_t>> per_image_target(std::vector<int64_t> target,
+                                                                const std::vector<int64_t>& in) {
+        if (target.size() < 2) return std::nullopt;
+        const int64_t count = Tensor::count(in);
+        const bool batch_inferred = target[0] == -1;
+        std::vector<int64_t> per(target.begin() + 1, target.end());
+        int64_t known = 1, unknown = -1;
+        for (size_t i = 0; i < per.size(); ++i) {
+            if (per[i] == 0 && i < in.size()) per[i] = in[i];
+            if (per[i] == -1 && (unknown >= 0 || batch_inferred)) return std::nullopt;
+            if (per[i] == -1) unknown = static_cast<int64_t>(i);
+            else if (per[i] < 1) return std::nullopt;
+            else known *= per[i];
+        }
+        if (target[0] < -1) return std::nullopt;
+        if (unknown >= 0) {
+            if (known == 0 || count % known != 0) return std::nullopt;
+            per[static_cast<size_t>(unknown)] = count / known;
+        }
+        if (Tensor::count(per) != count) return std::nullopt;
+        return per;
+    }
+
+    // A Reshape's target per-image shape, or a message naming it.
+    std::optional<std::vector<int64_t>> reshape_target(const onnx::NodeProto& proto,
+                                                       const std::vector<int64_t>& in) const {
+        const auto target = int_values(proto.input(1), "shape");
+        const bool zero = std::count(target.begin(), target.end(), 0) > 0;
+        if (zero && attr_int(proto, "allowzero", 0) != 0) return std::nullopt;
+        return per_image_target(target, in);
+    }
+
+    // The single reader of `value`, when it is an ai.onnx `op_type` node and `value` is not the
+    // graph output.
+    std::optional<size_t> sole_reader(const std::string& value, const std::string& op_type) const {
+        auto it = consumers_.find(value);
+        if (it == consumers_.end() || it->second.size() != 1) return std::nullopt;
+        for (const auto& output : onnx_.output())
+            if (output.name() == value) return std::nullopt;
+        const auto& node = onnx_.node(static_cast<int>(it->second.front()));
+        if (node.op_type() != op_type || !is_default_domain(node.domain()) ||
+            node.output_size() != 1)
+            return std::nullopt;
+        return it->second.front();
+    }
+
+    // PyTorch's channel_shuffle: Reshape to [N, g, C / g, H, W], Transpose perm [0, 2, 1, 3, 4],
+    // Reshape back to [N, C, H, W], each the only reader of the one before. Returns the groups
+    // and the indices of the Transpose and the last Reshape.
+    struct ShuffleMatch {
+        int64_t groups;
+        size_t transpose, merge;
+    };
+    std::optional<ShuffleMatch> channel_shuffle_at(
+        const onnx::NodeProto& proto, const std::vector<int64_t>& in,
+        const std::vector<int64_t>& grouped) const {
+        if (in.size() != 3 || grouped.size() != 4 || grouped[0] * grouped[1] != in[0] ||
+            grouped[2] != in[1] || grouped[3] != in[2])
+            return std::nullopt;
+        const auto transpose = sole_reader(proto.output(0), "Transpose");
+        if (!transpose) return std::nullopt;
+        const auto& t = onnx_.node(static_cast<int>(*transpose));
+        if (attr_ints(t, "perm", {}) != std::vector<int64_t>{0, 2, 1, 3, 4}) return std::nullopt;
+        const auto merge = sole_reader(t.output(0), "Reshape");
+        if (!merge) return std::nullopt;
+        const auto& m = onnx_.node(static_cast<int>(*merge));
+        if (m.input_size() != 2 || !is_integer_constant(m.input(1))) return std::nullopt;
+        const std::vector<int64_t> swapped{grouped[1], grouped[0], grouped[2], grouped[3]};
+        if (reshape_target(m, swapped) != in) return std::nullopt;
+        return ShuffleMatch{grouped[0], *transpose, *merge};
+    }
+
+    // Reshape to [batch, features] (a flatten), to the input's own shape (removed), or as the
+    // first step of a channel shuffle. Anything else keeps a shape the IR cannot express.
     void convert_reshape(const onnx::NodeProto& proto) {
         expect_inputs(proto, 2, 2);
         Node node = make_node(Op::flatten, proto);
-        auto target = int_values(proto.input(1), "shape");
-        int64_t size = Tensor::count(shape_of(node.inputs[0]));
-        bool two_d = target.size() == 2;
-        bool batch_ok = two_d && (target[0] == 0 || target[0] == -1 || target[0] > 0);
-        bool features_ok = two_d && (target[1] == size || (target[1] == -1 && target[0] != -1));
-        bool zero_ok = !two_d || target[0] != 0 || attr_int(proto, "allowzero", 0) == 0;
-        if (!batch_ok || !features_ok || !zero_ok) {
-            fail_node("reshape to " + join(target) +
-                      " is not supported; only a reshape to 2-D "
-                      "[batch, " +
-                      std::to_string(size) + "] (a flatten) is");
+        const auto& in = shape_of(node.inputs[0]);
+        const auto per = reshape_target(proto, in);
+        if (per && per->size() == 1) return add_node(std::move(node), *per);
+        if (per && *per == in) return remove(proto);
+        if (const auto shuffle = per ? channel_shuffle_at(proto, in, *per) : std::nullopt) {
+            fused_.insert(shuffle->transpose);
+            fused_.insert(shuffle->merge);
+            node.op = Op::channel_shuffle;
+            node.groups = shuffle->groups;
+            node.output = onnx_.node(static_cast<int>(shuffle->merge)).output(0);
+            return add_checked_node(std::move(node));
         }
-        add_node(std::move(node), {size});
+        fail_node("reshape to " + join(int_values(proto.input(1), "shape")) +
+                  " is not supported; only a reshape to 2-D [batch, " +
+                  std::to_string(Tensor::count(in)) +
+                  "] (a flatten) or PyTorch's channel shuffle (Reshape to [N, groups, C / groups, "
+                  "H, W], Transpose perm [0, 2, 1, 3, 4], Reshape to [N, C, H, W]) is");
+    }
+
+    // [begin, end) of a channel range as ONNX's Slice reads it (negative counts from the end,
+    // clamped to the channels).
+    static std::pair<int64_t, int64_t> channel_range(int64_t begin, int64_t end, int64_t channels) {
+        auto clamp = [&](int64_t i) {
+            return std::clamp(i < 0 ? i + channels : i, int64_t{0}, channels);
+        };
+        return {clamp(begin), clamp(end)};
+    }
+
+    // A channel_slice of [begin, end) named `name` writing `output` (the whole range: removed).
+    void add_channel_slice(const onnx::NodeProto& proto, std::string name, std::string output,
+                           int64_t begin, int64_t end) {
+        Node node;
+        node.name = std::move(name);
+        node.op = Op::channel_slice;
+        node.inputs = {activation(proto.input(0))};
+        node.output = std::move(output);
+        const int64_t channels = image_shape(node)[0];
+        if (begin == 0 && end == channels) {
+            alias_[node.output] = node.inputs[0];
+            return;
+        }
+        node.channel_begin = begin;
+        node.channel_end = end;
+        add_checked_node(std::move(node));
+    }
+
+    // Slice along channels with step 1 (PyTorch's chunk and split on dim 1); the other axes of
+    // [N, C, H, W] only when taken whole.
+    void convert_slice(const onnx::NodeProto& proto) {
+        const bool attributes = opset_ < 10;
+        expect_inputs(proto, attributes ? 1 : 3, attributes ? 1 : 5);
+        const std::string input = activation(proto.input(0));
+        const std::vector<int64_t> in = shape_of(input);
+        auto list = [&](int i, const char* name, std::vector<int64_t> fallback) {
+            if (attributes) return attr_ints(proto, name, fallback);
+            if (proto.input_size() > i && !proto.input(i).empty())
+                return int_values(proto.input(i), name);
+            return fallback;
+        };
+        const auto starts = list(1, "starts", {}), ends = list(2, "ends", {});
+        std::vector<int64_t> axes = list(3, "axes", {}), steps = list(4, "steps", {});
+        if (axes.empty())
+            for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+        steps.resize(starts.size(), 1);
+        if (starts.size() != ends.size() || axes.size() != starts.size())
+            fail_node("starts, ends and axes differ in length");
+        int64_t begin = 0, end = in.at(0);
+        for (size_t i = 0; i < axes.size(); ++i) {
+            const int64_t axis = axes[i] < 0 ? axes[i] + 4 : axes[i];
+            const int64_t size = axis >= 1 && axis <= 3 ? in.at(static_cast<size_t>(axis - 1)) : 0;
+            const auto range = channel_range(starts[i], ends[i], size);
+            const bool whole = range.first == 0 && range.second == size && steps[i] == 1;
+            if (axis == 1 && steps[i] == 1 && range.first < range.second) {
+                std::tie(begin, end) = range;
+            } else if (!whole) {
+                fail_node("slicing axis " + std::to_string(axes[i]) + " from " +
+                          std::to_string(starts[i]) + " to " + std::to_string(ends[i]) +
+                          " by " + std::to_string(steps[i]) +
+                          " is not supported; only a non-empty channel range (axis 1, step 1)");
+            }
+        }
+        add_channel_slice(proto, names_[current_], proto.output(0), begin, end);
+    }
+
+    // Split along channels: one channel_slice per used output, named "<node>", "<node>_1", ...
+    void convert_split(const onnx::NodeProto& proto) {
+        expect_inputs(proto, 1, 2);
+        const std::string input = activation(proto.input(0));
+        const int64_t channels = shape_of(input).size() == 3 ? shape_of(input)[0] : 0;
+        const int64_t axis = attr_int(proto, "axis", 0);
+        if (axis != 1 && axis != -3)
+            fail_node("split along axis " + std::to_string(axis) +
+                      " is not supported; only along channels (axis 1 of [N, C, H, W])");
+        std::vector<int64_t> sizes = proto.input_size() > 1 && !proto.input(1).empty()
+                                         ? int_values(proto.input(1), "split")
+                                         : attr_ints(proto, "split", {});
+        const int64_t parts = proto.output_size();
+        if (sizes.empty() && parts > 0 && channels % parts == 0)
+            sizes.assign(static_cast<size_t>(parts), channels / parts);
+        int64_t total = 0;
+        for (int64_t size : sizes) total += size;
+        if (static_cast<int64_t>(sizes.size()) != parts || total != channels)
+            fail_node("splits " + std::to_string(channels) + " channels into " + join(sizes) +
+                      " for " + std::to_string(parts) + " outputs; the sizes must add up");
+        int64_t begin = 0;
+        for (int i = 0; i < parts; ++i) {
+            const int64_t end = begin + sizes[static_cast<size_t>(i)];
+            const std::string& out = proto.output(i);
+            const bool is_graph_output = onnx_.output_size() == 1 && onnx_.output(0).name() == out;
+            if (!out.empty() && (consumers_.count(out) || is_graph_output))
+                add_channel_slice(proto, names_[current_] + (i ? "_" + std::to_string(i) : ""),
+                                  proto.output(i), begin, end);
+            begin = end;
+        }
     }
 
     // A Pad by zero everywhere changes nothing: PyTorch writes one before densenet's average
@@ -1101,6 +1336,12 @@ public:
             throw Error("export_onnx: graph input shape " + join(graph_.input_shape) +
                         " is not per-image [C, H, W]");
         }
+        const bool shaped =
+            graph_.shapes.count(graph_.input) &&
+            std::all_of(graph_.nodes.begin(), graph_.nodes.end(),
+                        [&](const Node& n) { return graph_.shapes.count(n.output) > 0; });
+        if (!shaped) infer_shapes(shaped_ = graph_);
+        known_shapes_ = shaped ? &graph_.shapes : &shaped_.shapes;
         onnx::ModelProto model;
         model.set_ir_version(export_ir_version);
         model.set_producer_name("mpsearch");
@@ -1108,37 +1349,37 @@ public:
         auto* opset = model.add_opset_import();
         opset->set_domain("");
         opset->set_version(export_opset_for(graph_));
-        graph_proto_ = model.mutable_graph();
-        graph_proto_->set_name("mpsearch");
+        onnx::GraphProto* proto = model.mutable_graph();
+        proto->set_name("mpsearch");
+        b_.emplace(proto);
         name_values();
-        OnnxBuilder::set_value_info(graph_proto_->add_input(), "input", graph_.input_shape);
-        OnnxBuilder::set_value_info(graph_proto_->add_output(), "logits", output_shape());
+        OnnxBuilder::set_value_info(proto->add_input(), "input", graph_.input_shape);
+        OnnxBuilder::set_value_info(proto->add_output(), "logits", shape_of(graph_.output));
         for (const Node& node : graph_.nodes) add_node(node);
         return model;
     }
 
 private:
     const Graph& graph_;
-    onnx::GraphProto* graph_proto_ = nullptr;
+    Graph shaped_; // a copy with shapes, when graph_ lacks some
+    const std::map<std::string, std::vector<int64_t>>* known_shapes_ = nullptr;
+    std::optional<OnnxBuilder> b_;
     std::map<std::string, std::string> value_names_; // IR value -> ONNX value
-    std::set<std::string> used_;                     // ONNX value and initializer names
+
+    const std::vector<int64_t>& shape_of(const std::string& value) const {
+        return known_shapes_->at(value);
+    }
 
     // The graph input and output become "input" and "logits"; other values keep their names
     // unless those clash.
     void name_values() {
-        used_ = {"input", "logits"};
+        b_->reserve("input");
+        b_->reserve("logits");
         value_names_[graph_.input] = "input";
         value_names_[graph_.output] = "logits";
         for (const Node& node : graph_.nodes) {
-            if (!value_names_.count(node.output)) value_names_[node.output] = unique(node.output);
+            if (!value_names_.count(node.output)) value_names_[node.output] = b_->unique(node.output);
         }
-    }
-
-    std::string unique(const std::string& base) {
-        std::string name = base;
-        for (int k = 1; used_.count(name); ++k) name = base + "_" + std::to_string(k);
-        used_.insert(name);
-        return name;
     }
 
     std::string value(const std::string& ir_value) const {
@@ -1149,117 +1390,97 @@ private:
         return it->second;
     }
 
-    std::vector<int64_t> output_shape() const {
-        auto it = graph_.shapes.find(graph_.output);
-        if (it != graph_.shapes.end()) return it->second;
-        Graph copy = graph_;
-        infer_shapes(copy);
-        return copy.shapes.at(copy.output);
-    }
-
-    // A raw float32 initializer; returns its name.
+    // A raw float32 initializer named after `base`; returns its name.
     std::string add_initializer(const std::string& base, const Tensor& tensor) {
-        auto* proto = graph_proto_->add_initializer();
-        proto->set_name(unique(base));
-        proto->set_data_type(onnx::TensorProto::FLOAT);
-        for (int64_t d : tensor.dims) proto->add_dims(d);
-        proto->set_raw_data(std::string(reinterpret_cast<const char*>(tensor.data.data()),
-                                        tensor.data.size() * sizeof(float)));
-        return proto->name();
-    }
-
-    static void set_ints(onnx::NodeProto* proto, const std::string& name,
-                         std::vector<int64_t> values) {
-        auto* a = proto->add_attribute();
-        a->set_name(name);
-        a->set_type(onnx::AttributeProto::INTS);
-        for (int64_t v : values) a->add_ints(v);
-    }
-
-    static void set_int(onnx::NodeProto* proto, const std::string& name, int64_t value) {
-        auto* a = proto->add_attribute();
-        a->set_name(name);
-        a->set_type(onnx::AttributeProto::INT);
-        a->set_i(value);
-    }
-
-    static void set_float(onnx::NodeProto* proto, const std::string& name, float value) {
-        auto* a = proto->add_attribute();
-        a->set_name(name);
-        a->set_type(onnx::AttributeProto::FLOAT);
-        a->set_f(value);
+        return b_->add_float(base, tensor.dims, tensor.data);
     }
 
     static void set_window(onnx::NodeProto* proto, const Node& node) {
-        set_ints(proto, "kernel_shape", {node.kernel[0], node.kernel[1]});
-        set_ints(proto, "strides", {node.stride[0], node.stride[1]});
-        set_ints(proto, "pads",
-                 {node.pad_begin[0], node.pad_begin[1], node.pad_end[0], node.pad_end[1]});
+        OnnxBuilder::set_ints(proto, "kernel_shape", {node.kernel[0], node.kernel[1]});
+        OnnxBuilder::set_ints(proto, "strides", {node.stride[0], node.stride[1]});
+        OnnxBuilder::set_ints(
+            proto, "pads", {node.pad_begin[0], node.pad_begin[1], node.pad_end[0], node.pad_end[1]});
+    }
+
+    // The node's parameters as initializer inputs, in ONNX's input order.
+    std::vector<std::string> parameters(const Node& node) {
+        std::vector<std::string> names;
+        auto add = [&](const char* suffix, const Tensor& t) {
+            names.push_back(add_initializer(node.name + suffix, t));
+        };
+        switch (node.op) {
+        case Op::conv:
+        case Op::fully_connected:
+            add(".weight", node.weight);
+            if (!node.bias.empty()) add(".bias", node.bias);
+            break;
+        case Op::batch_norm:
+            add(".weight", node.weight);
+            add(".bias", node.bias);
+            add(".mean", node.mean);
+            add(".var", node.var);
+            break;
+        case Op::clip:
+            add(".min", scalar(node.clip_min));
+            add(".max", scalar(node.clip_max));
+            break;
+        default: break;
+        }
+        return names;
+    }
+
+    static const char* onnx_type(Op op) {
+        switch (op) {
+        case Op::conv: return "Conv";
+        case Op::fully_connected: return "Gemm";
+        case Op::batch_norm: return "BatchNormalization";
+        case Op::relu: return "Relu";
+        case Op::clip: return "Clip";
+        case Op::max_pool: return "MaxPool";
+        case Op::average_pool: return "AveragePool";
+        case Op::global_average_pool: return "GlobalAveragePool";
+        case Op::add: return "Add";
+        case Op::flatten: return "Flatten";
+        case Op::concat: return "Concat";
+        case Op::sigmoid: return "Sigmoid";
+        case Op::hard_sigmoid: return "HardSigmoid";
+        case Op::hard_swish: return "HardSwish";
+        case Op::mul: return "Mul";
+        case Op::channel_affine:
+        case Op::channel_shuffle:
+        case Op::channel_slice: break; // onnx_channel_ops.h
+        }
+        return "";
     }
 
     void add_node(const Node& node) {
-        auto* proto = graph_proto_->add_node();
-        proto->set_name(node.name);
-        for (const auto& input : node.inputs) proto->add_input(value(input));
-        proto->add_output(value(node.output));
+        std::vector<std::string> inputs;
+        for (const auto& input : node.inputs) inputs.push_back(value(input));
+        if (is_channel_op(node.op))
+            return emit_channel_op(*b_, node, shape_of(node.inputs.at(0)), inputs.at(0),
+                                   value(node.output));
+        for (std::string& p : parameters(node)) inputs.push_back(std::move(p));
+        auto* proto = b_->add_node_to(onnx_type(node.op), node.name, inputs, value(node.output));
         switch (node.op) {
         case Op::conv:
-            proto->set_op_type("Conv");
-            proto->add_input(add_initializer(node.name + ".weight", node.weight));
-            if (!node.bias.empty())
-                proto->add_input(add_initializer(node.name + ".bias", node.bias));
             set_window(proto, node);
-            set_ints(proto, "dilations", {node.dilation[0], node.dilation[1]});
-            set_int(proto, "group", node.groups);
+            OnnxBuilder::set_ints(proto, "dilations", {node.dilation[0], node.dilation[1]});
+            OnnxBuilder::set_int(proto, "group", node.groups);
             break;
-        case Op::fully_connected:
-            proto->set_op_type("Gemm");
-            proto->add_input(add_initializer(node.name + ".weight", node.weight));
-            if (!node.bias.empty())
-                proto->add_input(add_initializer(node.name + ".bias", node.bias));
-            set_int(proto, "transB", 1);
-            break;
-        case Op::batch_norm:
-            proto->set_op_type("BatchNormalization");
-            proto->add_input(add_initializer(node.name + ".weight", node.weight));
-            proto->add_input(add_initializer(node.name + ".bias", node.bias));
-            proto->add_input(add_initializer(node.name + ".mean", node.mean));
-            proto->add_input(add_initializer(node.name + ".var", node.var));
-            set_float(proto, "epsilon", node.epsilon);
-            break;
-        case Op::relu: proto->set_op_type("Relu"); break;
-        case Op::clip:
-            proto->set_op_type("Clip");
-            proto->add_input(add_initializer(node.name + ".min", scalar(node.clip_min)));
-            proto->add_input(add_initializer(node.name + ".max", scalar(node.clip_max)));
-            break;
-        case Op::max_pool:
-            proto->set_op_type("MaxPool");
-            set_window(proto, node);
-            break;
+        case Op::fully_connected: OnnxBuilder::set_int(proto, "transB", 1); break;
+        case Op::batch_norm: OnnxBuilder::set_float(proto, "epsilon", node.epsilon); break;
+        case Op::max_pool: set_window(proto, node); break;
         case Op::average_pool:
-            proto->set_op_type("AveragePool");
             set_window(proto, node);
-            set_int(proto, "count_include_pad", node.count_include_pad ? 1 : 0);
+            OnnxBuilder::set_int(proto, "count_include_pad", node.count_include_pad ? 1 : 0);
             break;
-        case Op::global_average_pool: proto->set_op_type("GlobalAveragePool"); break;
-        case Op::add: proto->set_op_type("Add"); break;
         case Op::flatten:
-            proto->set_op_type("Flatten");
-            set_int(proto, "axis", 1);
-            break;
-        case Op::concat:
-            proto->set_op_type("Concat");
-            set_int(proto, "axis", 1);
-            break;
-        case Op::sigmoid: proto->set_op_type("Sigmoid"); break;
+        case Op::concat: OnnxBuilder::set_int(proto, "axis", 1); break;
         case Op::hard_sigmoid:
-            proto->set_op_type("HardSigmoid");
-            set_float(proto, "alpha", node.alpha);
-            set_float(proto, "beta", node.beta);
+            OnnxBuilder::set_float(proto, "alpha", node.alpha);
+            OnnxBuilder::set_float(proto, "beta", node.beta);
             break;
-        case Op::hard_swish: proto->set_op_type("HardSwish"); break;
-        case Op::mul: proto->set_op_type("Mul"); break;
+        default: break;
         }
     }
 

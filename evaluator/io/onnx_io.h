@@ -17,6 +17,11 @@
 //   Sigmoid, HardSigmoid (alpha, beta; defaults 0.2, 0.5), HardSwish         -> sigmoid,
 //     hard_sigmoid, hard_swish
 //   Flatten (axis 1), Reshape to 2-D [*, per-image size]                    -> flatten
+//   Reshape [N, g, C/g, H, W] -> Transpose [0, 2, 1, 3, 4] -> Reshape [N, C, H, W]
+//                                                                            -> channel_shuffle
+//   Slice along channels (step 1), Split along channels (one per output)    -> channel_slice
+//   Shape computations on integer constants (Shape, Gather, Slice, Concat, Unsqueeze, Squeeze,
+//   Cast, Add, Sub, Mul, Div): evaluated at import (onnx_shape_folding.h)
 //   Identity, Dropout, Pad by zero everywhere, a trailing Softmax: removed (the graph outputs
 //   logits); an Identity of a constant is that constant (PyTorch feeds shared equal tensors to
 //   convs that way)
@@ -31,7 +36,8 @@
 // producer "mpsearch"): graph input "input" [batch, C, H, W], output "logits" [batch, classes],
 // one ONNX node per IR node with the same name (conv -> Conv, fully_connected -> Gemm transB=1,
 // batch_norm -> BatchNormalization, clip -> Clip with min/max initializer inputs, flatten ->
-// Flatten axis 1, concat -> Concat axis 1, hard_sigmoid -> HardSigmoid with alpha and beta). Parameters are stored as raw float32 initializers
+// Flatten axis 1, concat -> Concat axis 1, hard_sigmoid -> HardSigmoid with alpha and beta; the
+// channel ops as onnx_channel_ops.h writes them). Parameters are stored as raw float32 initializers
 // named "<node>.weight", "<node>.bias", "<node>.mean", "<node>.var", so import(export(g)) == g
 // bit for bit (with the graph input and output values renamed "input" and "logits").
 #include "evaluator/ir/graph.h"

@@ -25,6 +25,9 @@ const char* op_name(Op op) {
     case Op::hard_sigmoid: return "hard_sigmoid";
     case Op::hard_swish: return "hard_swish";
     case Op::mul: return "mul";
+    case Op::channel_affine: return "channel_affine";
+    case Op::channel_shuffle: return "channel_shuffle";
+    case Op::channel_slice: return "channel_slice";
     }
     return "unknown";
 }
@@ -140,6 +143,31 @@ std::vector<int64_t> batch_norm_shape(const Node& node, const std::vector<int64_
     return in;
 }
 
+std::vector<int64_t> channel_affine_shape(const Node& node, const std::vector<int64_t>& in) {
+    const std::vector<int64_t> c{in.empty() ? 0 : in[0]};
+    check_param(node, node.weight, c, "scale");
+    check_param(node, node.bias, c, "shift");
+    return in;
+}
+
+std::vector<int64_t> channel_shuffle_shape(const Node& node, const std::vector<int64_t>& in) {
+    if (in.size() != 3) fail(node, "shuffles the channels of a CxHxW value, got " + dims_text(in));
+    if (node.groups < 1 || in[0] % node.groups != 0)
+        fail(node, std::to_string(node.groups) + " groups do not divide " +
+                       std::to_string(in[0]) + " channels");
+    return in;
+}
+
+std::vector<int64_t> channel_slice_shape(const Node& node, const std::vector<int64_t>& in) {
+    if (in.size() != 3) fail(node, "slices the channels of a CxHxW value, got " + dims_text(in));
+    if (node.channel_begin < 0 || node.channel_begin >= node.channel_end ||
+        node.channel_end > in[0])
+        fail(node, "channels [" + std::to_string(node.channel_begin) + ", " +
+                       std::to_string(node.channel_end) + ") are not a non-empty range of the " +
+                       std::to_string(in[0]) + " input channels");
+    return {node.channel_end - node.channel_begin, in[1], in[2]};
+}
+
 // Channels add up; every input must be CxHxW with the first input's H and W.
 std::vector<int64_t> concat_shape(const Node& node, const std::vector<std::vector<int64_t>>& in) {
     std::vector<int64_t> out = in[0];
@@ -195,6 +223,9 @@ std::vector<int64_t> output_shape(const Node& node,
     case Op::hard_sigmoid:
     case Op::hard_swish: return in[0];
     case Op::mul: return mul_shape(node, in[0], in[1]);
+    case Op::channel_affine: return channel_affine_shape(node, in[0]);
+    case Op::channel_shuffle: return channel_shuffle_shape(node, in[0]);
+    case Op::channel_slice: return channel_slice_shape(node, in[0]);
     }
     fail(node, "unknown op");
 }
@@ -221,6 +252,43 @@ void infer_shapes(Graph& graph) {
         throw Error("graph output '" + graph.output + "' is not produced by any node");
 }
 
+namespace {
+
+// gamma / sqrt(var + eps) per channel: the factor both forms of a folded batch_norm scale by.
+float batch_norm_factor(const Node& bn, int64_t c) {
+    return bn.weight.data[c] / std::sqrt(bn.var.data[c] + bn.epsilon);
+}
+
+void fold_into_conv(Node& conv, const Node& bn) {
+    const int64_t out_c = conv.weight.dims[0];
+    const int64_t per_kernel = conv.weight.numel() / out_c;
+    if (conv.bias.empty()) conv.bias = Tensor({out_c}, 0.0f);
+    for (int64_t k = 0; k < out_c; ++k) {
+        const float f = batch_norm_factor(bn, k);
+        for (int64_t i = 0; i < per_kernel; ++i) conv.weight.data[k * per_kernel + i] *= f;
+        conv.bias.data[k] = (conv.bias.data[k] - bn.mean.data[k]) * f + bn.bias.data[k];
+    }
+    conv.output = bn.output;
+}
+
+// The batch_norm as y = f * x + (0 - mean) * f + beta: the conv fold's formula with no conv.
+Node as_channel_affine(Node bn) {
+    const int64_t channels = bn.weight.numel();
+    Tensor scale({channels}), shift({channels});
+    for (int64_t c = 0; c < channels; ++c) {
+        scale.data[c] = batch_norm_factor(bn, c);
+        shift.data[c] = (0.0f - bn.mean.data[c]) * scale.data[c] + bn.bias.data[c];
+    }
+    bn.op = Op::channel_affine;
+    bn.weight = std::move(scale);
+    bn.bias = std::move(shift);
+    bn.mean = Tensor();
+    bn.var = Tensor();
+    return bn;
+}
+
+} // namespace
+
 void fold_batch_norm(Graph& graph) {
     std::map<std::string, int> readers;
     for (const Node& node : graph.nodes)
@@ -233,19 +301,11 @@ void fold_batch_norm(Graph& graph) {
             continue;
         }
         Node* conv = folded.empty() ? nullptr : &folded.back();
-        if (!conv || conv->op != Op::conv || conv->output != node.inputs[0] ||
-            readers[conv->output] != 1)
-            fail(node, "cannot be folded: it must directly follow a conv whose output it alone "
-                       "reads");
-        const int64_t out_c = conv->weight.dims[0];
-        const int64_t per_kernel = conv->weight.numel() / out_c;
-        if (conv->bias.empty()) conv->bias = Tensor({out_c}, 0.0f);
-        for (int64_t k = 0; k < out_c; ++k) {
-            const float f = node.weight.data[k] / std::sqrt(node.var.data[k] + node.epsilon);
-            for (int64_t i = 0; i < per_kernel; ++i) conv->weight.data[k * per_kernel + i] *= f;
-            conv->bias.data[k] = (conv->bias.data[k] - node.mean.data[k]) * f + node.bias.data[k];
-        }
-        conv->output = node.output;
+        if (conv && conv->op == Op::conv && conv->output == node.inputs[0] &&
+            readers[conv->output] == 1)
+            fold_into_conv(*conv, node);
+        else
+            folded.push_back(as_channel_affine(std::move(node)));
     }
     graph.nodes = std::move(folded);
     infer_shapes(graph);

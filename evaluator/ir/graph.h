@@ -37,6 +37,10 @@ enum class Op {
     hard_sigmoid,        // clamp(alpha * x + beta, 0, 1)
     hard_swish,          // x * clamp(x / 6 + 1 / 2, 0, 1) (ONNX HardSwish)
     mul,                 // elementwise product: same shapes, or a [C, 1, 1] scale times [C, H, W]
+    channel_affine,      // y = weight[c] * x + bias[c]: a batch_norm no conv can absorb
+    channel_shuffle,     // ShuffleNet's shuffle in `groups` groups: output channel k * groups + g
+                         // is input channel g * (C / groups) + k
+    channel_slice,       // input channels [channel_begin, channel_end)
 };
 
 const char* op_name(Op op);
@@ -61,7 +65,7 @@ struct Node {
     Dims2 pad_begin{0, 0}; // top, left
     Dims2 pad_end{0, 0};   // bottom, right
     Dims2 dilation{1, 1};  // conv only; 1 = dense
-    int64_t groups = 1;    // conv only
+    int64_t groups = 1;    // conv, channel_shuffle
     bool count_include_pad = false; // average_pool
 
     // clip
@@ -71,13 +75,17 @@ struct Node {
     // batch_norm
     float epsilon = 1e-5f;
 
+    // channel_slice
+    int64_t channel_begin = 0;
+    int64_t channel_end = 0;
+
     // hard_sigmoid: ONNX defaults (PyTorch exports alpha = 1/6)
     float alpha = 0.2f;
     float beta = 0.5f;
 
     // parameters (empty when the op has none; conv bias may be empty)
-    Tensor weight; // conv OIHW, fully_connected [out, in], batch_norm gamma [C]
-    Tensor bias;   // [out] or beta [C]
+    Tensor weight; // conv OIHW, fully_connected [out, in], batch_norm gamma [C], channel_affine [C]
+    Tensor bias;   // [out], beta [C], channel_affine [C]
     Tensor mean;   // batch_norm running mean [C]
     Tensor var;    // batch_norm running variance [C]
 };
@@ -110,12 +118,14 @@ void infer_shapes(Graph& graph);
 // Folds every batch_norm that directly follows a conv (whose output feeds only that batch_norm)
 // into the conv, in float32, as docs/semantics.md, "Graph preparation", defines:
 //   f = gamma / sqrt(var + eps); w' = w * f; b' = (b - mean) * f + beta.
-// The folded conv keeps its name and takes over the batch_norm's output value. A batch_norm
-// that cannot be folded is an error (mps::Error naming it). Re-runs infer_shapes().
+// The folded conv keeps its name and takes over the batch_norm's output value. A batch_norm that
+// follows anything else (DenseNet's BN after a concat) becomes a channel_affine of the same name
+// with the same factors: weight = f, bias = -mean * f + beta. Re-runs infer_shapes().
 void fold_batch_norm(Graph& graph);
 
 // Conv and fully connected layers: the layers a bit-width policy assigns bits to. Every other op,
-// including concat, mul and the sigmoid family, runs on float32 values in every engine.
+// including concat, mul, the sigmoid family and the channel ops, runs on float32 values in every
+// engine.
 bool is_quantizable(const Node& node);
 
 // Multiply-accumulates per image of one conv / fully connected node (0 for other ops: the

@@ -280,6 +280,63 @@ Tensor reference_mul(const Tensor& a, const Tensor& b) {
     return dst;
 }
 
+namespace {
+
+Nchw channel_input(const Tensor& src, const Node& node) {
+    require_4d(src, node);
+    return Nchw(src);
+}
+
+// dst channel `to` of image n := src channel `from` (both NCHW, same H and W).
+void copy_channel(const Tensor& src, int64_t src_channels, int64_t from, Tensor& dst,
+                  int64_t dst_channels, int64_t to, int64_t n, int64_t area) {
+    const float* in = src.data.data() + (n * src_channels + from) * area;
+    std::copy(in, in + area, dst.data.data() + (n * dst_channels + to) * area);
+}
+
+} // namespace
+
+Tensor reference_channel_affine(const Tensor& src, const Node& node) {
+    const Nchw s = channel_input(src, node);
+    if (node.weight.numel() != s.c || node.bias.numel() != s.c)
+        fail(node, "scale and shift must have " + std::to_string(s.c) + " values each");
+    Tensor dst(src.dims);
+    for (int64_t i = 0; i < s.n * s.c; ++i) {
+        const double a = node.weight.data[i % s.c], b = node.bias.data[i % s.c];
+        for (int64_t j = i * s.h * s.w; j < (i + 1) * s.h * s.w; ++j)
+            dst.data[j] = static_cast<float>(a * src.data[j] + b);
+    }
+    return dst;
+}
+
+Tensor reference_channel_shuffle(const Tensor& src, const Node& node) {
+    const Nchw s = channel_input(src, node);
+    if (node.groups < 1 || s.c % node.groups != 0)
+        fail(node, std::to_string(node.groups) + " groups do not divide " + std::to_string(s.c) +
+                       " channels");
+    const int64_t per_group = s.c / node.groups;
+    Tensor dst(src.dims);
+    for (int64_t n = 0; n < s.n; ++n)
+        for (int64_t g = 0; g < node.groups; ++g)
+            for (int64_t k = 0; k < per_group; ++k)
+                copy_channel(src, s.c, g * per_group + k, dst, s.c, k * node.groups + g, n,
+                             s.h * s.w);
+    return dst;
+}
+
+Tensor reference_channel_slice(const Tensor& src, const Node& node) {
+    const Nchw s = channel_input(src, node);
+    const int64_t begin = node.channel_begin, end = node.channel_end;
+    if (begin < 0 || begin >= end || end > s.c)
+        fail(node, "channels [" + std::to_string(begin) + ", " + std::to_string(end) +
+                       ") are not a non-empty range of " + std::to_string(s.c));
+    Tensor dst({s.n, end - begin, s.h, s.w});
+    for (int64_t n = 0; n < s.n; ++n)
+        for (int64_t c = begin; c < end; ++c)
+            copy_channel(src, s.c, c, dst, end - begin, c - begin, n, s.h * s.w);
+    return dst;
+}
+
 Tensor reference_node(const Node& node, const std::vector<const Tensor*>& inputs) {
     if (!accepts_inputs(node.op, inputs.size()))
         fail(node, std::string("expects ") + expected_inputs_text(node.op) + " inputs, got " +
@@ -301,6 +358,9 @@ Tensor reference_node(const Node& node, const std::vector<const Tensor*>& inputs
     case Op::hard_sigmoid: return reference_hard_sigmoid(x, node.alpha, node.beta);
     case Op::hard_swish: return reference_hard_swish(x);
     case Op::mul: return reference_mul(x, *inputs[1]);
+    case Op::channel_affine: return reference_channel_affine(x, node);
+    case Op::channel_shuffle: return reference_channel_shuffle(x, node);
+    case Op::channel_slice: return reference_channel_slice(x, node);
     }
     fail(node, "unknown op");
 }

@@ -35,6 +35,12 @@ Tensor reference_hard_sigmoid(const Tensor& src, float alpha, float beta);
 Tensor reference_hard_swish(const Tensor& src); // x * hard_sigmoid(x) with alpha 1/6, beta 1/2
 // Equal shapes, or an {N, C, 1, 1} scale (either operand) times {N, C, H, W}.
 Tensor reference_mul(const Tensor& a, const Tensor& b);
+// y = weight[c] * x + bias[c].
+Tensor reference_channel_affine(const Tensor& src, const Node& node);
+// Output channel k * groups + g is input channel g * (C / groups) + k.
+Tensor reference_channel_shuffle(const Tensor& src, const Node& node);
+// Input channels [channel_begin, channel_end).
+Tensor reference_channel_slice(const Tensor& src, const Node& node);
 
 // One node applied to its input values (as many as accepts_inputs() wants).
 Tensor reference_node(const Node& node, const std::vector<const Tensor*>& inputs);

@@ -621,7 +621,10 @@ TrainLayer build_train_layer(TrainBuild& b, const Node& n, const Node* fused_rel
         case Op::mul:
         case Op::sigmoid:
         case Op::hard_sigmoid:
-        case Op::hard_swish: // inference and search run them; their backward is not written yet
+        case Op::hard_swish:
+        case Op::channel_affine:
+        case Op::channel_shuffle:
+        case Op::channel_slice: // inference and search run them; their backward is not written yet
             fail(n, std::string("fine-tuning does not support ") + op_name(n.op) +
                         " yet; evaluate and search this model without fine-tuning");
         case Op::conv: build_conv(b, n, layer); break;

@@ -8,9 +8,7 @@
 source "$(dirname "$0")/common.bash"
 FIX="$ROOT/tests/data/torchvision"
 declare -A refused=(
-  [convnext_tiny]="op type 'Transpose' is not supported"
-  [densenet121]="(batch_norm): cannot be folded"
-  [shufflenet_v2_x0_5]="reshape to [1, 2, 8, 4, 4] is not supported")
+  [convnext_tiny]="op type 'Transpose' is not supported")
 
 # compare <family.json> <predictions file> <eval json>: PyTorch against mpsearch, as above.
 compare() {
