@@ -229,7 +229,7 @@ TEST_CASE("with H = identity adaround's weight error is never above round-to-nea
     std::map<std::string, LayerInputMoments> moments;
     for (const Node* layer : quantizable_layers(graph)) moments[layer->name] = identity_moments(*layer);
     const auto nearest = make_weight_quantizer("mse");
-    const auto adaround = make_weight_quantizer("adaround")->with_data(
+    const auto adaround = make_weight_quantizer("adaround", {{"scale", "mse"}})->with_data(
         std::make_shared<const FixedLayerData>(graph, moments));
     for (const Node* layer : quantizable_layers(graph))
         for (int bits = 2; bits <= 4; ++bits)
@@ -249,7 +249,7 @@ TEST_CASE("with H = identity adaround's weight error is never above round-to-nea
 TEST_CASE("with the calibration H adaround's output error is below round-to-nearest's for every kernel") {
     const Graph graph = small_conv_graph();
     const CalibrationLayerData data(graph, images_for(graph, 32), "");
-    const auto nearest = make_weight_quantizer("mse");
+    const auto nearest = make_weight_quantizer("uniform"); // scale: max, the default
     const auto adaround = make_weight_quantizer("adaround")->with_data(
         std::make_shared<const CalibrationLayerData>(graph, images_for(graph, 32), ""));
     for (const Node* layer : quantizable_layers(graph)) {
@@ -332,28 +332,31 @@ TEST_CASE("adaround keeps its codes on disk and a second quantizer reads them ba
 
 TEST_CASE("adaround's integer form is its fake form, and it runs on the integer path") {
     const Graph graph = small_conv_graph();
-    const auto adaround = make_prepared_quantizer({"adaround", {{"iterations", "100"}}}, graph,
-                                                  images_for(graph), "");
-    const auto unbound = make_weight_quantizer("adaround", {{"iterations", "100"}});
-    const auto nearest = make_weight_quantizer("mse");
-    bool learned_differs = false;
-    for (const Node* layer : quantizable_layers(graph))
-        for (int bits : {1, 2, 3, 4, 5, 8, 16})
-            for (int64_t k = 0; k < layer->weight.dims[0]; ++k) {
-                const auto w = kernel(*layer, k);
-                const WeightQuantizer::KernelCodes codes = adaround->kernel_codes(w, bits);
-                std::vector<float> from_codes(w.size());
-                dequantize_codes(codes, from_codes);
-                CHECK(from_codes == dequantized(*adaround, w, bits));
-                const int qmax = bits == 1 ? 1 : uniform_qmax(bits);
-                for (int32_t c : codes.codes) CHECK(std::abs(c) <= qmax);
-                // the scale is mse's; 1 and 16 bits and the unbound quantizer round to nearest
-                CHECK(codes.scale == nearest->kernel_codes(w, bits).scale);
-                if (bits == 1 || bits == 16) CHECK(codes.codes == nearest->kernel_codes(w, bits).codes);
-                CHECK(unbound->kernel_codes(w, bits).codes == nearest->kernel_codes(w, bits).codes);
-                learned_differs |= codes.codes != nearest->kernel_codes(w, bits).codes;
-            }
-    CHECK(learned_differs);
+    for (const char* scale : {"max", "mse"}) {
+        const QuantizerSpec spec{"adaround", {{"iterations", "100"}, {"scale", scale}}};
+        const auto adaround = make_prepared_quantizer(spec, graph, images_for(graph), "");
+        const auto unbound = make_weight_quantizer(spec.name, spec.args);
+        const auto nearest = make_weight_quantizer(scale == std::string("max") ? "uniform" : "mse");
+        bool learned_differs = false;
+        for (const Node* layer : quantizable_layers(graph))
+            for (int bits : {1, 2, 3, 4, 5, 8, 16})
+                for (int64_t k = 0; k < layer->weight.dims[0]; ++k) {
+                    const auto w = kernel(*layer, k);
+                    const WeightQuantizer::KernelCodes codes = adaround->kernel_codes(w, bits);
+                    std::vector<float> from_codes(w.size());
+                    dequantize_codes(codes, from_codes);
+                    CHECK(from_codes == dequantized(*adaround, w, bits));
+                    const int qmax = bits == 1 ? 1 : uniform_qmax(bits);
+                    for (int32_t c : codes.codes) CHECK(std::abs(c) <= qmax);
+                    // the scale is the grid's; 1 and 16 bits and the unbound quantizer round to nearest
+                    const WeightQuantizer::KernelCodes grid = nearest->kernel_codes(w, bits);
+                    CHECK(codes.scale == grid.scale);
+                    if (bits == 1 || bits == 16) CHECK(codes.codes == grid.codes);
+                    CHECK(unbound->kernel_codes(w, bits).codes == grid.codes);
+                    learned_differs |= codes.codes != grid.codes;
+                }
+        CHECK(learned_differs);
+    }
 
     EvaluatorOptions options;
     options.weight_quantizer = {"adaround", {{"iterations", "100"}}};
@@ -373,5 +376,5 @@ TEST_CASE("adaround rejects bad arguments with the accepted ones") {
                          doctest::Contains("iterations"), Error);
     CHECK_THROWS_WITH_AS(make_weight_quantizer("adaround", {{"steps", "5"}}),
                          doctest::Contains("accepted arguments: iterations, scale, lambda, learning_rate"), Error);
-    CHECK(make_weight_quantizer("adaround")->args().at("scale") == "mse");
+    CHECK(make_weight_quantizer("adaround")->args().at("scale") == "max");
 }

@@ -43,7 +43,7 @@
 //                      `grid`, the number of ratios, default 51, step 0.01), the one with the
 //                      least sum (w - s * q)^2, ties to the larger a; q as `uniform`'s codes.
 //                      b = 1 as `uniform` (mean|w| is already the least-squares scale).
-//   adaround           `mse`'s (argument scale: mse) or `uniform`'s (scale: max) grid and scale,
+//   adaround           `uniform`'s (argument scale: max, default) or `mse`'s (scale: mse) scale,
 //                      each weight rounded down or up as learned on the calibration inputs to
 //                      minimise the layer-output error (adaround.h). Data-aware: see with_data.
 //                      b = 1 as `uniform`; b = 16 rounds to nearest on its grid.

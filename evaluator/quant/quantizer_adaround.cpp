@@ -199,7 +199,9 @@ std::unique_ptr<WeightQuantizer> make_adaround_quantizer(const QuantizerArgs& ar
     o.lambda = static_cast<float>(lambda);
     o.learning_rate = static_cast<float>(learning_rate);
     const auto scale = args.find("scale");
-    settings->scale = scale == args.end() ? "mse" : scale->second;
+    // max: in 10 measured cells (docs/quantizers.md) it won 6 with the same mean accuracy, and it
+    // spares mse's search over 51 clipping ratios
+    settings->scale = scale == args.end() ? "max" : scale->second;
     if (settings->scale != "mse" && settings->scale != "max")
         throw Error(owner + ": argument scale = '" + settings->scale +
                     "' must be mse (the `mse` quantizer's clipped scale) or max (`uniform`'s)");
