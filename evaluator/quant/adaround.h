@@ -27,8 +27,7 @@ namespace mps {
 struct AdaRoundOptions {
     int iterations = 500;
     // Weight of the rounding regulariser. The paper's 0.01 weighs its unnormalised output MSE;
-    // against this normalised loss 0.01 left most roundings undecided until the end (resnet8 at
-    // 3 bits: output error 0.58..0.99 of nearest's per layer), 1 decided them (0.10..0.55).
+    // against this normalised loss 0.01 left most roundings undecided until the last steps.
     float lambda = 1.0f;
     float learning_rate = 0.01f;
     float warmup = 0.2f;      // share of the iterations without the regulariser
