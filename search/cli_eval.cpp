@@ -78,7 +78,7 @@ bool parse_eval_args(int argc, char** argv, EvalArgs& args) {
          "calibration images (the first N training images)")
         ("workers", po::value(&args.workers)->default_value(args.workers), "evaluation threads")
         ("quantizer", po::value(&args.quantizer)->default_value(args.quantizer),
-         "weight quantizer: uniform, mse, uniform_asymmetric, ls, kmeans, bayesian_bits")
+         "weight quantizer: uniform, mse, adaround, uniform_asymmetric, ls, kmeans, bayesian_bits")
         ("calibration-method", po::value(&args.calibration_method)->default_value(args.calibration_method),
          "activation range calibration: max, percentile, mse")
         ("write-policy", po::value(&args.write_policy),
@@ -198,7 +198,8 @@ struct QuantizedSetup {
 
 QuantizedSetup quantized_setup(const EvalArgs& args, const Graph& graph) {
     if (args.policy.empty())
-        return {BitPolicy::uniform(graph, args.uniform), {args.quantizer, {}},
+        return {BitPolicy::uniform(graph, args.uniform),
+                {args.quantizer, make_weight_quantizer(args.quantizer)->args()}, // with defaults
                 {args.calibration_method, {}}};
     PolicyFile file = read_policy_file(args.policy, graph, args.model);
     if (args.quantizer_given && args.quantizer != file.weight_quantizer.name)
@@ -222,6 +223,7 @@ EvaluatorOptions quantized_options(const EvalArgs& args, const QuantizedSetup& s
     options.workers = static_cast<int>(args.workers);
     options.batch = args.batch;
     options.incremental_cache_bytes = 0; // one candidate: nothing to reuse
+    if (!args.policy.empty()) options.quantizer_cache_dir = learned_codes_beside(args.policy);
     return options;
 }
 
@@ -269,13 +271,12 @@ void write_evaluated_policy(const EvalArgs& args, const QuantizedSetup& setup, c
 void write_predictions(const std::string& path, const Evaluator& evaluator,
                        const BitPolicy& policy, Split split) {
     const EvaluatorOptions& options = evaluator.options();
-    const auto quantizer = std::shared_ptr<const WeightQuantizer>(
-        make_weight_quantizer(options.weight_quantizer.name, options.weight_quantizer.args));
     const int64_t pass = std::min(options.pass_images, options.batch);
     QuantizedNetwork net(evaluator.graph(),
                          std::make_shared<const Calibration>(evaluator.calibration()),
-                         std::make_shared<WeightCache>(evaluator.graph(), quantizer), options.path,
-                         pass);
+                         std::make_shared<WeightCache>(evaluator.graph(),
+                                                       evaluator.weight_cache().shared_quantizer()),
+                         options.path, pass);
     net.set_policy(policy);
     write_argmax_lines(path, evaluator.data(split), net, pass);
 }

@@ -8,6 +8,7 @@
 #include "evaluator/base/sha256.h"
 #include "evaluator/data/dataset.h"
 #include "evaluator/engine/calibrate.h"
+#include "evaluator/engine/layer_inputs.h"
 #include "evaluator/io/aimet_encodings.h"
 #include "evaluator/io/onnx_export_quantized.h"
 #include "evaluator/io/onnx_io.h"
@@ -66,13 +67,13 @@ int run_export(int argc, char** argv) {
     Graph graph = import_onnx(args.model);
     fold_batch_norm(graph);
     const PolicyFile file = read_policy_file(args.policy, graph, args.model);
-    const auto quantizer =
-        make_weight_quantizer(file.weight_quantizer.name, file.weight_quantizer.args);
-    const Dataset images = fashion_mnist_split(load_fashion_mnist_training_file(args.data),
-                                               Split::calibration, args.calibration);
+    const auto images = std::make_shared<const Dataset>(fashion_mnist_split(
+        load_fashion_mnist_training_file(args.data), Split::calibration, args.calibration));
     const Calibration calibration = calibrate(
-        graph, images,
+        graph, *images,
         make_calibration(file.activation_calibration.name, file.activation_calibration.args));
+    const auto quantizer = make_prepared_quantizer(file.weight_quantizer, graph, images,
+                                                   learned_codes_beside(args.policy));
 
     QuantizedExportInfo info = export_info_of(file, args.calibration);
     info.source_model_path = args.model;

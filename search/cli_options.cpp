@@ -2,6 +2,9 @@
 
 #include "evaluator/base/error.h"
 
+#include "evaluator/engine/evaluator.h"
+
+#include <filesystem>
 #include <ostream>
 
 namespace mps::cli {
@@ -34,6 +37,13 @@ void require_batch(long long value) {
                     std::to_string(max_batch) +
                     " images per pass: memory grows with the batch while speed does not; use at "
                     "most " + std::to_string(max_batch) + " (the default is fine)");
+}
+
+std::string learned_codes_beside(const std::string& policy_path) {
+    const std::filesystem::path dir =
+        std::filesystem::path(policy_path).parent_path() / learned_codes_dir_name;
+    std::error_code error;
+    return std::filesystem::is_directory(dir, error) ? dir.string() : std::string();
 }
 
 } // namespace mps::cli

@@ -27,4 +27,9 @@ inline constexpr long long max_batch = 4096;
 // Throws mps::Error unless 1 <= value <= max_batch, saying why the bound is there.
 void require_batch(long long value);
 
+// The learned codes of a data-aware quantizer (adaround) beside a policy file: `learned_codes/` in
+// the file's directory (a search's run directory holds both) when it exists, else "" (learned
+// again, in memory).
+std::string learned_codes_beside(const std::string& policy_path);
+
 } // namespace mps::cli

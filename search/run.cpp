@@ -70,6 +70,7 @@ EvaluatorOptions evaluator_options(const RunConfig& config, const RunOptions& ru
     options.calibration_method = config.activation_calibration;
     options.path = config.path;
     options.workers = config.workers;
+    options.quantizer_cache_dir = (fs::path(config.output_dir) / learned_codes_dir_name).string();
     if (run.tune_evaluator) run.tune_evaluator(options);
     return options;
 }
@@ -352,7 +353,9 @@ private:
         PolicyFile file;
         file.model_path = config_.model_path;
         file.model_sha256 = sha256_file(config_.model_path);
-        file.weight_quantizer = config_.weight_quantizer;
+        // the arguments completed with their defaults: the recipe stays the same if those change
+        file.weight_quantizer = {config_.weight_quantizer.name,
+                                 evaluator_.weight_cache().quantizer().args()};
         file.activation_calibration = config_.activation_calibration;
         file.policy = chosen.evaluation.policy;
         file.metrics = metrics_from_costs(result_.chosen_test->costs);

@@ -214,7 +214,7 @@ TEST_CASE("quantizers: quantize_weights applies per-kernel bits") {
 TEST_CASE("quantizers: registry lists names and rejects unknown names and arguments") {
     CHECK(weight_quantizer_names() ==
           std::vector<std::string>{"uniform", "uniform_asymmetric", "ls", "kmeans", "bayesian_bits",
-                                   "mse"});
+                                   "mse", "adaround"});
     CHECK_THROWS_WITH_AS(make_weight_quantizer("lloyd"),
                          doctest::Contains("known quantizers: uniform, uniform_asymmetric, ls, kmeans"),
                          Error);

@@ -9,31 +9,10 @@
 #include "evaluator/ir/bit_policy.h"
 
 #include <algorithm>
-#include <set>
 
 namespace mps {
 
 namespace {
-
-// The graph restricted to the nodes `value` depends on, with `value` as its output.
-Graph truncated_at(const Graph& graph, const std::string& value) {
-    std::set<std::string> needed{value};
-    std::vector<bool> keep(graph.nodes.size(), false);
-    for (size_t i = graph.nodes.size(); i-- > 0;) {
-        const Node& node = graph.nodes[i];
-        if (!needed.count(node.output)) continue;
-        keep[i] = true;
-        needed.insert(node.inputs.begin(), node.inputs.end());
-    }
-    Graph prefix;
-    prefix.input = graph.input;
-    prefix.input_shape = graph.input_shape;
-    prefix.output = value;
-    for (size_t i = 0; i < graph.nodes.size(); ++i)
-        if (keep[i]) prefix.nodes.push_back(graph.nodes[i]);
-    infer_shapes(prefix);
-    return prefix;
-}
 
 std::string shape_text(const std::vector<int64_t>& dims) {
     std::string text;

@@ -4,6 +4,7 @@
 #include "evaluator/base/lru_cache.h"
 #include "evaluator/engine/code_chains.h"
 #include "evaluator/engine/evaluate.h"
+#include "evaluator/engine/layer_inputs.h"
 
 #include <omp.h>
 #include <tbb/parallel_for.h>
@@ -279,10 +280,12 @@ struct Evaluator::Impl {
             make_calibration(options.calibration_method.name, options.calibration_method.args),
             options.batch));
         calibration_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+        // Only a data-aware quantizer reads the calibration images again (and keeps them).
         weights = std::make_shared<WeightCache>(
             graph,
-            std::shared_ptr<const WeightQuantizer>(make_weight_quantizer(
-                options.weight_quantizer.name, options.weight_quantizer.args)),
+            make_prepared_quantizer(options.weight_quantizer, graph,
+                                    std::make_shared<const Dataset>(std::move(data.calibration)),
+                                    options.quantizer_cache_dir),
             options.weight_cache_bytes);
         slots.resize(static_cast<size_t>(options.workers));
         dependencies = cut_dependencies_of();

@@ -58,7 +58,14 @@ struct EvaluatorOptions {
     int64_t incremental_min_macs_per_byte = 16;
     int64_t weight_cache_bytes = int64_t{1} << 30;
     int onednn_threads = 1; // OpenMP threads per worker inside evaluate(); 0 = OpenMP's default
+    // Where a data-aware weight quantizer (adaround) keeps what it learned per layer and
+    // bit-width, to be read back by later evaluators (a search's run directory); "" = in memory.
+    std::string quantizer_cache_dir;
 };
+
+// The quantizer_cache_dir of a search: this directory in its run directory. `mpsearch eval` and
+// `export` of a policy file read the one beside the file when it exists.
+inline constexpr const char* learned_codes_dir_name = "learned_codes";
 
 // The images an Evaluator scores on; tests inject small ones.
 struct EvaluationData {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 #include <sstream>
 
 namespace mps {
@@ -330,6 +331,25 @@ int64_t graph_params(const Graph& graph) {
     for (const Node& n : graph.nodes)
         total += n.weight.numel() + n.bias.numel();
     return total;
+}
+
+Graph truncated_at(const Graph& graph, const std::string& value) {
+    std::set<std::string> needed{value};
+    std::vector<bool> keep(graph.nodes.size(), false);
+    for (size_t i = graph.nodes.size(); i-- > 0;) {
+        const Node& node = graph.nodes[i];
+        if (!needed.count(node.output)) continue;
+        keep[i] = true;
+        needed.insert(node.inputs.begin(), node.inputs.end());
+    }
+    Graph prefix;
+    prefix.input = graph.input;
+    prefix.input_shape = graph.input_shape;
+    prefix.output = value;
+    for (size_t i = 0; i < graph.nodes.size(); ++i)
+        if (keep[i]) prefix.nodes.push_back(graph.nodes[i]);
+    infer_shapes(prefix);
+    return prefix;
 }
 
 } // namespace mps

@@ -115,6 +115,10 @@ std::vector<int64_t> output_shape(const Node& node, const std::vector<std::vecto
 // naming the node and the mismatch (e.g. a conv whose weight expects 3 input channels fed 1).
 void infer_shapes(Graph& graph);
 
+// The graph restricted to the nodes `value` depends on, with `value` as its output (shapes
+// inferred): what computes one intermediate value, e.g. a layer's float32 input.
+Graph truncated_at(const Graph& graph, const std::string& value);
+
 // Folds every batch_norm that directly follows a conv (whose output feeds only that batch_norm)
 // into the conv, in float32, as docs/semantics.md, "Graph preparation", defines:
 //   f = gamma / sqrt(var + eps); w' = w * f; b' = (b - mean) * f + beta.

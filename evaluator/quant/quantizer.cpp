@@ -41,6 +41,11 @@ WeightQuantizer::KernelCodes WeightQuantizer::kernel_codes(std::span<const float
     throw Error("weight quantizer '" + name() + "' has no integer form");
 }
 
+std::shared_ptr<const WeightQuantizer> WeightQuantizer::with_data(
+    std::shared_ptr<const LayerDataSource>) const {
+    return nullptr;
+}
+
 Tensor quantize_weights(const WeightQuantizer& quantizer, const Tensor& weight,
                         std::span<const int> bits) {
     const int64_t kernels = weight.dims.empty() ? 0 : weight.dims[0];
@@ -72,6 +77,7 @@ const std::vector<std::pair<std::string, Factory>>& registry() {
         {"kmeans", make_kmeans_quantizer},
         {"bayesian_bits", make_bayesian_bits_quantizer},
         {"mse", make_mse_quantizer},
+        {"adaround", make_adaround_quantizer},
     };
     return table;
 }

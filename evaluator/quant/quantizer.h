@@ -43,9 +43,14 @@
 //                      `grid`, the number of ratios, default 51, step 0.01), the one with the
 //                      least sum (w - s * q)^2, ties to the larger a; q as `uniform`'s codes.
 //                      b = 1 as `uniform` (mean|w| is already the least-squares scale).
-// `uniform` and `mse` at 1..8 bits have an integer form (kernel_codes) for the integer path and
-// the export.
+//   adaround           `uniform`'s (argument scale: max, default) or `mse`'s (scale: mse) scale,
+//                      each weight rounded down or up as learned on the calibration inputs to
+//                      minimise the layer-output error (adaround.h). Data-aware: see with_data.
+//                      b = 1 as `uniform`; b = 16 rounds to nearest on its grid.
+// `uniform`, `mse` and `adaround` at 1..8 bits have an integer form (kernel_codes) for the
+// integer path and the export.
 #include "evaluator/ir/tensor.h"
+#include "evaluator/quant/layer_data.h"
 
 #include <functional>
 #include <map>
@@ -91,6 +96,14 @@ public:
     };
     virtual bool has_integer_form() const { return false; }
     virtual KernelCodes kernel_codes(std::span<const float> w, int bits) const;
+
+    // Data-aware quantizers (adaround) learn from one model's layers and calibration inputs:
+    // learns_from_data() is true and with_data() returns a quantizer bound to `data`, which
+    // serves that model's kernels (recognised by their values) with what it learned, and any
+    // other kernel as it would without data. The others keep the default: false, nullptr.
+    virtual bool learns_from_data() const { return false; }
+    virtual std::shared_ptr<const WeightQuantizer> with_data(
+        std::shared_ptr<const LayerDataSource> data) const;
 
 protected:
     // The quantizer's own rule for bits in {1..8, 16}; w.size() == out.size() > 0.
@@ -138,5 +151,6 @@ std::unique_ptr<WeightQuantizer> make_ls_quantizer(const QuantizerArgs& args);
 std::unique_ptr<WeightQuantizer> make_kmeans_quantizer(const QuantizerArgs& args);
 std::unique_ptr<WeightQuantizer> make_bayesian_bits_quantizer(const QuantizerArgs& args);
 std::unique_ptr<WeightQuantizer> make_mse_quantizer(const QuantizerArgs& args);
+std::unique_ptr<WeightQuantizer> make_adaround_quantizer(const QuantizerArgs& args);
 
 } // namespace mps

@@ -87,6 +87,9 @@ std::shared_ptr<const Tensor> WeightCache::get(const std::string& layer,
 }
 
 const WeightQuantizer& WeightCache::quantizer() const { return *impl_->quantizer; }
+std::shared_ptr<const WeightQuantizer> WeightCache::shared_quantizer() const {
+    return impl_->quantizer;
+}
 int64_t WeightCache::hits() const { return impl_->hits; }
 int64_t WeightCache::misses() const { return impl_->misses; }
 

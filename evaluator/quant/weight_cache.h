@@ -24,6 +24,7 @@ public:
     // Quantize-dequantized OIHW / [out, in] weights of `layer` at per-kernel `bits`.
     std::shared_ptr<const Tensor> get(const std::string& layer, const std::vector<int>& bits);
     const WeightQuantizer& quantizer() const;
+    std::shared_ptr<const WeightQuantizer> shared_quantizer() const; // for another cache or network
     int64_t hits() const;
     int64_t misses() const;
     int64_t bytes() const;   // bytes of the weights held now

@@ -7,7 +7,8 @@
 #   - exported as by default and run with every optimization on (integer kernels, int32 biases
 #     of fused layers): top-1 within ORT_TOP1_POINTS (default 1.0: a subset of 2,000 images is noisy) and at least ORT_AGREEMENT
 #     percent (default 97.5) equal. Both figures are printed.
-# Policies: uniform W8A8 and W4A4 (eval --write-policy; W4A4 also as opset 21 INT4) and the
+# Policies: uniform W8A8 and W4A4 (eval --write-policy; W4A4 also as opset 21 INT4), W4A4 with
+# the adaround quantizer (its learned codes exported) and the
 # kernel-wise policy with pruned
 # kernels that a short random search chooses (whose run directory holds model.q.onnx).
 # EXPORT_MODELS (default "lenet5 resnet8") and EXPORT_IMAGES (default 2000; 0 = all 10,000) keep
@@ -63,6 +64,13 @@ for model in $MODELS; do
       --out "$WORK/$model.$bits.onnx" >/dev/null || { fail "$model $bits export"; continue; }
     check "$model" "$bits" "$policy" "$WORK/$model.$bits.onnx"
   done
+  # adaround's learned codes: the export's integer weights are what the evaluator scored
+  policy=$WORK/$model.adaround.yaml
+  "$MPSEARCH" eval --model "$ROOT/models/$model.onnx" --uniform W4A4 --quantizer adaround --limit 10 \
+    --write-policy "$policy" >/dev/null || fail "$model adaround policy"
+  "$MPSEARCH" export --model "$ROOT/models/$model.onnx" --policy "$policy" \
+    --out "$WORK/$model.adaround.onnx" >/dev/null || fail "$model adaround export"
+  check "$model" adaround "$policy" "$WORK/$model.adaround.onnx"
   # opset 21: INT4 weight codes (packed two a byte), the same arithmetic
   "$MPSEARCH" export --model "$ROOT/models/$model.onnx" --policy "$WORK/$model.W4A4.yaml" --opset 21 \
     --float-bias --out "$WORK/$model.int4.onnx" >/dev/null || fail "$model opset 21 export"
