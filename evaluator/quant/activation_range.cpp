@@ -24,7 +24,9 @@ std::map<std::string, bool> unsigned_values(const Graph& graph) {
         case Op::max_pool:
         case Op::average_pool:
         case Op::global_average_pool:
-        case Op::flatten: non_negative = is_unsigned(node.inputs.at(0)); break;
+        case Op::flatten:
+        case Op::channel_shuffle: // moves or picks channels: values unchanged
+        case Op::channel_slice: non_negative = is_unsigned(node.inputs.at(0)); break;
         case Op::add:
         case Op::mul:
         case Op::concat:
@@ -35,7 +37,8 @@ std::map<std::string, bool> unsigned_values(const Graph& graph) {
         case Op::hard_swish: non_negative = false; break;  // down to -3/8
         case Op::conv:
         case Op::fully_connected:
-        case Op::batch_norm: non_negative = false; break;
+        case Op::batch_norm:
+        case Op::channel_affine: non_negative = false; break;
         }
         result[node.output] = non_negative;
     }
