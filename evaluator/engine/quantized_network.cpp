@@ -605,6 +605,7 @@ choose_int8_conv(const std::function<dnnl::convolution_forward::primitive_desc()
         return strided && impl.rfind("jit_uni_int8_1x1", 0) == 0;
     };
     dnnl::convolution_forward::primitive_desc pd = make();
+    if (!pd) return pd; // oneDNN has none for this layout
     int fallback = -1; // oneDNN's first acceptable choice, by position
     for (int i = 0;; ++i) {
         const std::string impl = pd.impl_info_str();
